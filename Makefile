@@ -1,0 +1,43 @@
+# rtds — see README.md. `make demo` runs the pipeline end to end; `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# Builds live outside the clone so CI and later sessions reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
+CARGO ?= cargo
+RTDS := $(CARGO_TARGET_DIR)/debug/rtds
+
+.PHONY: all deps build lint test demo stack-up stack-down stack-status bench clean
+
+all: build
+
+deps: ## install what the build needs (Debian packages, Rust components)
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+stack-up:
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
+
+stack-status:
+	scripts/stack.sh status
+
+test: deps ## start the stack (and stop what it started), lint, every test
+	scripts/test.sh
+
+demo: build stack-up
+	@eval "$$(scripts/stack.sh env)" && $(RTDS) check
+
+bench: deps
+	$(CARGO) bench
+
+clean:
+	scripts/stack.sh down || true
+	rm -rf .stack

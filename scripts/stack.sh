@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The rtds stack on this machine, without Docker: Kafka (KRaft), Cassandra,
+# PostgreSQL, on loopback, data under .stack/.
+#   scripts/stack.sh up|down|status|logs|env [service...]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/stack/lib.sh
+. "$ROOT/scripts/stack/lib.sh"
+ALL_SERVICES=(kafka cassandra postgres)
+for s in "${ALL_SERVICES[@]}"; do
+  # shellcheck disable=SC1090
+  . "$ROOT/scripts/stack/$s.sh"
+done
+
+cmd=${1:-status}
+shift || true
+services=("$@")
+[ ${#services[@]} -eq 0 ] && services=("${ALL_SERVICES[@]}")
+for s in "${services[@]}"; do
+  [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || die "unknown service '$s' (known: ${ALL_SERVICES[*]})"
+done
+
+case "$cmd" in
+  install) for s in "${services[@]}"; do "${s}_install"; done ;;
+  up)
+    mkdir -p "$STACK_DIR"
+    for s in "${services[@]}"; do "${s}_install"; done
+    for s in "${services[@]}"; do "${s}_up"; done
+    ;;
+  down)
+    # Reverse order: stores first, the broker last.
+    for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[$i]}_down"; done
+    ;;
+  status)
+    rc=0
+    for s in "${services[@]}"; do "${s}_status" || rc=1; done
+    exit $rc
+    ;;
+  logs) for s in "${services[@]}"; do "${s}_logs"; done ;;
+  env) for s in "${services[@]}"; do "${s}_env"; done ;;
+  *) die "usage: scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres...]" ;;
+esac

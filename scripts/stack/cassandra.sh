@@ -1,0 +1,83 @@
+# Apache Cassandra 5.0 for the stack: cassandra-all from Maven Central started
+# through CassandraDaemon, native protocol on 127.0.0.1:9042, data under .stack/cassandra.
+
+CASSANDRA_PORT=9042
+CASSANDRA_DIR="$STACK_DIR/cassandra"
+CASSANDRA_CP_FILE="$CASSANDRA_DIR/classpath.txt"
+CASSANDRA_SRC="$ROOT/stack/cassandra"
+
+cassandra_install() {
+  command -v java >/dev/null || apt_ensure openjdk-17-jre-headless
+  command -v javac >/dev/null || apt_ensure openjdk-17-jdk-headless
+  command -v mvn >/dev/null || apt_ensure maven
+  maven_classpath "$CASSANDRA_SRC" "$CASSANDRA_CP_FILE"
+  # The CQL probe, compiled once against the driver on the same classpath.
+  if [ ! -f "$CASSANDRA_DIR/probe/CqlProbe.class" ] || [ "$CASSANDRA_SRC/CqlProbe.java" -nt "$CASSANDRA_DIR/probe/CqlProbe.class" ]; then
+    mkdir -p "$CASSANDRA_DIR/probe"
+    javac -nowarn -cp "$(cat "$CASSANDRA_CP_FILE")" -d "$CASSANDRA_DIR/probe" "$CASSANDRA_SRC/CqlProbe.java" >&2 \
+      || die "cassandra: compiling CqlProbe failed"
+  fi
+}
+
+cassandra_version() { tr ':' '\n' <"$CASSANDRA_CP_FILE" | sed -n 's|.*/cassandra-all-\(.*\)\.jar$|\1|p' | head -n 1; }
+
+# cassandra_cql "CQL" ...: run statements, print rows as pipe-separated text.
+cassandra_cql() {
+  java -Xmx128m -Dlogback.configurationFile="$CASSANDRA_SRC/logback-probe.xml" \
+    -cp "$(cat "$CASSANDRA_CP_FILE"):$CASSANDRA_DIR/probe" CqlProbe 127.0.0.1 "$CASSANDRA_PORT" "$@"
+}
+
+cassandra_answers() { cassandra_cql "SELECT release_version FROM system.local" 2>/dev/null | grep -q '^[0-9]'; }
+
+cassandra_up() {
+  local t0=$SECONDS jamm opts
+  if is_running cassandra && cassandra_answers; then
+    say "cassandra: already up on 127.0.0.1:$CASSANDRA_PORT"
+    return 0
+  fi
+  if ! is_running cassandra && { port_open "$CASSANDRA_PORT" || port_open 7000; }; then
+    die "cassandra: port $CASSANDRA_PORT or 7000 is taken by another process (not started by this stack)"
+  fi
+  mkdir -p "$CASSANDRA_DIR/conf" "$CASSANDRA_DIR/logs"
+  sed "s|@DIR@|$CASSANDRA_DIR|g" "$CASSANDRA_SRC/cassandra.yaml.in" >"$CASSANDRA_DIR/conf/cassandra.yaml"
+  if ! is_running cassandra; then
+    jamm=$(tr ':' '\n' <"$CASSANDRA_CP_FILE" | grep '/jamm-' | head -n 1)
+    mapfile -t opts < <(grep -v '^\s*#' "$CASSANDRA_SRC/jvm17.options" | grep -v '^\s*$')
+    start_bg cassandra "$CASSANDRA_DIR/logs/stdout.log" java "${opts[@]}" \
+      -javaagent:"$jamm" \
+      -Dcassandra.config="file://$CASSANDRA_DIR/conf/cassandra.yaml" \
+      -Dcassandra.storagedir="$CASSANDRA_DIR" \
+      -Dcassandra.logdir="$CASSANDRA_DIR/logs" \
+      -Dlogback.configurationFile="$CASSANDRA_SRC/logback.xml" \
+      -Dcassandra-foreground=yes \
+      -Dcassandra.skip_wait_for_gossip_to_settle=0 \
+      -Dcassandra.ring_delay_ms=1000 \
+      -Dcassandra.superuser_setup_delay_ms=0 \
+      -Dcassandra.load_ring_state=false \
+      -cp "$(cat "$CASSANDRA_CP_FILE")" org.apache.cassandra.service.CassandraDaemon
+  fi
+  local deadline=$((SECONDS + 180))
+  until cassandra_answers; do
+    if ! is_running cassandra || [ $SECONDS -ge $deadline ]; then
+      tail -n 40 "$CASSANDRA_DIR/logs/system.log" "$CASSANDRA_DIR/logs/stdout.log" >&2 2>/dev/null || true
+      die "cassandra did not answer CQL on 127.0.0.1:$CASSANDRA_PORT"
+    fi
+    sleep 1
+  done
+  say "cassandra: up on 127.0.0.1:$CASSANDRA_PORT (Apache Cassandra $(cassandra_version)) in $((SECONDS - t0))s"
+}
+
+cassandra_down() { stop_bg cassandra 60; }
+
+cassandra_status() {
+  if is_running cassandra; then
+    echo "cassandra: running (pid $(cat "$(pidfile cassandra)")) on 127.0.0.1:$CASSANDRA_PORT"
+  else
+    echo "cassandra: stopped"
+    return 1
+  fi
+}
+
+cassandra_logs() { tail -n 100 "$CASSANDRA_DIR/logs/system.log" 2>/dev/null || true; }
+
+cassandra_env() { echo "export RTDS_CASSANDRA_NODES=127.0.0.1:$CASSANDRA_PORT"; }

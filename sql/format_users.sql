@@ -1,0 +1,21 @@
+-- The classic tutorial's format_data, as DataFusion SQL over one batch of raw
+-- randomuser records (table users_raw). Output: the users_created contract of
+-- DESIGN.md. Text fields are copied exactly as the API sent them.
+SELECT
+    login['uuid']                       AS id,
+    name['first']                       AS first_name,
+    name['last']                        AS last_name,
+    gender                              AS gender,
+    concat_ws(', ',
+        concat_ws(' ', location['street']['number'], location['street']['name']),
+        location['city'],
+        location['state'],
+        location['country'])            AS address,
+    location['postcode']                AS post_code,
+    email                               AS email,
+    login['username']                   AS username,
+    dob['date']                         AS dob,
+    registered['date']                  AS registered_date,
+    phone                               AS phone,
+    picture['medium']                   AS picture
+FROM users_raw

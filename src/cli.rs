@@ -1,0 +1,320 @@
+//! Command-line parsing only: every option is also an `RTDS_<NAME>` environment
+//! variable, so Airflow passes parameters as env and never inside a shell string.
+//! Secrets (passwords, SASL) are never options: they come from env or files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::names;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtds",
+    version,
+    about = "Real-time user-data pipeline: randomuser.me -> Kafka -> DataFusion SQL -> Cassandra / PostgreSQL / Parquet",
+    long_about = None,
+    after_help = "Every option is also an environment variable RTDS_<NAME> (shown as [env: ...]).\n\
+                  Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "RTDS_BROKERS", default_value = "127.0.0.1:9092", global = true,
+          value_parser = names::parse_brokers)]
+    pub brokers: String,
+
+    /// Any librdkafka setting as key=value (repeatable; in the env, comma-separated).
+    /// Secret keys (*password*, *secret*, *.key*) are refused here: put them in
+    /// RTDS_KAFKA_OPTIONS or in the file of --kafka-config.
+    #[arg(long = "kafka-option", env = "RTDS_KAFKA_OPTIONS", value_delimiter = ',',
+          global = true, value_parser = names::parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+
+    /// A file of librdkafka settings, one key=value a line (# comments): the place for SASL/TLS secrets.
+    #[arg(long, env = "RTDS_KAFKA_CONFIG", global = true)]
+    pub kafka_config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "RTDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics (text format) on http://ADDR/metrics while running.
+    #[arg(long, env = "RTDS_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch users from a randomuser.me-compatible API or the seeded generator and produce them to Kafka.
+    #[command(after_help = "Examples:\n  \
+        rtds ingest --source generate --count 10000 --seed 42\n  \
+        rtds ingest --source randomuser --url https://randomuser.me/api/ --duration 60s --rate 50/s\n  \
+        RTDS_COUNT=1000 RTDS_SOURCE=generate rtds ingest")]
+    Ingest(IngestArgs),
+    /// Consume raw users, run DataFusion SQL over them and produce clean rows; bad records go to the DLQ.
+    #[command(after_help = "Examples:\n  \
+        rtds transform                       # drain users_raw up to its end, then exit\n  \
+        rtds transform --follow              # run until SIGTERM\n  \
+        rtds transform --sql my_rules.sql    # replace the built-in SQL (input table: users_raw)")]
+    Transform(TransformArgs),
+    /// Consume clean rows and upsert them into Cassandra, PostgreSQL or Parquet files.
+    #[command(after_help = "Examples:\n  \
+        rtds load --sink cassandra\n  \
+        RTDS_POSTGRES_URL=postgres://... rtds load --sink postgres\n  \
+        rtds load --sink parquet --out ./data --follow")]
+    Load(LoadArgs),
+    /// Connect to Kafka, Cassandra and PostgreSQL as configured and report each one's state and version.
+    Check(CheckArgs),
+}
+
+/// Options shared by the stages that consume Kafka: how long they run and in what batches.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeOpts {
+    /// Consumer group.
+    #[arg(long, env = "RTDS_GROUP")]
+    pub group: Option<String>,
+    /// Run until SIGTERM/SIGINT instead of stopping at the end of the input seen at start.
+    #[arg(long, env = "RTDS_FOLLOW")]
+    pub follow: bool,
+    /// Records per batch.
+    #[arg(long, env = "RTDS_BATCH_SIZE", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Longest wait to fill a batch before processing what is there (e.g. 200ms).
+    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "200ms", value_parser = names::parse_duration)]
+    pub max_wait: Duration,
+    /// Dead-letter topic for records that cannot be processed.
+    #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]
+    pub dlq_topic: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// A randomuser.me-compatible HTTP API.
+    Randomuser,
+    /// The built-in seeded generator (no network needed).
+    Generate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Where users come from.
+    #[arg(long, env = "RTDS_SOURCE", value_enum, default_value_t = Source::Randomuser)]
+    pub source: Source,
+    /// API endpoint for --source randomuser.
+    #[arg(long, env = "RTDS_URL", default_value = "https://randomuser.me/api/", value_parser = names::parse_http_url)]
+    pub url: String,
+    /// The API's own `seed` parameter (same seed, same users).
+    #[arg(long, env = "RTDS_API_SEED")]
+    pub api_seed: Option<String>,
+    /// Nationalities for the API, e.g. "us,gb,fr".
+    #[arg(long, env = "RTDS_NAT")]
+    pub nat: Option<String>,
+    /// Users per API request (the API serves at most 5000).
+    #[arg(long, env = "RTDS_PAGE_SIZE", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub page_size: u32,
+    /// HTTP timeout for the whole request (connect has its own, shorter one).
+    #[arg(long, env = "RTDS_HTTP_TIMEOUT", default_value = "30s", value_parser = names::parse_duration)]
+    pub http_timeout: Duration,
+    /// Attempts per request before giving up (429, 5xx, timeouts, connection errors are retried).
+    #[arg(long, env = "RTDS_RETRIES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+    /// First wait between retries; it doubles each attempt, with jitter, up to 60s.
+    #[arg(long, env = "RTDS_RETRY_BASE", default_value = "500ms", value_parser = names::parse_duration)]
+    pub retry_base: Duration,
+    /// Seed of the built-in generator (same seed, same users).
+    #[arg(long, env = "RTDS_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many users.
+    #[arg(long, env = "RTDS_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this long (e.g. 60s, 5m).
+    #[arg(long, env = "RTDS_DURATION", value_parser = names::parse_duration)]
+    pub duration: Option<Duration>,
+    /// No bound: run until SIGTERM/SIGINT (the real-time path).
+    #[arg(long, env = "RTDS_FOLLOW", conflicts_with_all = ["count", "duration"])]
+    pub follow: bool,
+    /// Produce at most this many users per second (e.g. 100/s or 100).
+    #[arg(long, env = "RTDS_RATE", value_parser = names::parse_rate)]
+    pub rate: Option<f64>,
+    /// Topic to produce to (created if missing).
+    #[arg(long, env = "RTDS_TOPIC", default_value = "users_raw", value_parser = names::parse_topic)]
+    pub topic: String,
+    /// Partitions when the topic has to be created.
+    #[arg(long, env = "RTDS_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+    /// Replication factor when the topic has to be created.
+    #[arg(long, env = "RTDS_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
+    /// Producer compression codec.
+    #[arg(long, env = "RTDS_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TransformArgs {
+    /// Topic of raw users.
+    #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_raw", value_parser = names::parse_topic)]
+    pub input_topic: String,
+    /// Topic of clean rows.
+    #[arg(long, env = "RTDS_OUTPUT_TOPIC", default_value = "users_created", value_parser = names::parse_topic)]
+    pub output_topic: String,
+    /// SQL file replacing the built-in transform (input table: users_raw).
+    #[arg(long, env = "RTDS_SQL")]
+    pub sql: Option<PathBuf>,
+    /// Consume-transform-produce in Kafka transactions (exactly once between topics).
+    #[arg(long, env = "RTDS_EXACTLY_ONCE")]
+    pub exactly_once: bool,
+    #[command(flatten)]
+    pub consume: ConsumeOpts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sink {
+    Cassandra,
+    Postgres,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Where rows go.
+    #[arg(long, env = "RTDS_SINK", value_enum)]
+    pub sink: Sink,
+    /// Topic of clean rows.
+    #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_created", value_parser = names::parse_topic)]
+    pub input_topic: String,
+    /// Output directory for --sink parquet.
+    #[arg(long, env = "RTDS_OUT", default_value = "data")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub consume: ConsumeOpts,
+    #[command(flatten)]
+    pub cassandra: CassandraOpts,
+    #[command(flatten)]
+    pub postgres: PostgresOpts,
+}
+
+/// Cassandra connection settings. User and password come only from
+/// RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD (or RTDS_CASSANDRA_PASSWORD_FILE).
+#[derive(Debug, Clone, Args)]
+pub struct CassandraOpts {
+    /// Cassandra contact points, comma-separated host:port.
+    #[arg(long, env = "RTDS_CASSANDRA_NODES", default_value = "127.0.0.1:9042", value_delimiter = ',')]
+    pub cassandra_nodes: Vec<String>,
+    /// Keyspace.
+    #[arg(long, env = "RTDS_KEYSPACE", default_value = "spark_streams", value_parser = names::parse_identifier)]
+    pub keyspace: String,
+    /// Table.
+    #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = names::parse_identifier)]
+    pub table: String,
+    /// Replication of the keyspace when it has to be created, e.g. "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3".
+    #[arg(long, env = "RTDS_REPLICATION", default_value = "SimpleStrategy:1")]
+    pub replication: String,
+    /// Write consistency level.
+    #[arg(long, env = "RTDS_CONSISTENCY", default_value = "LOCAL_QUORUM")]
+    pub consistency: String,
+    /// Concurrent writes in flight.
+    #[arg(long, env = "RTDS_CONCURRENCY", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Use TLS to Cassandra (CA from RTDS_CASSANDRA_CA_FILE if set).
+    #[arg(long, env = "RTDS_CASSANDRA_TLS")]
+    pub cassandra_tls: bool,
+    /// Connect timeout.
+    #[arg(long, env = "RTDS_CONNECT_TIMEOUT", default_value = "10s", value_parser = names::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// PostgreSQL settings. The URL (with its password) comes only from the
+/// environment: RTDS_POSTGRES_URL, or a file named by RTDS_POSTGRES_URL_FILE.
+#[derive(Debug, Clone, Args)]
+pub struct PostgresOpts {
+    /// Require TLS to PostgreSQL (CA from RTDS_POSTGRES_CA_FILE if set).
+    #[arg(long, env = "RTDS_POSTGRES_TLS")]
+    pub postgres_tls: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub cassandra: CassandraOpts,
+    #[command(flatten)]
+    pub postgres: PostgresOpts,
+    /// Services to check (default: all).
+    #[arg(long, env = "RTDS_CHECK", value_enum, value_delimiter = ',',
+          default_values_t = [Service::Kafka, Service::Cassandra, Service::Postgres])]
+    pub only: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Kafka,
+    Cassandra,
+    Postgres,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_count_is_a_usage_error() {
+        let err = Cli::try_parse_from(["rtds", "ingest", "--count", "-1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn topic_names_are_validated() {
+        assert!(Cli::try_parse_from(["rtds", "ingest", "--topic", "users raw"]).is_err());
+        assert!(Cli::try_parse_from(["rtds", "ingest", "--topic", "users_raw.v2"]).is_ok());
+    }
+}

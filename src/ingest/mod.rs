@@ -1,0 +1,209 @@
+//! `rtds ingest`: users from the randomuser.me API or the seeded generator,
+//! produced as-is to Kafka keyed by `login.uuid`. Exits only after every
+//! delivery report has arrived.
+
+pub mod generate;
+mod randomuser;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rdkafka::producer::BaseRecord;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cli::{GlobalOpts, IngestArgs, Source};
+use crate::error::usage;
+use crate::kafka;
+
+/// Records the generator writes between two checks of the bounds and signals.
+const GENERATE_CHUNK: u64 = 1000;
+/// How long the producer may take to deliver what is queued at the end.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    stage: &'static str,
+    source: &'static str,
+    topic: &'a str,
+    #[serde(rename = "in")]
+    received: u64,
+    out: u64,
+    failed: u64,
+    retried: u64,
+    bytes: u64,
+    seconds: f64,
+    records_per_s: f64,
+}
+
+/// Where records come from.
+enum Feed {
+    Generate { generator: generate::Generator, next: u64 },
+    Api(randomuser::RandomUser),
+}
+
+pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
+    if args.count.is_none() && args.duration.is_none() && !args.follow {
+        return usage("rtds ingest needs a bound: --count N, --duration D, or --follow to run until stopped");
+    }
+    let (source_name, mut feed) = match args.source {
+        Source::Generate => ("generate", Feed::Generate { generator: generate::Generator::new(args.seed), next: 0 }),
+        Source::Randomuser => (
+            "randomuser",
+            Feed::Api(randomuser::RandomUser::new(randomuser::Options {
+                url: args.url.clone(),
+                api_seed: args.api_seed.clone(),
+                nat: args.nat.clone(),
+                timeout: args.http_timeout,
+                retries: args.retries,
+                retry_base: args.retry_base,
+            })?),
+        ),
+    };
+    kafka::ensure_topic(global, &args.topic, args.partitions, args.replication_factor).await?;
+    let (producer, deliveries) = kafka::producer(global, args.compression)?;
+    let mut shutdown = crate::shutdown::listen();
+    let bar = crate::progress::bar(args.count, "ingest");
+    let start = Instant::now();
+    let mut out = Output {
+        producer: &producer,
+        topic: &args.topic,
+        source: source_name,
+        pacer: Pacer { rate: args.rate, start, sent: 0 },
+        bytes: 0,
+    };
+
+    let fed: Result<()> = async {
+        let deadline = args.duration.map(|d| start + d);
+        loop {
+            let remaining = args.count.map_or(u64::MAX, |c| c - out.pacer.sent);
+            if remaining == 0 || *shutdown.borrow() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+            // With a rate, take about a tenth of a second's worth at a time, so
+            // bounds and signals are noticed promptly.
+            let per_step = args.rate.map_or(u64::MAX, |r| (r / 10.0).ceil() as u64).max(1);
+            match &mut feed {
+                Feed::Generate { generator, next } => {
+                    let n = remaining.min(GENERATE_CHUNK).min(per_step);
+                    out.generated(generator, *next, n, &mut shutdown).await?;
+                    *next += n;
+                }
+                Feed::Api(api) => {
+                    let n = remaining.min(u64::from(args.page_size)).min(per_step.max(1)) as u32;
+                    let users = tokio::select! {
+                        users = api.fetch(n) => users?,
+                        _ = shutdown.changed() => return Ok(()),
+                    };
+                    if users.is_empty() {
+                        anyhow::bail!("{} returned no users for results={n}", args.url);
+                    }
+                    // A page the API sent is produced whole: nothing fetched is dropped.
+                    for u in &users {
+                        out.send(u.key.as_deref().map(str::as_bytes), u.json.get().as_bytes(), &mut shutdown).await?;
+                    }
+                }
+            }
+            bar.set_position(out.pacer.sent);
+        }
+    }
+    .await;
+
+    bar.finish_and_clear();
+    let flushed = kafka::flush(&producer, FLUSH_TIMEOUT);
+    let seconds = start.elapsed().as_secs_f64();
+    let received = out.pacer.sent;
+    let summary = Summary {
+        stage: "ingest",
+        source: source_name,
+        topic: &args.topic,
+        received,
+        out: deliveries.delivered(),
+        failed: deliveries.failed(),
+        retried: match &feed {
+            Feed::Api(api) => api.retried,
+            Feed::Generate { .. } => 0,
+        },
+        bytes: out.bytes,
+        seconds,
+        records_per_s: if seconds > 0.0 { received as f64 / seconds } else { 0.0 },
+    };
+    crate::summary::print(&summary)?;
+    fed?;
+    flushed?;
+    if summary.failed > 0 {
+        anyhow::bail!(
+            "{} of {received} record(s) were not delivered to {}: {}",
+            summary.failed,
+            args.topic,
+            deliveries.first_error().unwrap_or_default()
+        );
+    }
+    tracing::info!(records = received, seconds, "ingest finished");
+    Ok(())
+}
+
+/// The producing side: headers, pacing, byte count.
+struct Output<'a> {
+    producer: &'a kafka::Producer,
+    topic: &'a str,
+    source: &'static str,
+    pacer: Pacer,
+    bytes: u64,
+}
+
+impl Output<'_> {
+    async fn send(&mut self, key: Option<&[u8]>, payload: &[u8], shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        self.pacer.wait(shutdown).await;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let headers = kafka::headers(&[("rtds-source", self.source.as_bytes()), ("rtds-ingested-at", now.as_bytes())]);
+        let mut record = BaseRecord::to(self.topic).payload(payload).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        kafka::send(self.producer, record).await?;
+        self.bytes += payload.len() as u64;
+        Ok(())
+    }
+
+    /// Generate and send records `first .. first + n`.
+    async fn generated(
+        &mut self,
+        generator: &generate::Generator,
+        first: u64,
+        n: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut buf = Vec::with_capacity(1400);
+        for i in first..first + n {
+            buf.clear();
+            let key = generator.write_record(i, &mut buf);
+            self.send(Some(&key), &buf, shutdown).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Holds the send rate to `--rate` records per second, if set.
+struct Pacer {
+    rate: Option<f64>,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) {
+        if let Some(rate) = self.rate {
+            let due = self.start + Duration::from_secs_f64(self.sent as f64 / rate);
+            if due > Instant::now() + Duration::from_millis(1) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    // A signal ends the wait; the record is still sent, so
+                    // nothing taken from the source is dropped.
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        self.sent += 1;
+    }
+}

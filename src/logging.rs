@@ -1,0 +1,15 @@
+//! tracing to stderr, as text or JSON; the level comes from RTDS_LOG (default info).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RTDS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn,rdkafka=warn,scylla=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

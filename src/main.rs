@@ -1,0 +1,92 @@
+//! rtds: one binary, one subcommand per pipeline stage.
+
+mod check;
+mod cli;
+mod error;
+mod ingest;
+mod kafka;
+mod load;
+mod logging;
+mod names;
+mod progress;
+mod secrets;
+mod shutdown;
+mod sinks;
+mod summary;
+mod transform;
+
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(e),
+    };
+    logging::init(cli.global.log_format);
+    if let Err(msg) = refuse_secrets_in_argv(&cli, &matches) {
+        eprintln!("error: {msg}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole context chain, outermost first.
+            eprintln!("error: {e:#}");
+            ExitCode::from(error::exit_code(&e))
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap does; a usage error becomes one line
+/// on stderr and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    eprintln!("error: {line} (see rtds --help)");
+    ExitCode::from(2)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Ingest(args) => ingest::run(global, args).await,
+        Command::Transform(args) => transform::run(global, args).await,
+        Command::Load(args) => load::run(global, args).await,
+        Command::Check(args) => check::run(global, args).await,
+    }
+}
+
+/// Secrets must not appear in `ps` output: a secret Kafka setting given with
+/// `--kafka-option` (rather than RTDS_KAFKA_OPTIONS or --kafka-config) is refused.
+fn refuse_secrets_in_argv(cli: &Cli, matches: &clap::ArgMatches) -> Result<(), String> {
+    if matches.value_source("kafka_options") != Some(ValueSource::CommandLine) {
+        return Ok(());
+    }
+    match cli.global.kafka_options.iter().find(|(k, _)| names::is_secret_key(k)) {
+        Some((k, _)) => Err(format!(
+            "--kafka-option {k}=… would show a secret in the process list: set it in RTDS_KAFKA_OPTIONS or the file of --kafka-config"
+        )),
+        None => Ok(()),
+    }
+}

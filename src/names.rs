@@ -1,0 +1,161 @@
+//! Validation of everything a user names: topics, keyspaces, tables, addresses,
+//! durations, rates. Each parser returns a one-line message that clap prints
+//! before exiting with code 2.
+
+use std::time::Duration;
+
+/// Kafka topic: 1–249 of `[A-Za-z0-9._-]`, not `.` or `..` (Kafka's own rule).
+pub fn parse_topic(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 249
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("invalid topic name {s:?}: use 1-249 letters, digits, '.', '_' or '-'"))
+    }
+}
+
+/// CQL/SQL identifier for keyspaces and tables: a letter, then letters, digits or
+/// underscores, at most 48 characters (Cassandra's limit). Never quoted, so no
+/// quoting tricks can reach a statement.
+pub fn parse_identifier(s: &str) -> Result<String, String> {
+    let mut bytes = s.bytes();
+    let ok = s.len() <= 48
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("invalid name {s:?}: use a letter then up to 47 letters, digits or '_'"))
+    }
+}
+
+/// Comma-separated `host:port` list.
+pub fn parse_brokers(s: &str) -> Result<String, String> {
+    for addr in s.split(',') {
+        parse_host_port(addr.trim())?;
+    }
+    Ok(s.to_owned())
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("invalid address {s:?}: expected host:port, e.g. 127.0.0.1:9092");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)) {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// `key=value` for librdkafka settings.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("invalid setting {s:?}: expected key=value")),
+    }
+}
+
+/// Settings whose values are secrets and therefore never accepted on the command line.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "ssl.key.pem", "ssl.keystore", "sasl.jaas", "token"].iter().any(|s| k.contains(s))
+}
+
+/// Human durations: `60s`, `5m`, `200ms`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60s, 5m, 200ms)"))?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// A rate in records per second: `100`, `100/s`, `6000/m`.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let bad = || format!("invalid rate {s:?}: expected a positive number per second, e.g. 100/s");
+    let (num, per) = match s.trim().split_once('/') {
+        Some((n, unit)) => (n, unit.trim()),
+        None => (s.trim(), "s"),
+    };
+    let secs = match per {
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(bad());
+    }
+    Ok(n / secs)
+}
+
+/// An absolute http(s) URL.
+pub fn parse_http_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(s.to_owned()),
+        Ok(_) => Err(format!("invalid URL {s:?}: expected http:// or https:// with a host")),
+        Err(e) => Err(format!("invalid URL {s:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics() {
+        assert!(parse_topic("users_raw").is_ok());
+        assert!(parse_topic("a.b-c_1").is_ok());
+        for bad in ["", ".", "..", "a b", "x;DROP", "é", &"x".repeat(250)] {
+            assert!(parse_topic(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(parse_identifier("spark_streams").is_ok());
+        for bad in ["x; DROP", "1abc", "", "a-b", "\"q\"", &"k".repeat(49)] {
+            assert!(parse_identifier(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_host_port("127.0.0.1:9092").unwrap().1, 9092);
+        assert!(parse_brokers("a:1,b:2").is_ok());
+        for bad in ["nohost", ":9092", "h:0", "h:99999", "h:x", "a b:1"] {
+            assert!(parse_host_port(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn rates_and_durations() {
+        assert_eq!(parse_rate("100/s").unwrap(), 100.0);
+        assert_eq!(parse_rate("60/m").unwrap(), 1.0);
+        assert_eq!(parse_rate("5").unwrap(), 5.0);
+        for bad in ["0", "-1", "x/s", "1/y", "inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn secrets_and_urls() {
+        assert!(is_secret_key("sasl.password"));
+        assert!(is_secret_key("ssl.key.password"));
+        assert!(!is_secret_key("security.protocol"));
+        assert!(parse_http_url("http://127.0.0.1:8080/api/").is_ok());
+        assert!(parse_http_url("ftp://x/").is_err());
+        assert!(parse_http_url("not a url").is_err());
+    }
+}

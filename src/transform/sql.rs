@@ -1,0 +1,142 @@
+//! The SQL step: planned once at start-up against the raw schema, then run on
+//! every batch. The table `users_raw` is a streaming table whose one partition
+//! yields whatever batch is in the slot, so the same physical plan serves every
+//! batch: no parsing or planning per batch.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::usage;
+
+/// The built-in transform (sql/format_users.sql).
+pub const DEFAULT_SQL: &str = include_str!("../../sql/format_users.sql");
+
+/// The name the SQL reads from.
+pub const INPUT_TABLE: &str = "users_raw";
+
+/// The batch the next execution reads.
+#[derive(Debug)]
+struct Slot {
+    schema: SchemaRef,
+    batch: Mutex<Option<RecordBatch>>,
+}
+
+impl PartitionStream for Slot {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batch = self.batch.lock().ok().and_then(|mut b| b.take());
+        let stream = futures::stream::iter(batch.into_iter().map(Ok));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+pub struct Query {
+    ctx: SessionContext,
+    plan: Arc<dyn ExecutionPlan>,
+    slot: Arc<Slot>,
+}
+
+impl Query {
+    /// Plan `sql` over a table `users_raw` of `input` schema. Invalid SQL, or an
+    /// output without a text `id` column, is a usage error (exit 2).
+    pub async fn plan(sql: &str, input: SchemaRef) -> Result<Self> {
+        // One partition and no repartitioning: batches are small and already
+        // parallel across stage replicas; output order follows input order.
+        let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
+        let ctx = SessionContext::new_with_config(config);
+        let slot = Arc::new(Slot { schema: input.clone(), batch: Mutex::new(None) });
+        let table = StreamingTable::try_new(input, vec![slot.clone() as Arc<dyn PartitionStream>])
+            .context("creating the users_raw table")?;
+        ctx.register_table(INPUT_TABLE, Arc::new(table)).context("registering users_raw")?;
+        let df = match ctx.sql(sql).await {
+            Ok(df) => df,
+            Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),
+        };
+        let plan = match df.create_physical_plan().await {
+            Ok(p) => p,
+            Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),
+        };
+        match plan.schema().field_with_name("id") {
+            Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {}
+            Ok(f) => return usage(format!("the SQL's `id` column must be text, not {}", f.data_type())),
+            Err(_) => return usage("the SQL must produce an `id` column (the row's key, e.g. login['uuid'] AS id)"),
+        }
+        Ok(Self { ctx, plan, slot })
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    /// Run the plan over one batch.
+    pub async fn run(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        *self.slot.batch.lock().map_err(|_| anyhow::anyhow!("SQL slot poisoned"))? = Some(batch);
+        let plan = reset_plan_states(self.plan.clone()).context("preparing the SQL plan")?;
+        collect(plan, self.ctx.task_ctx()).await.context("running the transform SQL")
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::decode::RawDecoder;
+
+    async fn plan(sql: &str) -> Result<Query> {
+        Query::plan(sql, RawDecoder::default().schema()).await
+    }
+
+    #[tokio::test]
+    async fn default_sql_has_the_contract_columns() {
+        let q = plan(DEFAULT_SQL).await.unwrap();
+        let names: Vec<String> = q.output_schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(
+            names,
+            ["id", "first_name", "last_name", "gender", "address", "post_code", "email", "username", "dob",
+             "registered_date", "phone", "picture"]
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_sql_is_a_usage_error_with_datafusion_message() {
+        for (sql, says) in [
+            ("SELEC id FROM users_raw", "invalid SQL"),
+            ("SELECT nope FROM users_raw", "nope"),
+            ("SELECT gender FROM users_raw", "`id` column"),
+        ] {
+            let err = plan(sql).await.err().expect("should fail");
+            assert_eq!(crate::error::exit_code(&err), 2);
+            assert!(err.to_string().contains(says), "{sql}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plan_is_reused_across_batches() {
+        let q = plan(DEFAULT_SQL).await.unwrap();
+        let dec = RawDecoder::default();
+        for uuid in ["7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", "0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40"] {
+            let rec = format!(r#"{{"login":{{"uuid":"{uuid}"}},"location":{{"street":{{"number":1,"name":"A"}},"city":"B","state":"C","country":"D"}}}}"#);
+            let d = dec.decode(&[Some(rec.as_bytes())]);
+            let out = q.run(d.batch).await.unwrap();
+            assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+            let ids = arrow::util::pretty::pretty_format_batches(&out).unwrap().to_string();
+            assert!(ids.contains(uuid) && ids.contains("1 A, B, C, D"), "{ids}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Wrong input gives a one-line error and exit code 2 (usage) or 1 (runtime),
+//! never a panic or a hang.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+const QUICK: Duration = Duration::from_secs(60);
+
+#[test]
+fn unknown_flag_is_exit_2() {
+    let out = run(rtds().args(["ingest", "--no-such-flag"]), QUICK);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--no-such-flag"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_broker_address_is_exit_2() {
+    let out = run(rtds().args(["--brokers", "localhost:99999", "check", "--only", "kafka"]), QUICK);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid address"), "{}", stderr(&out));
+}
+
+#[test]
+fn secret_kafka_option_on_argv_is_refused() {
+    let out = run(rtds().args(["--kafka-option", "sasl.password=hunter2", "check", "--only", "kafka"]), QUICK);
+    assert_one_line_error(&out, 2);
+    assert!(!stderr(&out).contains("hunter2"), "the secret was echoed: {}", stderr(&out));
+}
+
+#[test]
+fn unreachable_kafka_is_exit_1_naming_the_address() {
+    let out = run(rtds().args(["--brokers", "127.0.0.1:1", "check", "--only", "kafka"]), QUICK);
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
+}
+
+#[test]
+fn unreachable_cassandra_is_exit_1_naming_the_address() {
+    let out = run(
+        rtds().args(["check", "--only", "cassandra", "--cassandra-nodes", "127.0.0.1:1", "--connect-timeout", "3s"]),
+        QUICK,
+    );
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
+    assert_eq!(summary(&out)["ok"], false);
+}
+
+#[test]
+fn postgres_password_never_printed() {
+    let out = run(
+        rtds()
+            .env("RTDS_POSTGRES_URL", "postgres://rtds:sup3rs3cret@127.0.0.1:1/rtds")
+            .args(["check", "--only", "postgres"]),
+        QUICK,
+    );
+    assert_one_line_error(&out, 1);
+    assert!(!stderr(&out).contains("sup3rs3cret") && !stdout(&out).contains("sup3rs3cret"));
+    assert!(stderr(&out).contains("127.0.0.1:1/rtds"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_lists_the_stages() {
+    let out = run(rtds().arg("--help"), QUICK);
+    assert!(out.status.success());
+    for stage in ["ingest", "transform", "load", "check"] {
+        assert!(stdout(&out).contains(stage), "{stage} missing from --help");
+    }
+}

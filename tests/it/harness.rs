@@ -1,0 +1,216 @@
+//! Helpers shared by the integration tests: unique names per test, the real
+//! services (failing with how to start them when absent), waiting with a
+//! deadline, and running the `rtds` binary.
+
+#![allow(dead_code)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const START_HINT: &str = "run `make stack-up` (scripts/stack.sh up)";
+
+/// A name no other test (or earlier run) uses: `prefix_<pid>_<n>_<time>`,
+/// valid as a Kafka topic, a Cassandra keyspace and a PostgreSQL schema.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    format!("{prefix}_{}_{n}_{t}", std::process::id())
+}
+
+pub fn brokers() -> String {
+    std::env::var("RTDS_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn cassandra_node() -> String {
+    std::env::var("RTDS_CASSANDRA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("RTDS_POSTGRES_URL")
+        .unwrap_or_else(|_| panic!("RTDS_POSTGRES_URL is not set: {START_HINT} and eval \"$(scripts/stack.sh env)\""))
+}
+
+/// Panic with the start hint unless `addr` accepts TCP connections.
+pub fn require(service: &str, addr: &str) {
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
+    assert!(reachable, "{service} is not reachable at {addr}: {START_HINT}");
+}
+
+pub fn require_kafka() -> String {
+    let b = brokers();
+    require("Kafka", b.split(',').next().unwrap());
+    b
+}
+
+pub fn require_cassandra() -> String {
+    let n = cassandra_node();
+    require("Cassandra", &n);
+    n
+}
+
+pub fn require_postgres() -> String {
+    let url = postgres_url();
+    require("PostgreSQL", "127.0.0.1:5433");
+    url
+}
+
+/// Poll `f` until it returns `Some`, or panic naming `what` after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The `rtds` binary with a clean RTDS_* environment except the stack's addresses.
+pub fn rtds() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtds"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RTDS_")
+            && !matches!(k.as_str(), "RTDS_BROKERS" | "RTDS_CASSANDRA_NODES" | "RTDS_POSTGRES_URL")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Run and capture, with a deadline so a hang fails the test instead of the suite.
+pub fn run(cmd: &mut Command, deadline: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait rtds").is_some() {
+            return child.wait_with_output().expect("collect rtds output");
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("rtds did not finish within {deadline:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON summary: the last line on stdout.
+pub fn summary(o: &Output) -> serde_json::Value {
+    let out = stdout(o);
+    let last = out.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", stderr(o)));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {last}"))
+}
+
+/// A one-line error: stderr has exactly one line, starting with "error:".
+pub fn assert_one_line_error(o: &Output, code: i32) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(lines.last().is_some_and(|l| l.starts_with("error:")), "no error line last: {err}");
+    if code == 2 {
+        assert_eq!(lines.len(), 1, "a usage error is one line: {err}");
+    }
+}
+
+/// A Tokio runtime for tests that talk to the stores with async drivers; keep it
+/// alive as long as the clients made on it.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A scylla session to the local Cassandra; its tasks run on `rt`.
+pub fn cassandra(rt: &tokio::runtime::Runtime) -> scylla::client::session::Session {
+    let node = require_cassandra();
+    rt.block_on(async {
+        scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&node)
+            .connection_timeout(Duration::from_secs(10))
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to Cassandra at {node}: {e}: {START_HINT}"))
+    })
+}
+
+/// A PostgreSQL client; the connection task runs on `rt`.
+pub fn postgres(rt: &tokio::runtime::Runtime) -> tokio_postgres::Client {
+    let url = require_postgres();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to PostgreSQL: {e}: {START_HINT}"));
+        tokio::spawn(conn);
+        client
+    })
+}
+
+/// Every record of `topic` from the beginning, until `n` arrived (panics after `deadline`).
+pub fn consume(topic: &str, n: usize, deadline: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("it_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut got = Vec::with_capacity(n);
+    let start = Instant::now();
+    while got.len() < n {
+        assert!(start.elapsed() < deadline, "only {} of {n} records arrived in {topic}", got.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            got.push(m.expect("consume").detach());
+        }
+    }
+    // Nothing more than n should be there.
+    if let Some(Ok(extra)) = consumer.poll(Duration::from_millis(500)) {
+        panic!("more than {n} records in {topic}: offset {} of partition {}", extra.offset(), extra.partition());
+    }
+    got
+}
+
+/// Records in `topic` (sum of high watermarks; 0 if the topic does not exist).
+pub fn topic_len(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let Some(t) = md.topics().first() else { return 0 };
+    t.partitions()
+        .iter()
+        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map(|(lo, hi)| hi - lo).unwrap_or(0))
+        .sum()
+}
+
+/// The value of header `name` of a message, as text.
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A fixture file's content.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

@@ -1,0 +1,247 @@
+//! `rtds ingest` against real Kafka: the generator end to end, and a local mock
+//! of randomuser.me (these machines have no internet) misbehaving in each way
+//! the issue names.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::Message;
+use serde_json::Value;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::*;
+
+const RUN: Duration = Duration::from_secs(120);
+
+fn ingest(topic: &str) -> std::process::Command {
+    let mut cmd = rtds();
+    cmd.args(["ingest", "--topic", topic]);
+    cmd
+}
+
+/// key -> payload of every record in the topic.
+fn by_key(topic: &str, n: usize) -> BTreeMap<String, Vec<u8>> {
+    consume(topic, n, RUN)
+        .into_iter()
+        .map(|m| {
+            let key = String::from_utf8(m.key().expect("key").to_vec()).unwrap();
+            (key, m.payload().expect("payload").to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn generated_users_reach_kafka_keyed_by_uuid_with_headers() {
+    require_kafka();
+    let topic = unique("it_ingest_gen");
+    let out = run(ingest(&topic).args(["--source", "generate", "--count", "2000", "--seed", "7"]), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(
+        (s["stage"].as_str(), s["in"].as_u64(), s["out"].as_u64(), s["failed"].as_u64()),
+        (Some("ingest"), Some(2000), Some(2000), Some(0)),
+        "{s}"
+    );
+
+    let msgs = consume(&topic, 2000, RUN);
+    let mut keys = std::collections::HashSet::new();
+    for m in &msgs {
+        let v: Value = serde_json::from_slice(m.payload().unwrap()).expect("payload is JSON");
+        let uuid = v["login"]["uuid"].as_str().expect("login.uuid");
+        assert_eq!(m.key().unwrap(), uuid.as_bytes(), "key is login.uuid");
+        uuid::Uuid::parse_str(uuid).expect("a real uuid");
+        for field in [
+            "gender",
+            "name",
+            "location",
+            "email",
+            "login",
+            "dob",
+            "registered",
+            "phone",
+            "cell",
+            "id",
+            "picture",
+            "nat",
+        ] {
+            assert!(!v[field].is_null(), "{field} missing in {v}");
+        }
+        assert_eq!(header(m, "rtds-source").as_deref(), Some("generate"));
+        let at = header(m, "rtds-ingested-at").expect("rtds-ingested-at");
+        chrono::DateTime::parse_from_rfc3339(&at).expect("RFC 3339 timestamp");
+        keys.insert(uuid.to_owned());
+    }
+    assert_eq!(keys.len(), 2000, "uuids are unique");
+}
+
+#[test]
+fn same_seed_gives_same_records() {
+    require_kafka();
+    let (a, b, c) = (unique("it_seed_a"), unique("it_seed_b"), unique("it_seed_c"));
+    for (topic, seed) in [(&a, "11"), (&b, "11"), (&c, "12")] {
+        let out = run(ingest(topic).args(["--source", "generate", "--count", "300", "--seed", seed]), RUN);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (ra, rb, rc) = (by_key(&a, 300), by_key(&b, 300), by_key(&c, 300));
+    assert_eq!(ra, rb, "same seed, same records");
+    assert_ne!(ra.keys().next(), rc.keys().next(), "another seed, other records");
+}
+
+/// The fixture page's records, byte for byte, keyed by login.uuid.
+fn fixture_records() -> BTreeMap<String, Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        results: Vec<&'a serde_json::value::RawValue>,
+    }
+    let body = fixture("randomuser_page.json");
+    let page: Page = serde_json::from_slice(&body).unwrap();
+    page.results
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_str(r.get()).unwrap();
+            (v["login"]["uuid"].as_str().unwrap().to_owned(), r.get().as_bytes().to_vec())
+        })
+        .collect()
+}
+
+fn page_response() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(fixture("randomuser_page.json"), "application/json")
+}
+
+/// A mock API on a runtime that lives as long as the returned pair.
+fn mock_api() -> (tokio::runtime::Runtime, MockServer) {
+    let rt = runtime();
+    let server = rt.block_on(MockServer::start());
+    (rt, server)
+}
+
+fn api_ingest(topic: &str, server: &MockServer) -> std::process::Command {
+    let mut cmd = ingest(topic);
+    cmd.args(["--source", "randomuser", "--url", &format!("{}/api/", server.uri()), "--count", "3"]).args([
+        "--retry-base",
+        "50ms",
+        "--http-timeout",
+        "2s",
+    ]);
+    cmd
+}
+
+#[test]
+fn api_records_are_produced_verbatim() {
+    require_kafka();
+    let (rt, server) = mock_api();
+    rt.block_on(
+        Mock::given(method("GET"))
+            .and(path("/api/"))
+            .and(query_param("results", "3"))
+            .and(query_param("nat", "fr,ie"))
+            .respond_with(page_response())
+            .expect(1)
+            .mount(&server),
+    );
+    let topic = unique("it_api_ok");
+    let out = run(api_ingest(&topic, &server).args(["--nat", "fr,ie"]), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["out"], 3);
+    assert_eq!(by_key(&topic, 3), fixture_records(), "each results[i] is produced as the API returned it");
+    let msgs = consume(&topic, 3, RUN);
+    assert!(msgs.iter().all(|m| header(m, "rtds-source").as_deref() == Some("randomuser")));
+    rt.block_on(server.verify());
+}
+
+#[test]
+fn api_429_is_retried_after_the_time_it_asks() {
+    require_kafka();
+    let (rt, server) = mock_api();
+    rt.block_on(async {
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET")).respond_with(page_response()).with_priority(2).mount(&server).await;
+    });
+    let topic = unique("it_api_429");
+    let started = Instant::now();
+    let out = run(&mut api_ingest(&topic, &server), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not honoured");
+    let s = summary(&out);
+    assert_eq!((s["retried"].as_u64(), s["out"].as_u64()), (Some(1), Some(3)), "{s}");
+    assert!(stderr(&out).contains("429"), "the retry is logged: {}", stderr(&out));
+    assert_eq!(by_key(&topic, 3), fixture_records());
+}
+
+#[test]
+fn api_500_then_success() {
+    require_kafka();
+    let (rt, server) = mock_api();
+    rt.block_on(async {
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(500))
+            .up_to_n_times(2)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET")).respond_with(page_response()).with_priority(2).mount(&server).await;
+    });
+    let topic = unique("it_api_500");
+    let out = run(&mut api_ingest(&topic, &server), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["retried"], 2);
+    assert_eq!(by_key(&topic, 3), fixture_records());
+}
+
+/// A request that fails every attempt: exit 1 with a one-line reason, nothing produced.
+fn assert_gives_up(response: ResponseTemplate, reason: &str, retries: &str) {
+    require_kafka();
+    let (rt, server) = mock_api();
+    rt.block_on(Mock::given(method("GET")).respond_with(response).mount(&server));
+    let topic = unique("it_api_fail");
+    let out = run(api_ingest(&topic, &server).args(["--retries", retries]), RUN);
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(reason), "expected {reason:?} in: {err}");
+    let attempts: usize = retries.parse::<usize>().unwrap() + 1;
+    assert!(err.contains(&format!("gave up after {attempts} attempt(s)")), "{err}");
+    let requests = rt.block_on(server.received_requests()).unwrap().len();
+    assert_eq!(requests, attempts, "one request per attempt");
+    assert_eq!(summary(&out)["in"], 0);
+    assert_eq!(topic_len(&topic), 0, "nothing was produced");
+}
+
+#[test]
+fn api_slower_than_the_timeout_fails_clearly() {
+    assert_gives_up(page_response().set_delay(Duration::from_secs(5)), "timed out", "1");
+}
+
+#[test]
+fn api_truncated_json_is_retried_then_fails() {
+    let body = fixture("randomuser_truncated.json");
+    assert_gives_up(ResponseTemplate::new(200).set_body_raw(body, "application/json"), "not valid JSON", "2");
+}
+
+#[test]
+fn api_results_not_an_array_is_retried_then_fails() {
+    let body = fixture("randomuser_results_not_array.json");
+    assert_gives_up(ResponseTemplate::new(200).set_body_raw(body, "application/json"), "no `results` array", "1");
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    for args in [
+        &["--count", "-1"][..],
+        &["--count", "0"],
+        &["--count", "10", "--rate", "0"],
+        &["--count", "10", "--source", "nope"],
+        &["--count", "10", "--url", "not a url"],
+        &["--source", "generate"],
+    ] {
+        let out = run(rtds().arg("ingest").args(args), Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_one_line_error(&out, 2);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests against the real local stack (scripts/stack.sh up).
+//! One test binary, so it links once.
+
+mod cli;
+mod harness;
+mod ingest;
+mod services;
