@@ -7,6 +7,7 @@ mod ingest;
 mod kafka;
 mod load;
 mod logging;
+mod metrics;
 mod names;
 mod progress;
 mod secrets;

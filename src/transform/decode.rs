@@ -62,6 +62,8 @@ pub struct Decoded {
     pub batch: RecordBatch,
     /// `rows[i]` is the index, in the input slice, of `batch` row i.
     pub rows: Vec<usize>,
+    /// `ids[i]` is the `login.uuid` of `batch` row i.
+    pub ids: Vec<String>,
     pub rejected: Vec<(usize, String)>,
 }
 
@@ -108,16 +110,20 @@ impl RawDecoder {
                         Err(e) => rejected.push((*i, format!("wrong type: {e}"))),
                     }
                 }
-                let batch = concat_batches(&self.schema, &good).unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
+                let batch =
+                    concat_batches(&self.schema, &good).unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
                 (batch, rows)
             }
         };
-        let (batch, rows) = check_uuids(batch, rows, &mut rejected);
+        let (batch, rows, ids) = check_uuids(batch, rows, &mut rejected);
         rejected.sort_by_key(|(i, _)| *i);
-        Decoded { batch, rows, rejected }
+        Decoded { batch, rows, ids, rejected }
     }
 
-    fn decode_all<'a>(&self, records: impl ExactSizeIterator<Item = &'a [u8]>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    fn decode_all<'a>(
+        &self,
+        records: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> Result<RecordBatch, arrow::error::ArrowError> {
         let mut decoder = ReaderBuilder::new(self.schema.clone())
             .with_coerce_primitive(true)
             .with_batch_size(records.len().max(1))
@@ -159,17 +165,25 @@ fn precheck(payload: Option<&[u8]>) -> Result<&[u8], String> {
 }
 
 /// Keep the rows whose `login.uuid` is present and a valid UUID.
-fn check_uuids(batch: RecordBatch, rows: Vec<usize>, rejected: &mut Vec<(usize, String)>) -> (RecordBatch, Vec<usize>) {
+fn check_uuids(
+    batch: RecordBatch,
+    rows: Vec<usize>,
+    rejected: &mut Vec<(usize, String)>,
+) -> (RecordBatch, Vec<usize>, Vec<String>) {
     let uuids = batch
         .column_by_name("login")
         .and_then(|c| c.as_any().downcast_ref::<StructArray>())
         .and_then(|login| login.column_by_name("uuid").cloned());
     let uuids = uuids.as_ref().and_then(|c| c.as_any().downcast_ref::<StringArray>());
     let mut keep = Vec::with_capacity(batch.num_rows());
+    let mut ids = Vec::with_capacity(batch.num_rows());
     for (row, input) in rows.iter().enumerate() {
         let reason = match uuids {
             Some(u) if u.is_valid(row) => match uuid::Uuid::try_parse(u.value(row)) {
-                Ok(_) => None,
+                Ok(_) => {
+                    ids.push(u.value(row).to_owned());
+                    None
+                }
                 Err(_) => Some(format!("login.uuid is not a UUID: {:?}", truncate(u.value(row), 64))),
             },
             _ => Some("missing login.uuid".to_owned()),
@@ -180,11 +194,12 @@ fn check_uuids(batch: RecordBatch, rows: Vec<usize>, rejected: &mut Vec<(usize, 
         keep.push(reason.is_none());
     }
     if keep.iter().all(|k| *k) {
-        return (batch, rows);
+        return (batch, rows, ids);
     }
     let rows = rows.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
-    let batch = filter_record_batch(&batch, &BooleanArray::from(keep)).unwrap_or_else(|_| RecordBatch::new_empty(batch.schema()));
-    (batch, rows)
+    let batch = filter_record_batch(&batch, &BooleanArray::from(keep))
+        .unwrap_or_else(|_| RecordBatch::new_empty(batch.schema()));
+    (batch, rows, ids)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -252,8 +267,14 @@ mod tests {
     fn huge_and_deep_and_invalid_utf8_records_are_rejected() {
         let huge = format!(r#"{{"login":{{"uuid":"x"}},"pad":"{}"}}"#, "a".repeat(MAX_RECORD_BYTES));
         let deep = format!("{}{}", "{\"a\":".repeat(1000), "}".repeat(1000));
-        let bad_utf8: &[u8] = b"{\"gender\":\"\xff\xfe\",\"login\":{\"uuid\":\"7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6\"}}";
-        let d = RawDecoder::default().decode(&[Some(huge.as_bytes()), Some(deep.as_bytes()), Some(bad_utf8), Some(GOOD.as_bytes())]);
+        let bad_utf8: &[u8] =
+            b"{\"gender\":\"\xff\xfe\",\"login\":{\"uuid\":\"7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6\"}}";
+        let d = RawDecoder::default().decode(&[
+            Some(huge.as_bytes()),
+            Some(deep.as_bytes()),
+            Some(bad_utf8),
+            Some(GOOD.as_bytes()),
+        ]);
         assert_eq!(d.rows, vec![3]);
         assert!(d.rejected[0].1.starts_with("record too large"));
         assert!(d.rejected[1].1.starts_with("malformed JSON"));

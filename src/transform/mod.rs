@@ -1,9 +1,229 @@
-//! `rtds transform`.
+//! `rtds transform`: raw users -> Arrow -> DataFusion SQL -> clean rows, the
+//! stage that replaces the Spark job. Bad records go to the DLQ with a reason;
+//! offsets are committed only after every output and DLQ record is acknowledged
+//! (or, with `--exactly-once`, inside the same Kafka transaction).
 
-use anyhow::Result;
+pub mod decode;
+mod encode;
+pub mod sql;
 
-use crate::cli::{GlobalOpts, TransformArgs};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-pub async fn run(_global: &GlobalOpts, _args: &TransformArgs) -> Result<()> {
-    anyhow::bail!("rtds transform is not implemented yet")
+use anyhow::{Context, Result};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use serde::Serialize;
+
+use crate::cli::{Compression, GlobalOpts, TransformArgs};
+use crate::error::usage;
+use crate::kafka::{self, Consumed, Producer, Source};
+use crate::metrics::StageMetrics;
+
+const STAGE: &str = "transform";
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    stage: &'static str,
+    #[serde(rename = "in")]
+    received: u64,
+    out: u64,
+    dlq: u64,
+    /// Rows a custom SQL filtered out (never the default SQL).
+    filtered: u64,
+    batches: u64,
+    seconds: f64,
+    records_per_s: f64,
+}
+
+pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
+    let sql_text = match &args.sql {
+        None => sql::DEFAULT_SQL.to_owned(),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return usage(format!("cannot read --sql file {}: {e}", path.display())),
+        },
+    };
+    let decoder = decode::RawDecoder::default();
+    let query = sql::Query::plan(&sql_text, decoder.schema()).await?;
+    let group = args.consume.group.clone().unwrap_or_else(|| "rtds-transform".to_owned());
+    for topic in [&args.input_topic, &args.output_topic, &args.consume.dlq_topic] {
+        kafka::ensure_topic(global, topic, 3, 1).await?;
+    }
+    let transactional_id = args.exactly_once.then(|| {
+        std::env::var("RTDS_TRANSACTIONAL_ID")
+            .unwrap_or_else(|_| format!("rtds-transform-{group}-{}", args.input_topic))
+    });
+    let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
+    let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
+    let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
+    let mut shutdown = crate::shutdown::listen();
+    let bar = crate::progress::bar(None, STAGE);
+    let start = Instant::now();
+    let mut summary = Summary { stage: STAGE, ..Default::default() };
+    let stage = Stage { args, decoder, query, producer: &producer };
+
+    let result: Result<()> = async {
+        while let Some(batch) =
+            source.next_batch(args.consume.batch_size as usize, args.consume.max_wait, &mut shutdown).await?
+        {
+            let t = Instant::now();
+            let counts = if args.exactly_once {
+                stage.in_transaction(&source, &batch).await?
+            } else {
+                let before = deliveries.failed();
+                let counts = stage.process(&batch).await?;
+                kafka::flush(&producer, FLUSH_TIMEOUT)?;
+                if deliveries.failed() > before {
+                    anyhow::bail!(
+                        "{} record(s) of a batch were not acknowledged by Kafka ({}); offsets not committed",
+                        deliveries.failed() - before,
+                        deliveries.first_error().unwrap_or_default()
+                    );
+                }
+                source.commit(&batch)?;
+                counts
+            };
+            summary.received += batch.messages.len() as u64;
+            summary.out += counts.out;
+            summary.dlq += counts.dlq;
+            summary.filtered += counts.filtered;
+            summary.batches += 1;
+            metrics.batch(batch.messages.len() as u64, counts.out, counts.dlq, t.elapsed(), || source.lag());
+            bar.set_position(summary.received);
+        }
+        Ok(())
+    }
+    .await;
+
+    bar.finish_and_clear();
+    summary.seconds = start.elapsed().as_secs_f64();
+    summary.records_per_s = if summary.seconds > 0.0 { summary.received as f64 / summary.seconds } else { 0.0 };
+    crate::summary::print(&summary)?;
+    result?;
+    tracing::info!(records = summary.received, out = summary.out, dlq = summary.dlq, "transform finished");
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    out: u64,
+    dlq: u64,
+    filtered: u64,
+}
+
+struct Stage<'a> {
+    args: &'a TransformArgs,
+    decoder: decode::RawDecoder,
+    query: sql::Query,
+    producer: &'a Producer,
+}
+
+impl Stage<'_> {
+    /// Decode, run the SQL, and hand every output and DLQ record to the producer.
+    async fn process(&self, batch: &Consumed) -> Result<Counts> {
+        let msgs = &batch.messages;
+        let payloads: Vec<Option<&[u8]>> = msgs.iter().map(|m| m.payload()).collect();
+        let decoded = self.decoder.decode(&payloads);
+        let mut counts = Counts::default();
+        for (i, reason) in &decoded.rejected {
+            self.dead_letter(&msgs[*i], reason).await?;
+            counts.dlq += 1;
+        }
+        if decoded.rows.is_empty() {
+            return Ok(counts);
+        }
+        // The input record of each id, for the headers its row carries on.
+        let by_id: HashMap<&str, usize> =
+            decoded.ids.iter().map(String::as_str).zip(decoded.rows.iter().copied()).collect();
+        let mut sql_failed = 0;
+        let rows = match self.query.run(decoded.batch.clone()).await {
+            Ok(out) => encode::rows(&out)?,
+            // One row made the SQL fail: run row by row to find it, keep the rest.
+            Err(e) => {
+                tracing::warn!("SQL failed on a batch, isolating the bad rows: {e:#}");
+                let mut rows = Vec::new();
+                for (n, input) in decoded.rows.iter().enumerate() {
+                    match self.query.run(decoded.batch.slice(n, 1)).await {
+                        Ok(out) => rows.extend(encode::rows(&out)?),
+                        Err(e) => {
+                            self.dead_letter(&msgs[*input], &format!("SQL failed: {e:#}")).await?;
+                            sql_failed += 1;
+                        }
+                    }
+                }
+                rows
+            }
+        };
+        for row in &rows {
+            let ingested_at = by_id.get(row.id.as_str()).and_then(|i| header(&msgs[*i], "rtds-ingested-at"));
+            let headers = match &ingested_at {
+                Some(at) => kafka::headers(&[("rtds-ingested-at", at.as_slice())]),
+                None => kafka::headers(&[]),
+            };
+            let record = BaseRecord::to(&self.args.output_topic)
+                .key(row.id.as_bytes())
+                .payload(row.json.as_slice())
+                .headers(headers);
+            kafka::send(self.producer, record).await?;
+        }
+        counts.dlq += sql_failed;
+        counts.out = rows.len() as u64;
+        counts.filtered = (decoded.rows.len() as u64 - sql_failed).saturating_sub(counts.out);
+        Ok(counts)
+    }
+
+    /// The original record, untouched, to the DLQ with why and where from.
+    async fn dead_letter(&self, m: &OwnedMessage, reason: &str) -> Result<()> {
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        let headers = kafka::headers(&[
+            ("rtds-error", reason.as_bytes()),
+            ("rtds-stage", STAGE.as_bytes()),
+            ("rtds-source-topic", m.topic().as_bytes()),
+            ("rtds-source-partition", partition.as_bytes()),
+            ("rtds-source-offset", offset.as_bytes()),
+        ]);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.args.consume.dlq_topic).headers(headers);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = m.payload() {
+            record = record.payload(p);
+        }
+        tracing::debug!(partition = m.partition(), offset = m.offset(), "to DLQ: {reason}");
+        kafka::send(self.producer, record).await
+    }
+
+    /// `--exactly-once`: outputs, DLQ records and the consumed offsets commit
+    /// together or not at all.
+    async fn in_transaction(&self, source: &Source, batch: &Consumed) -> Result<Counts> {
+        use rdkafka::consumer::Consumer;
+        let txn =
+            |what: &str, r: rdkafka::error::KafkaResult<()>| r.with_context(|| format!("Kafka transaction: {what}"));
+        txn("begin", self.producer.begin_transaction())?;
+        let attempt = async {
+            let counts = self.process(batch).await?;
+            let group = source.consumer.group_metadata().context("reading the consumer group metadata")?;
+            let offsets = batch.offsets()?;
+            tokio::task::block_in_place(|| {
+                txn("send offsets", self.producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))?;
+                txn("commit", self.producer.commit_transaction(TXN_TIMEOUT))
+            })?;
+            Ok::<_, anyhow::Error>(counts)
+        };
+        match attempt.await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT));
+                Err(e.context("the batch was rolled back; nothing of it was committed"))
+            }
+        }
+    }
+}
+
+fn header(m: &OwnedMessage, name: &str) -> Option<Vec<u8>> {
+    m.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value).map(<[u8]>::to_vec)
 }

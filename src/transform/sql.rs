@@ -77,6 +77,7 @@ impl Query {
         Ok(Self { ctx, plan, slot })
     }
 
+    #[cfg(test)]
     pub fn output_schema(&self) -> SchemaRef {
         self.plan.schema()
     }
@@ -108,8 +109,20 @@ mod tests {
         let names: Vec<String> = q.output_schema().fields().iter().map(|f| f.name().clone()).collect();
         assert_eq!(
             names,
-            ["id", "first_name", "last_name", "gender", "address", "post_code", "email", "username", "dob",
-             "registered_date", "phone", "picture"]
+            [
+                "id",
+                "first_name",
+                "last_name",
+                "gender",
+                "address",
+                "post_code",
+                "email",
+                "username",
+                "dob",
+                "registered_date",
+                "phone",
+                "picture"
+            ]
         );
     }
 
@@ -131,7 +144,9 @@ mod tests {
         let q = plan(DEFAULT_SQL).await.unwrap();
         let dec = RawDecoder::default();
         for uuid in ["7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", "0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40"] {
-            let rec = format!(r#"{{"login":{{"uuid":"{uuid}"}},"location":{{"street":{{"number":1,"name":"A"}},"city":"B","state":"C","country":"D"}}}}"#);
+            let rec = format!(
+                r#"{{"login":{{"uuid":"{uuid}"}},"location":{{"street":{{"number":1,"name":"A"}},"city":"B","state":"C","country":"D"}}}}"#
+            );
             let d = dec.decode(&[Some(rec.as_bytes())]);
             let out = q.run(d.batch).await.unwrap();
             assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1);

@@ -214,3 +214,47 @@ pub fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
+
+/// Create `topic` (3 partitions) and produce `records` (key, payload) to it, waiting for every ack.
+/// A record to produce in a test: (key, payload), either absent.
+pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+pub fn produce(topic: &str, records: &[Record<'_>]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let rt = runtime();
+    rt.block_on(async {
+        let admin: AdminClient<DefaultClientContext> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+        admin
+            .create_topics([&NewTopic::new(topic, 3, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .await
+            .unwrap();
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("message.max.bytes", "16000000")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let sends = records.iter().map(|(k, p)| {
+            let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if let Some(k) = k {
+                r = r.key(*k);
+            }
+            if let Some(p) = p {
+                r = r.payload(*p);
+            }
+            producer.send(r, Duration::from_secs(30))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.expect("delivery");
+        }
+    });
+}
+
+/// Start `rtds` in the background (stdout/stderr captured) for tests that kill it.
+pub fn spawn(cmd: &mut Command) -> std::process::Child {
+    use std::process::Stdio;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds")
+}

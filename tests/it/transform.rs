@@ -1,0 +1,280 @@
+//! `rtds transform` against real Kafka: the contract vectors, broken records to
+//! the DLQ, custom SQL, bounded re-runs, kill -9 and exactly-once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use rdkafka::message::{Message, OwnedMessage};
+use serde_json::Value;
+
+use crate::harness::*;
+
+const RUN: Duration = Duration::from_secs(180);
+
+/// Unique input/output/DLQ topics for one test.
+struct Topics {
+    input: String,
+    output: String,
+    dlq: String,
+}
+
+impl Topics {
+    fn new(name: &str) -> Self {
+        Self {
+            input: unique(&format!("{name}_raw")),
+            output: unique(&format!("{name}_out")),
+            dlq: unique(&format!("{name}_dlq")),
+        }
+    }
+
+    fn transform(&self) -> std::process::Command {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &self.input, "--output-topic", &self.output, "--dlq-topic", &self.dlq]);
+        cmd.args(["--group", &format!("{}_group", self.input)]);
+        cmd
+    }
+}
+
+fn lines(name: &str) -> Vec<Vec<u8>> {
+    fixture(name).split(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
+/// Output rows by id, as JSON objects with nulls removed (null and absent are the same).
+fn rows_by_id(msgs: &[OwnedMessage]) -> BTreeMap<String, Value> {
+    msgs.iter()
+        .map(|m| {
+            let mut v: Value = serde_json::from_slice(m.payload().unwrap()).expect("output row is JSON");
+            v.as_object_mut().unwrap().retain(|_, x| !x.is_null());
+            let id = v["id"].as_str().unwrap().to_owned();
+            assert_eq!(m.key(), Some(id.as_bytes()), "key is the row's id");
+            (id, v)
+        })
+        .collect()
+}
+
+fn expected_rows(files: &[&str]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        for line in lines(f).into_iter().filter(|l| !l.is_empty()) {
+            let mut v: Value = serde_json::from_slice(&line).unwrap();
+            v.as_object_mut().unwrap().retain(|_, x| !x.is_null());
+            out.insert(v["id"].as_str().unwrap().to_owned(), v);
+        }
+    }
+    out
+}
+
+fn ok_summary(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "transform failed: {}", stderr(out));
+    let s = summary(out);
+    assert_eq!(s["stage"], "transform");
+    assert_eq!(
+        s["in"].as_u64().unwrap(),
+        s["out"].as_u64().unwrap() + s["dlq"].as_u64().unwrap() + s["filtered"].as_u64().unwrap(),
+        "in = out + dlq + filtered: {s}"
+    );
+    s
+}
+
+#[test]
+fn contract_vectors_become_the_expected_rows() {
+    require_kafka();
+    let t = Topics::new("it_tr_golden");
+    let mut raw: Vec<Vec<u8>> = lines("contract/users_raw.jsonl").into_iter().filter(|l| !l.is_empty()).collect();
+    raw.push(lines("raw_missing_optional.json").remove(0));
+    let records: Vec<Record> = raw.iter().map(|r| (None, Some(r.as_slice()))).collect();
+    produce(&t.input, &records);
+
+    let out = run(&mut t.transform(), RUN);
+    let s = ok_summary(&out);
+    assert_eq!((s["in"].as_u64(), s["out"].as_u64(), s["dlq"].as_u64()), (Some(4), Some(4), Some(0)), "{s}");
+    let got = rows_by_id(&consume(&t.output, 4, RUN));
+    let want = expected_rows(&["contract/users_created.jsonl", "created_missing_optional.json"]);
+    assert_eq!(got.len(), want.len());
+    for (id, row) in &want {
+        assert_eq!(got.get(id), Some(row), "row {id}");
+    }
+}
+
+#[test]
+fn broken_records_reach_the_dlq_with_reasons_and_neighbours_survive() {
+    require_kafka();
+    let t = Topics::new("it_tr_dlq");
+    let good = lines("contract/users_raw.jsonl");
+    let mut bad: Vec<Vec<u8>> = lines("contract/users_dlq.txt");
+    // users_dlq.txt's last line is the empty payload; split() yields it (and maybe a trailing one).
+    while bad.len() > 6 {
+        bad.pop();
+    }
+    assert_eq!(bad.len(), 6);
+    bad.push(lines("raw_wrong_types.json").remove(0));
+    bad.push(
+        format!(r#"{{"login":{{"uuid":"1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"}},"pad":"{}"}}"#, "x".repeat(2 << 20))
+            .into_bytes(),
+    );
+    bad.push(b"{\"gender\":\"\xff\xfe\"}".to_vec());
+    let mut records: Vec<Record> = vec![(Some(b"k0"), Some(good[0].as_slice()))];
+    for b in &bad {
+        records.push((Some(b"bad"), Some(b.as_slice())));
+    }
+    records.push((Some(b"null"), None));
+    records.push((Some(b"k1"), Some(good[1].as_slice())));
+    produce(&t.input, &records);
+    let n_bad = bad.len() + 1;
+
+    let out = run(&mut t.transform(), RUN);
+    let s = ok_summary(&out);
+    assert_eq!((s["out"].as_u64(), s["dlq"].as_u64()), (Some(2), Some(n_bad as u64)), "{s}");
+    let rows = rows_by_id(&consume(&t.output, 2, RUN));
+    let want = expected_rows(&["contract/users_created.jsonl"]);
+    for id in rows.keys() {
+        assert_eq!(rows.get(id), want.get(id), "a neighbour of the bad records came out wrong");
+    }
+
+    let dlq = consume(&t.dlq, n_bad, RUN);
+    let payloads: HashSet<Vec<u8>> = dlq.iter().map(|m| m.payload().unwrap_or_default().to_vec()).collect();
+    for b in &bad {
+        assert!(
+            payloads.contains(b),
+            "original bytes of a bad record missing from the DLQ: {}",
+            String::from_utf8_lossy(&b[..b.len().min(80)])
+        );
+    }
+    for m in &dlq {
+        let why = header(m, "rtds-error").expect("rtds-error header");
+        assert!(!why.is_empty());
+        assert_eq!(header(m, "rtds-stage").as_deref(), Some("transform"));
+        assert_eq!(header(m, "rtds-source-topic").as_deref(), Some(t.input.as_str()));
+        assert!(header(m, "rtds-source-partition").unwrap().parse::<i32>().is_ok());
+        assert!(header(m, "rtds-source-offset").unwrap().parse::<i64>().is_ok());
+    }
+    let reasons: Vec<String> = dlq.iter().filter_map(|m| header(m, "rtds-error")).collect();
+    for expected in [
+        "missing login.uuid",
+        "not a UUID",
+        "malformed JSON",
+        "not a JSON object",
+        "empty payload",
+        "null payload",
+        "wrong type",
+        "too large",
+        "invalid UTF-8",
+    ] {
+        assert!(reasons.iter().any(|r| r.contains(expected)), "no DLQ reason mentions {expected:?}: {reasons:?}");
+    }
+}
+
+#[test]
+fn custom_sql_filters_and_derives() {
+    require_kafka();
+    let t = Topics::new("it_tr_sql");
+    let out =
+        run(rtds().args(["ingest", "--source", "generate", "--count", "400", "--seed", "5", "--topic", &t.input]), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let raw = consume(&t.input, 400, RUN);
+    let women: HashSet<String> = raw
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(m.payload().unwrap()).unwrap())
+        .filter(|v| v["gender"] == "female")
+        .map(|v| v["login"]["uuid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!women.is_empty() && women.len() < 400);
+
+    let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filter_women.sql");
+    let out = run(t.transform().arg("--sql").arg(&sql), RUN);
+    let s = ok_summary(&out);
+    assert_eq!(s["out"].as_u64(), Some(women.len() as u64), "{s}");
+    assert_eq!(s["filtered"].as_u64(), Some(400 - women.len() as u64), "{s}");
+    let rows = rows_by_id(&consume(&t.output, women.len(), RUN));
+    assert_eq!(rows.keys().cloned().collect::<HashSet<_>>(), women);
+    for row in rows.values() {
+        let full = row["full_name"].as_str().unwrap();
+        let upper = row["last_name_upper"].as_str().unwrap();
+        assert!(full.to_uppercase().ends_with(upper), "{row}");
+    }
+}
+
+#[test]
+fn invalid_sql_exits_2_with_datafusion_message() {
+    let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid.sql");
+    let out = run(rtds().args(["transform", "--sql"]).arg(&sql), Duration::from_secs(60));
+    assert_one_line_error(&out, 2);
+    assert!(stderr(&out).contains("invalid SQL"), "{}", stderr(&out));
+    let out = run(rtds().args(["transform", "--sql", "/nonexistent.sql"]), Duration::from_secs(60));
+    assert_one_line_error(&out, 2);
+}
+
+/// Ingest `n` generated users into the input topic; their ids.
+fn ingest(t: &Topics, n: usize, seed: &str) -> HashSet<String> {
+    let out = run(
+        rtds().args(["ingest", "--source", "generate", "--count", &n.to_string(), "--seed", seed, "--topic", &t.input]),
+        RUN,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    consume(&t.input, n, RUN).iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect()
+}
+
+#[test]
+fn good_and_bad_reconcile_and_a_second_run_does_nothing() {
+    require_kafka();
+    let t = Topics::new("it_tr_rec");
+    let ids = ingest(&t, 3000, "21");
+    let bad: Vec<Vec<u8>> = (0..50).map(|i| format!("{{\"broken\": {i}").into_bytes()).collect();
+    let records: Vec<Record> = bad.iter().map(|b| (None, Some(b.as_slice()))).collect();
+    produce(&t.input, &records);
+
+    let s = ok_summary(&run(t.transform().args(["--batch-size", "700"]), RUN));
+    assert_eq!((s["in"].as_u64(), s["out"].as_u64(), s["dlq"].as_u64()), (Some(3050), Some(3000), Some(50)), "{s}");
+    let out_ids: HashSet<String> = rows_by_id(&consume(&t.output, 3000, RUN)).into_keys().collect();
+    assert_eq!(out_ids, ids);
+    assert_eq!(topic_len(&t.dlq), 50);
+
+    let again = ok_summary(&run(&mut t.transform(), RUN));
+    assert_eq!((again["in"].as_u64(), again["out"].as_u64()), (Some(0), Some(0)), "second run: {again}");
+}
+
+/// Start a transform, kill -9 it once some output exists, run it again to the end.
+fn kill_mid_run_then_finish(t: &Topics, extra: &[&str]) {
+    let mut child = spawn(t.transform().args(["--batch-size", "1000"]).args(extra));
+    let exited = wait_for("some transform output before the kill", RUN, || {
+        if child.try_wait().unwrap().is_some() {
+            return Some(true);
+        }
+        (topic_len(&t.output) >= 2000).then_some(false)
+    });
+    if exited {
+        panic!("transform exited before the kill: {}", stderr(&child.wait_with_output().unwrap()));
+    }
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let s = ok_summary(&run(t.transform().args(["--batch-size", "1000"]).args(extra), RUN));
+    assert!(s["in"].as_u64().unwrap() > 0, "the rerun had work left: {s}");
+}
+
+#[test]
+fn kill_9_mid_run_loses_nothing() {
+    require_kafka();
+    let t = Topics::new("it_tr_kill");
+    let ids = ingest(&t, 30_000, "31");
+    kill_mid_run_then_finish(&t, &[]);
+    // At least once: every id is there (a replayed tail may repeat some).
+    let n = topic_len(&t.output) as usize;
+    assert!(n >= 30_000, "{n} rows for 30000 inputs");
+    let out_ids: HashSet<String> =
+        consume(&t.output, n, RUN).iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
+    assert_eq!(out_ids, ids);
+}
+
+#[test]
+fn exactly_once_survives_kill_9_without_duplicates() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos");
+    let ids = ingest(&t, 30_000, "41");
+    kill_mid_run_then_finish(&t, &["--exactly-once"]);
+    // read_committed: exactly one row per input, none from the aborted transaction.
+    let msgs = consume(&t.output, 30_000, RUN);
+    let out_ids: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
+    let unique: HashSet<String> = out_ids.iter().cloned().collect();
+    assert_eq!(out_ids.len(), unique.len(), "duplicates in users_created");
+    assert_eq!(unique, ids);
+}
