@@ -225,9 +225,15 @@ pub struct LoadArgs {
     /// Topic of clean rows.
     #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_created", value_parser = names::parse_topic)]
     pub input_topic: String,
-    /// Output directory for --sink parquet.
+    /// Table (Cassandra, PostgreSQL) or folder name (Parquet); created if absent.
+    #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = names::parse_identifier)]
+    pub table: String,
+    /// Output directory for --sink parquet (files go to OUT/<table>/).
     #[arg(long, env = "RTDS_OUT", default_value = "data")]
     pub out: PathBuf,
+    /// How long to keep retrying a store that is down before failing (offsets stay uncommitted).
+    #[arg(long, env = "RTDS_RETRY_FOR", default_value = "10m", value_parser = names::parse_duration)]
+    pub retry_for: Duration,
     #[command(flatten)]
     pub consume: ConsumeOpts,
     #[command(flatten)]
@@ -246,9 +252,6 @@ pub struct CassandraOpts {
     /// Keyspace.
     #[arg(long, env = "RTDS_KEYSPACE", default_value = "spark_streams", value_parser = names::parse_identifier)]
     pub keyspace: String,
-    /// Table.
-    #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = names::parse_identifier)]
-    pub table: String,
     /// Replication of the keyspace when it has to be created, e.g. "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3".
     #[arg(long, env = "RTDS_REPLICATION", default_value = "SimpleStrategy:1")]
     pub replication: String,
@@ -271,6 +274,9 @@ pub struct CassandraOpts {
 /// environment: RTDS_POSTGRES_URL, or a file named by RTDS_POSTGRES_URL_FILE.
 #[derive(Debug, Clone, Args)]
 pub struct PostgresOpts {
+    /// PostgreSQL schema of the table (created if absent).
+    #[arg(long, env = "RTDS_PG_SCHEMA", default_value = "public", value_parser = names::parse_identifier)]
+    pub pg_schema: String,
     /// Require TLS to PostgreSQL (CA from RTDS_POSTGRES_CA_FILE if set).
     #[arg(long, env = "RTDS_POSTGRES_TLS")]
     pub postgres_tls: bool,

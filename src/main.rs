@@ -13,6 +13,7 @@ mod progress;
 mod secrets;
 mod shutdown;
 mod sinks;
+mod stage;
 mod summary;
 mod transform;
 

@@ -1,12 +1,142 @@
 //! Cassandra sink (scylla driver). Options come from `cli::CassandraOpts`;
 //! credentials only from RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD(_FILE).
+//! Rows are upserted by id with a prepared INSERT, at bounded concurrency.
 
 use anyhow::{Context, Result};
+use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
 
+use super::{Rejected, WriteError};
 use crate::cli::CassandraOpts;
+use crate::error::{UsageError, usage};
+use crate::load::row::{COLUMNS, UserRow};
 use crate::secrets;
+
+pub struct CassandraSink {
+    session: Session,
+    insert: PreparedStatement,
+    concurrency: usize,
+}
+
+impl CassandraSink {
+    /// Connect, create the keyspace and table if absent, check an existing
+    /// table has the columns we write, and prepare the INSERT.
+    pub async fn open(opts: &CassandraOpts, table: &str) -> Result<Self> {
+        let consistency = parse_consistency(&opts.consistency)?;
+        let replication = replication_map(&opts.replication)?;
+        let session = connect(opts).await?;
+        let ks = &opts.keyspace;
+        // Names are validated identifiers (names::parse_identifier), never quoted input.
+        session
+            .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
+            .await
+            .with_context(|| format!("creating keyspace {ks}"))?;
+        let columns: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| if *c == "id" { "id uuid PRIMARY KEY".to_owned() } else { format!("{c} text") })
+            .collect();
+        session
+            .query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.{table} ({})", columns.join(", ")), &[])
+            .await
+            .with_context(|| format!("creating table {ks}.{table}"))?;
+        check_columns(&session, ks, table).await?;
+        let placeholders = vec!["?"; COLUMNS.len()].join(", ");
+        let mut insert = session
+            .prepare(format!("INSERT INTO {ks}.{table} ({}) VALUES ({placeholders})", COLUMNS.join(", ")))
+            .await
+            .with_context(|| format!("preparing the INSERT into {ks}.{table}"))?;
+        insert.set_consistency(consistency);
+        insert.set_is_idempotent(true);
+        Ok(Self { session, insert, concurrency: opts.concurrency as usize })
+    }
+
+    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+        let session = &self.session;
+        let insert = &self.insert;
+        futures::stream::iter(rows.iter().map(Ok))
+            .try_for_each_concurrent(self.concurrency, |row| async move {
+                let t = row.texts();
+                let values = (row.uuid(), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11]);
+                session.execute_unpaged(insert, values).await.map(|_| ())
+            })
+            .await
+            // Every failure here is the cluster's (down, overloaded, timed out):
+            // the upserts are idempotent, so the whole batch is retried.
+            .map_err(|e| WriteError::Transient(anyhow::Error::from(e).context("writing rows to Cassandra")))?;
+        Ok(Vec::new())
+    }
+}
+
+/// An existing table must have every column we write, with the right type.
+async fn check_columns(session: &Session, ks: &str, table: &str) -> Result<()> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
+            (ks, table),
+        )
+        .await
+        .with_context(|| format!("reading the columns of {ks}.{table}"))?
+        .into_rows_result()
+        .with_context(|| format!("reading the columns of {ks}.{table}"))?;
+    let have: std::collections::HashMap<String, String> =
+        rows.rows::<(String, String)>().context("reading column names")?.collect::<Result<_, _>>()?;
+    for c in COLUMNS {
+        let want = if c == "id" { "uuid" } else { "text" };
+        match have.get(c) {
+            None => anyhow::bail!(
+                "table {ks}.{table} exists but has no column `{c}` ({want}); drop it or choose another --table"
+            ),
+            Some(t) if t != want => anyhow::bail!("column `{c}` of {ks}.{table} is {t}, expected {want}"),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `SimpleStrategy:1` or `NetworkTopologyStrategy:dc1=3,dc2=2` as a CQL map.
+fn replication_map(spec: &str) -> Result<String> {
+    let bad = || {
+        UsageError(format!(
+            "invalid --replication {spec:?}: use SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M"
+        ))
+    };
+    let (class, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let factor = |n: &str| n.trim().parse::<u16>().ok().filter(|n| (1..=32).contains(n)).ok_or_else(bad);
+    match class.trim() {
+        "SimpleStrategy" => Ok(format!("{{'class': 'SimpleStrategy', 'replication_factor': {}}}", factor(rest)?)),
+        "NetworkTopologyStrategy" => {
+            let mut parts = vec!["'class': 'NetworkTopologyStrategy'".to_owned()];
+            for dc in rest.split(',') {
+                let (name, n) = dc.split_once('=').ok_or_else(bad)?;
+                let name = name.trim();
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+                    return Err(bad().into());
+                }
+                parts.push(format!("'{name}': {}", factor(n)?));
+            }
+            Ok(format!("{{{}}}", parts.join(", ")))
+        }
+        _ => Err(bad().into()),
+    }
+}
+
+fn parse_consistency(s: &str) -> Result<Consistency> {
+    Ok(match s.to_ascii_uppercase().as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => return usage(format!("invalid --consistency {s:?}: use ONE, QUORUM, LOCAL_QUORUM, ALL, ...")),
+    })
+}
 
 /// Open a session to the contact points, failing after `connect_timeout`.
 pub async fn connect(opts: &CassandraOpts) -> Result<Session> {
@@ -50,4 +180,33 @@ pub async fn server_version(session: &Session) -> Result<String> {
         .context("reading system.local")?;
     let (version,): (String,) = rows.single_row().context("reading release_version")?;
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_specs() {
+        assert_eq!(
+            replication_map("SimpleStrategy:1").unwrap(),
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        assert_eq!(
+            replication_map("NetworkTopologyStrategy:dc1=3,dc2=2").unwrap(),
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        for bad in
+            ["SimpleStrategy", "SimpleStrategy:0", "Evil:1", "NetworkTopologyStrategy:dc'1=3", "SimpleStrategy:1}"]
+        {
+            let e = replication_map(bad).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn consistency_levels() {
+        assert_eq!(parse_consistency("local_quorum").unwrap(), Consistency::LocalQuorum);
+        assert!(parse_consistency("MOST").is_err());
+    }
 }

@@ -1,15 +1,183 @@
 //! PostgreSQL sink (tokio-postgres). The URL, which carries the password, comes
 //! only from RTDS_POSTGRES_URL or the file named by RTDS_POSTGRES_URL_FILE.
+//! Each batch: binary COPY into a temporary staging table, then one
+//! `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, Socket};
 
+use super::{Rejected, WriteError};
 use crate::cli::PostgresOpts;
 use crate::error::usage;
+use crate::load::row::{COLUMNS, UserRow, last_per_id};
 use crate::secrets;
+
+/// Columns held as timestamptz; the rest (but `id`) are text.
+const TIMESTAMPS: [&str; 2] = ["dob", "registered_date"];
+
+fn column_type(c: &str) -> Type {
+    match c {
+        "id" => Type::UUID,
+        c if TIMESTAMPS.contains(&c) => Type::TIMESTAMPTZ,
+        _ => Type::TEXT,
+    }
+}
+
+pub struct PostgresSink {
+    opts: PostgresOpts,
+    /// `schema.table`, both validated identifiers.
+    table: String,
+    /// Dropped after a connection failure; the next write reconnects.
+    client: Option<Client>,
+}
+
+impl PostgresSink {
+    /// Connect, create the schema and table if absent, and check an existing
+    /// table has the columns we write.
+    pub async fn open(opts: &PostgresOpts, table: &str) -> Result<Self> {
+        let client = connect(opts).await?;
+        let schema = &opts.pg_schema;
+        let columns: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match column_type(c) {
+                Type::UUID => format!("{c} uuid PRIMARY KEY"),
+                Type::TIMESTAMPTZ => format!("{c} timestamptz"),
+                _ => format!("{c} text"),
+            })
+            .collect();
+        let ddl = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
+            columns.join(", ")
+        );
+        client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
+        check_columns(&client, schema, table).await?;
+        Ok(Self { opts: opts.clone(), table: format!("{schema}.{table}"), client: Some(client) })
+    }
+
+    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+        let mut rejected = Vec::new();
+        let mut good = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            match timestamps(row) {
+                Ok(ts) => good.push((row.clone(), ts)),
+                Err(why) => rejected.push((i, why)),
+            }
+        }
+        if good.is_empty() {
+            return Ok(rejected);
+        }
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            self.client = Some(connect(&self.opts).await.map_err(WriteError::Transient)?);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        match upsert(client, &self.table, good).await {
+            Ok(()) => Ok(rejected),
+            Err(e) => {
+                let transient = is_transient(&e);
+                if transient {
+                    self.client = None;
+                }
+                let e = anyhow::Error::from(e).context(format!("upserting into {}", self.table));
+                Err(if transient { WriteError::Transient(e) } else { WriteError::Fatal(e) })
+            }
+        }
+    }
+}
+
+/// dob and registered_date as timestamps; text that is not RFC 3339 is refused.
+fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; 2], String> {
+    let parse = |name: &str, v: &Option<String>| match v {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("{name} is not an RFC 3339 timestamp ({s:?}): {e}")),
+    };
+    Ok([parse("dob", &row.dob)?, parse("registered_date", &row.registered_date)?])
+}
+
+async fn upsert(
+    client: &mut Client,
+    table: &str,
+    rows: Vec<(UserRow, [Option<DateTime<Utc>>; 2])>,
+) -> Result<(), tokio_postgres::Error> {
+    // ON CONFLICT cannot touch one row twice in a statement: keep each id's last row.
+    let rows = last_per_id(rows, |(r, _)| &r.id);
+
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS rtds_staging (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    ))
+    .await?;
+    let cols = COLUMNS.join(", ");
+    let sink = tx.copy_in(&format!("COPY rtds_staging ({cols}) FROM STDIN (FORMAT binary)")).await?;
+    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (row, [dob, registered]) in &rows {
+        let t = row.texts();
+        let id = row.uuid();
+        let values: [&(dyn ToSql + Sync); 12] =
+            [&id, &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], dob, registered, &t[10], &t[11]];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    let updates: Vec<String> = COLUMNS.iter().skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    tx.batch_execute(&format!(
+        "INSERT INTO {table} ({cols}, loaded_at) SELECT {cols}, now() FROM rtds_staging \
+         ON CONFLICT (id) DO UPDATE SET {}, loaded_at = EXCLUDED.loaded_at",
+        updates.join(", ")
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// Connection trouble and server shutdowns are worth a retry; a constraint or
+/// type error is not.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let class = &code.code()[..2];
+            matches!(class, "08" | "40" | "53" | "57" | "58") || *code == SqlState::LOCK_NOT_AVAILABLE
+        }
+    }
+}
+
+/// An existing table must have every column we write, with the right type.
+async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &table],
+        )
+        .await
+        .with_context(|| format!("reading the columns of {schema}.{table}"))?;
+    let have: std::collections::HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for c in COLUMNS.iter().copied().chain(["loaded_at"]) {
+        let want = match column_type(c) {
+            Type::UUID => "uuid",
+            Type::TEXT if c != "loaded_at" => "text",
+            _ => "timestamp with time zone",
+        };
+        match have.get(c) {
+            None => anyhow::bail!(
+                "table {schema}.{table} exists but has no column `{c}` ({want}); drop it or choose another --table"
+            ),
+            Some(t) if t != want => anyhow::bail!("column `{c}` of {schema}.{table} is {t}, expected {want}"),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -8,35 +8,20 @@ mod encode;
 pub mod sql;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer as _};
-use serde::Serialize;
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
 use crate::error::usage;
 use crate::kafka::{self, Consumed, Producer, Source};
 use crate::metrics::StageMetrics;
+use crate::stage::{self, Commit, Counts};
 
 const STAGE: &str = "transform";
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
-
-#[derive(Debug, Default, Serialize)]
-struct Summary {
-    stage: &'static str,
-    #[serde(rename = "in")]
-    received: u64,
-    out: u64,
-    dlq: u64,
-    /// Rows a custom SQL filtered out (never the default SQL).
-    filtered: u64,
-    batches: u64,
-    seconds: f64,
-    records_per_s: f64,
-}
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let sql_text = match &args.sql {
@@ -59,59 +44,25 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
-    let mut shutdown = crate::shutdown::listen();
-    let bar = crate::progress::bar(None, STAGE);
-    let start = Instant::now();
-    let mut summary = Summary { stage: STAGE, ..Default::default() };
     let stage = Stage { args, decoder, query, producer: &producer };
-
-    let result: Result<()> = async {
-        while let Some(batch) =
-            source.next_batch(args.consume.batch_size as usize, args.consume.max_wait, &mut shutdown).await?
-        {
-            let t = Instant::now();
-            let counts = if args.exactly_once {
-                stage.in_transaction(&source, &batch).await?
-            } else {
-                let before = deliveries.failed();
-                let counts = stage.process(&batch).await?;
-                kafka::flush(&producer, FLUSH_TIMEOUT)?;
-                if deliveries.failed() > before {
-                    anyhow::bail!(
-                        "{} record(s) of a batch were not acknowledged by Kafka ({}); offsets not committed",
-                        deliveries.failed() - before,
-                        deliveries.first_error().unwrap_or_default()
-                    );
-                }
-                source.commit(&batch)?;
-                counts
-            };
-            summary.received += batch.messages.len() as u64;
-            summary.out += counts.out;
-            summary.dlq += counts.dlq;
-            summary.filtered += counts.filtered;
-            summary.batches += 1;
-            metrics.batch(batch.messages.len() as u64, counts.out, counts.dlq, t.elapsed(), || source.lag());
-            bar.set_position(summary.received);
-        }
-        Ok(())
-    }
+    let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
+    let (totals, result) = stage::drive(
+        STAGE,
+        &mut source,
+        &args.consume,
+        &producer,
+        &deliveries,
+        commit,
+        &metrics,
+        async |source, batch| {
+            if args.exactly_once { stage.in_transaction(source, batch).await } else { stage.process(batch).await }
+        },
+    )
     .await;
-
-    bar.finish_and_clear();
-    summary.seconds = start.elapsed().as_secs_f64();
-    summary.records_per_s = if summary.seconds > 0.0 { summary.received as f64 / summary.seconds } else { 0.0 };
-    crate::summary::print(&summary)?;
+    crate::summary::print(&totals)?;
     result?;
-    tracing::info!(records = summary.received, out = summary.out, dlq = summary.dlq, "transform finished");
+    tracing::info!(records = totals.received, out = totals.out, dlq = totals.dlq, "transform finished");
     Ok(())
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    out: u64,
-    dlq: u64,
-    filtered: u64,
 }
 
 struct Stage<'a> {
@@ -175,26 +126,8 @@ impl Stage<'_> {
         Ok(counts)
     }
 
-    /// The original record, untouched, to the DLQ with why and where from.
     async fn dead_letter(&self, m: &OwnedMessage, reason: &str) -> Result<()> {
-        let partition = m.partition().to_string();
-        let offset = m.offset().to_string();
-        let headers = kafka::headers(&[
-            ("rtds-error", reason.as_bytes()),
-            ("rtds-stage", STAGE.as_bytes()),
-            ("rtds-source-topic", m.topic().as_bytes()),
-            ("rtds-source-partition", partition.as_bytes()),
-            ("rtds-source-offset", offset.as_bytes()),
-        ]);
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.args.consume.dlq_topic).headers(headers);
-        if let Some(k) = m.key() {
-            record = record.key(k);
-        }
-        if let Some(p) = m.payload() {
-            record = record.payload(p);
-        }
-        tracing::debug!(partition = m.partition(), offset = m.offset(), "to DLQ: {reason}");
-        kafka::send(self.producer, record).await
+        stage::dead_letter(self.producer, &self.args.consume.dlq_topic, STAGE, m, reason).await
     }
 
     /// `--exactly-once`: outputs, DLQ records and the consumed offsets commit

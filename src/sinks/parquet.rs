@@ -1,0 +1,71 @@
+//! Parquet sink: one zstd file per batch, `OUT/<table>/part-<time>-<uuid>.parquet`,
+//! written under a temporary name, fsynced, then renamed (readers never see a
+//! partial file). Files are append-only: a replayed batch lands in a new file,
+//! so readers that need one row per user take the latest by id.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::{Rejected, WriteError};
+use crate::load::row::{COLUMNS, UserRow};
+
+pub struct ParquetSink {
+    dir: PathBuf,
+    schema: SchemaRef,
+}
+
+impl ParquetSink {
+    /// Create `out/table/` and make sure we can write there.
+    pub fn open(out: &Path, table: &str) -> Result<Self> {
+        let dir = out.join(table);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating the output directory {}", dir.display()))?;
+        let probe = dir.join(format!(".rtds-write-test-{}", std::process::id()));
+        File::create(&probe).with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
+        let _ = std::fs::remove_file(&probe);
+        let fields: Vec<Field> = COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, *c != "id")).collect();
+        Ok(Self { dir, schema: Arc::new(Schema::new(fields)) })
+    }
+
+    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+        let batch = self.batch(rows).map_err(WriteError::Fatal)?;
+        let dir = self.dir.clone();
+        // File I/O and compression off the async threads.
+        tokio::task::spawn_blocking(move || write_file(&dir, &batch))
+            .await
+            .map_err(|e| WriteError::Fatal(e.into()))?
+            .map_err(WriteError::Transient)?;
+        Ok(Vec::new())
+    }
+
+    fn batch(&self, rows: &[UserRow]) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = (0..COLUMNS.len())
+            .map(|c| Arc::new(rows.iter().map(|r| r.texts()[c]).collect::<StringArray>()) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), columns).context("building the Parquet batch")
+    }
+}
+
+fn write_file(dir: &Path, batch: &RecordBatch) -> Result<PathBuf> {
+    let name = format!("part-{}-{}.parquet", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), uuid::Uuid::new_v4());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(&name);
+    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).context("starting a Parquet file")?;
+    writer.write(batch).context("writing a Parquet row group")?;
+    let file = writer.into_inner().context("finishing the Parquet file")?;
+    file.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
+    drop(file);
+    std::fs::rename(&tmp, &dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    // The rename is durable once the directory is synced.
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync {}", dir.display()))?;
+    Ok(dest)
+}
