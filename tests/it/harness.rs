@@ -258,3 +258,42 @@ pub fn spawn(cmd: &mut Command) -> std::process::Child {
     use std::process::Stdio;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds")
 }
+
+/// Tests that use a store hold this shared; a test that stops a store holds it
+/// exclusively, so no other test sees the outage.
+pub static STORES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn stores_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    STORES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn stores_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    STORES.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run `scripts/stack.sh ARGS` (to stop and start a service in a fault test).
+pub fn stack(args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh");
+    let status = Command::new(script).args(args).status().expect("run scripts/stack.sh");
+    assert!(status.success(), "scripts/stack.sh {args:?} failed");
+}
+
+/// Send SIGTERM (graceful stop) to a child.
+pub fn terminate(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Wait for a child with a deadline; kill it and panic if it does not exit.
+pub fn wait_child(mut child: std::process::Child, deadline: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("rtds did not exit within {deadline:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}

@@ -4,5 +4,6 @@
 mod cli;
 mod harness;
 mod ingest;
+mod load;
 mod services;
 mod transform;

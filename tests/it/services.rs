@@ -46,6 +46,7 @@ fn kafka_topic_produce_consume() {
 
 #[test]
 fn cassandra_keyspace_table_roundtrip() {
+    let _stores = stores_shared();
     let rt = runtime();
     let session = cassandra(&rt);
     let ks = unique("it_ks");
@@ -75,6 +76,7 @@ fn cassandra_keyspace_table_roundtrip() {
 
 #[test]
 fn postgres_schema_table_roundtrip() {
+    let _stores = stores_shared();
     let rt = runtime();
     let client = postgres(&rt);
     let schema = unique("it_pg");
@@ -92,6 +94,7 @@ fn postgres_schema_table_roundtrip() {
 
 #[test]
 fn check_reports_every_service_with_its_version() {
+    let _stores = stores_shared();
     require_kafka();
     require_cassandra();
     require_postgres();
