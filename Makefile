@@ -32,8 +32,9 @@ stack-status:
 test: deps ## start the stack (and stop what it started), lint, every test
 	scripts/test.sh
 
-demo: build stack-up
-	@eval "$$(scripts/stack.sh env)" && $(RTDS) check
+demo: build ## the pipeline end to end on the local stack, then what each store holds
+	$(CARGO) build --example parquet_head
+	scripts/demo.sh
 
 bench: deps
 	$(CARGO) bench

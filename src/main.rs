@@ -1,28 +1,12 @@
 //! rtds: one binary, one subcommand per pipeline stage.
 
-mod check;
-mod cli;
-mod error;
-mod ingest;
-mod kafka;
-mod load;
-mod logging;
-mod metrics;
-mod names;
-mod progress;
-mod secrets;
-mod shutdown;
-mod sinks;
-mod stage;
-mod summary;
-mod transform;
-
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
-use cli::{Cli, Command};
+use rtds::cli::Cli;
+use rtds::{error, logging, names};
 
 fn main() -> ExitCode {
     let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
@@ -42,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(rtds::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the whole context chain, outermost first.
@@ -67,16 +51,6 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let line = line.strip_prefix("error: ").unwrap_or(line);
     eprintln!("error: {line} (see rtds --help)");
     ExitCode::from(2)
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = &cli.global;
-    match &cli.command {
-        Command::Ingest(args) => ingest::run(global, args).await,
-        Command::Transform(args) => transform::run(global, args).await,
-        Command::Load(args) => load::run(global, args).await,
-        Command::Check(args) => check::run(global, args).await,
-    }
 }
 
 /// Secrets must not appear in `ps` output: a secret Kafka setting given with

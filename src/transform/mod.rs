@@ -4,7 +4,7 @@
 //! (or, with `--exactly-once`, inside the same Kafka transaction).
 
 pub mod decode;
-mod encode;
+pub mod encode;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -25,14 +25,13 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let sql_text = match &args.sql {
-        None => sql::DEFAULT_SQL.to_owned(),
+        None => None,
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) => t,
+            Ok(t) => Some(t),
             Err(e) => return usage(format!("cannot read --sql file {}: {e}", path.display())),
         },
     };
-    let decoder = decode::RawDecoder::default();
-    let query = sql::Query::plan(&sql_text, decoder.schema()).await?;
+    let transformer = Transformer::new(sql_text.as_deref()).await?;
     let group = args.consume.group.clone().unwrap_or_else(|| "rtds-transform".to_owned());
     for topic in [&args.input_topic, &args.output_topic, &args.consume.dlq_topic] {
         kafka::ensure_topic(global, topic, 3, 1).await?;
@@ -44,7 +43,7 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
-    let stage = Stage { args, decoder, query, producer: &producer };
+    let stage = Stage { args, transformer, producer: &producer };
     let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
     let (totals, result) = stage::drive(
         STAGE,
@@ -65,31 +64,37 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     Ok(())
 }
 
-struct Stage<'a> {
-    args: &'a TransformArgs,
+/// The transform itself, apart from Kafka: raw payloads in, clean rows and
+/// rejected inputs out. Planned once; `apply` runs per batch.
+pub struct Transformer {
     decoder: decode::RawDecoder,
     query: sql::Query,
-    producer: &'a Producer,
 }
 
-impl Stage<'_> {
-    /// Decode, run the SQL, and hand every output and DLQ record to the producer.
-    async fn process(&self, batch: &Consumed) -> Result<Counts> {
-        let msgs = &batch.messages;
-        let payloads: Vec<Option<&[u8]>> = msgs.iter().map(|m| m.payload()).collect();
-        let decoded = self.decoder.decode(&payloads);
-        let mut counts = Counts::default();
-        for (i, reason) in &decoded.rejected {
-            self.dead_letter(&msgs[*i], reason).await?;
-            counts.dlq += 1;
-        }
+/// What a batch became.
+pub struct Applied {
+    /// Each clean row with the index of the input it came from, when known.
+    pub rows: Vec<(encode::Row, Option<usize>)>,
+    /// Inputs that go to the DLQ, with the reason.
+    pub rejected: Vec<(usize, String)>,
+    /// Rows the SQL filtered out.
+    pub filtered: u64,
+}
+
+impl Transformer {
+    /// Plan `sql` (the built-in SQL if `None`) against the raw schema.
+    pub async fn new(sql: Option<&str>) -> Result<Self> {
+        let decoder = decode::RawDecoder::default();
+        let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), decoder.schema()).await?;
+        Ok(Self { decoder, query })
+    }
+
+    pub async fn apply(&self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
+        let decoded = self.decoder.decode(payloads);
+        let mut rejected = decoded.rejected;
         if decoded.rows.is_empty() {
-            return Ok(counts);
+            return Ok(Applied { rows: Vec::new(), rejected, filtered: 0 });
         }
-        // The input record of each id, for the headers its row carries on.
-        let by_id: HashMap<&str, usize> =
-            decoded.ids.iter().map(String::as_str).zip(decoded.rows.iter().copied()).collect();
-        let mut sql_failed = 0;
         let rows = match self.query.run(decoded.batch.clone()).await {
             Ok(out) => encode::rows(&out)?,
             // One row made the SQL fail: run row by row to find it, keep the rest.
@@ -99,17 +104,45 @@ impl Stage<'_> {
                 for (n, input) in decoded.rows.iter().enumerate() {
                     match self.query.run(decoded.batch.slice(n, 1)).await {
                         Ok(out) => rows.extend(encode::rows(&out)?),
-                        Err(e) => {
-                            self.dead_letter(&msgs[*input], &format!("SQL failed: {e:#}")).await?;
-                            sql_failed += 1;
-                        }
+                        Err(e) => rejected.push((*input, format!("SQL failed: {e:#}"))),
                     }
                 }
                 rows
             }
         };
-        for row in &rows {
-            let ingested_at = by_id.get(row.id.as_str()).and_then(|i| header(&msgs[*i], "rtds-ingested-at"));
+        let sql_failed = (rejected.len() - (payloads.len() - decoded.rows.len())) as u64;
+        let filtered = (decoded.rows.len() as u64 - sql_failed).saturating_sub(rows.len() as u64);
+        // The input record of each id, for the headers its row carries on.
+        let by_id: HashMap<&str, usize> =
+            decoded.ids.iter().map(String::as_str).zip(decoded.rows.iter().copied()).collect();
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let input = by_id.get(r.id.as_str()).copied();
+                (r, input)
+            })
+            .collect();
+        Ok(Applied { rows, rejected, filtered })
+    }
+}
+
+struct Stage<'a> {
+    args: &'a TransformArgs,
+    transformer: Transformer,
+    producer: &'a Producer,
+}
+
+impl Stage<'_> {
+    /// Transform a batch and hand every output and DLQ record to the producer.
+    async fn process(&self, batch: &Consumed) -> Result<Counts> {
+        let msgs = &batch.messages;
+        let payloads: Vec<Option<&[u8]>> = msgs.iter().map(|m| m.payload()).collect();
+        let applied = self.transformer.apply(&payloads).await?;
+        for (i, reason) in &applied.rejected {
+            self.dead_letter(&msgs[*i], reason).await?;
+        }
+        for (row, input) in &applied.rows {
+            let ingested_at = input.and_then(|i| header(&msgs[i], "rtds-ingested-at"));
             let headers = match &ingested_at {
                 Some(at) => kafka::headers(&[("rtds-ingested-at", at.as_slice())]),
                 None => kafka::headers(&[]),
@@ -120,10 +153,7 @@ impl Stage<'_> {
                 .headers(headers);
             kafka::send(self.producer, record).await?;
         }
-        counts.dlq += sql_failed;
-        counts.out = rows.len() as u64;
-        counts.filtered = (decoded.rows.len() as u64 - sql_failed).saturating_sub(counts.out);
-        Ok(counts)
+        Ok(Counts { out: applied.rows.len() as u64, dlq: applied.rejected.len() as u64, filtered: applied.filtered })
     }
 
     async fn dead_letter(&self, m: &OwnedMessage, reason: &str) -> Result<()> {

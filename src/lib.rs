@@ -1,0 +1,33 @@
+//! rtds: a real-time user-data pipeline. One module per stage (ingest,
+//! transform, load), one shared Kafka module, one file per sink; `main.rs` is
+//! only the command-line entry point.
+
+pub mod check;
+pub mod cli;
+pub mod error;
+pub mod ingest;
+pub mod kafka;
+pub mod load;
+pub mod logging;
+pub mod metrics;
+pub mod names;
+pub mod progress;
+pub mod secrets;
+pub mod shutdown;
+pub mod sinks;
+pub mod stage;
+pub mod summary;
+pub mod transform;
+
+use cli::{Cli, Command};
+
+/// Run the subcommand the user chose.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Ingest(args) => ingest::run(global, args).await,
+        Command::Transform(args) => transform::run(global, args).await,
+        Command::Load(args) => load::run(global, args).await,
+        Command::Check(args) => check::run(global, args).await,
+    }
+}
