@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
 CARGO ?= cargo
 RTDS := $(CARGO_TARGET_DIR)/debug/rtds
 
-.PHONY: all deps build lint test demo stack-up stack-down stack-status bench clean
+.PHONY: all deps build lint test demo airflow stack-up stack-down stack-status bench clean
 
 all: build
 
@@ -19,6 +19,9 @@ build: deps
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	scripts/stack.sh install airflow
+	.stack/airflow/venv/bin/ruff check dags tests/dags
+	.stack/airflow/venv/bin/ruff format --check dags tests/dags
 
 stack-up:
 	scripts/stack.sh up
@@ -36,8 +39,12 @@ demo: build ## the pipeline end to end on the local stack, then what each store 
 	$(CARGO) build --example parquet_head
 	scripts/demo.sh
 
-bench: deps
-	$(CARGO) bench
+airflow: build stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds DAGs
+	scripts/stack.sh up airflow
+	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: see .stack/airflow/home/simple_auth_manager_passwords.json.generated"
+
+bench: deps ## criterion + every stage against its bare baseline (release build, 1M records)
+	bench/run.sh
 
 clean:
 	scripts/stack.sh down || true

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The rtds stack on this machine, without Docker: Kafka (KRaft), Cassandra,
-# PostgreSQL, on loopback, data under .stack/.
-#   scripts/stack.sh up|down|status|logs|env [service...]
+# PostgreSQL (and Airflow on demand), on loopback, data under .stack/.
+#   scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres|airflow...]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/stack/lib.sh
 . "$ROOT/scripts/stack/lib.sh"
-ALL_SERVICES=(kafka cassandra postgres)
+ALL_SERVICES=(kafka cassandra postgres airflow)
+# What `up`/`down` act on when no service is named; Airflow is started on demand.
+DEFAULT_SERVICES=(kafka cassandra postgres)
 for s in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
   . "$ROOT/scripts/stack/$s.sh"
@@ -15,7 +17,8 @@ done
 cmd=${1:-status}
 shift || true
 services=("$@")
-[ ${#services[@]} -eq 0 ] && services=("${ALL_SERVICES[@]}")
+[ ${#services[@]} -eq 0 ] && services=("${DEFAULT_SERVICES[@]}")
+[ "$cmd" = down ] && [ $# -eq 0 ] && services=("${ALL_SERVICES[@]}")
 for s in "${services[@]}"; do
   [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || die "unknown service '$s' (known: ${ALL_SERVICES[*]})"
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: build while the stack starts, lint, run every test, and stop the
-# services this run started, even when a test fails.
+# `make test`: build while the stack starts, lint, run every test (Rust unit and
+# integration tests, DAG tests), and stop the services this run started, even
+# when a test fails.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -22,6 +23,7 @@ mkdir -p "$ROOT/.stack"
 $CARGO test --no-run --quiet >"$ROOT/.stack/build.log" 2>&1 &
 build_pid=$!
 scripts/stack.sh up
+scripts/stack.sh install airflow
 if ! wait $build_pid; then cat "$ROOT/.stack/build.log" >&2; exit 1; fi
 
 eval "$(scripts/stack.sh env)"
@@ -29,3 +31,9 @@ eval "$(scripts/stack.sh env)"
 $CARGO fmt --check
 $CARGO clippy --all-targets --quiet -- -D warnings
 $CARGO test
+
+# The DAGs: lint, then pytest (DagBag shape tests and real `airflow dags test` runs).
+venv="$ROOT/.stack/airflow/venv/bin"
+"$venv/ruff" check dags tests/dags
+"$venv/ruff" format --check dags tests/dags
+(cd tests/dags && "$venv/pytest" -q)

@@ -26,7 +26,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(rtds::run(cli)) {
+    let result = runtime.block_on(rtds::run(cli));
+    // Every client is closed by now: the summary is the last line of output.
+    drop(runtime);
+    rtds::summary::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the whole context chain, outermost first.

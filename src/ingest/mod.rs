@@ -52,8 +52,8 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
             "randomuser",
             Feed::Api(randomuser::RandomUser::new(randomuser::Options {
                 url: args.url.clone(),
-                api_seed: args.api_seed.clone(),
-                nat: args.nat.clone(),
+                api_seed: args.api_seed.clone().filter(|s| !s.is_empty()),
+                nat: args.nat.clone().filter(|s| !s.is_empty()),
                 timeout: args.http_timeout,
                 retries: args.retries,
                 retry_base: args.retry_base,

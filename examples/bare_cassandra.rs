@@ -1,0 +1,129 @@
+//! Baseline for `rtds load --sink cassandra`: consume the same users_created
+//! rows and insert them with a bare scylla-driver loop of prepared statements
+//! at the same concurrency, until the end of the input.
+//! Usage: bare_cassandra BROKERS TOPIC GROUP NODE KEYSPACE CONCURRENCY
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+
+type Row = (
+    uuid::Uuid,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const COLUMNS: [&str; 12] = [
+    "id",
+    "first_name",
+    "last_name",
+    "gender",
+    "address",
+    "post_code",
+    "email",
+    "username",
+    "dob",
+    "registered_date",
+    "phone",
+    "picture",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (brokers, topic, group, node, ks) = (&args[1], &args[2], &args[3], &args[4], &args[5]);
+    let concurrency: usize = args[6].parse()?;
+    let session = SessionBuilder::new().known_node(node).build().await?;
+    session
+        .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"), &[])
+        .await?;
+    let cols: Vec<String> =
+        COLUMNS.iter().map(|c| if *c == "id" { "id uuid PRIMARY KEY".into() } else { format!("{c} text") }).collect();
+    session.query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.created_users ({})", cols.join(", ")), &[]).await?;
+    let mut insert = session
+        .prepare(format!("INSERT INTO {ks}.created_users ({}) VALUES ({})", COLUMNS.join(", "), ["?"; 12].join(", ")))
+        .await?;
+    insert.set_consistency(Consistency::LocalQuorum);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
+    consumer.subscribe(&[topic])?;
+    let start = Instant::now();
+    let mut eof = HashSet::new();
+    let mut n = 0u64;
+    let mut batch: Vec<Row> = Vec::with_capacity(5000);
+    loop {
+        let done = eof.len() >= partitions;
+        if !done && batch.len() < 5000 {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    eof.insert(p);
+                }
+                Some(Err(e)) => anyhow::bail!("consume: {e}"),
+                Some(Ok(m)) => {
+                    let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                    let t = |c: &str| v[c].as_str().map(str::to_owned);
+                    batch.push((
+                        uuid::Uuid::parse_str(v["id"].as_str().unwrap_or_default())?,
+                        t("first_name"),
+                        t("last_name"),
+                        t("gender"),
+                        t("address"),
+                        t("post_code"),
+                        t("email"),
+                        t("username"),
+                        t("dob"),
+                        t("registered_date"),
+                        t("phone"),
+                        t("picture"),
+                    ));
+                }
+            }
+            continue;
+        }
+        n += batch.len() as u64;
+        let results: Vec<_> = futures::stream::iter(batch.drain(..))
+            .map(|row| {
+                let (session, insert) = (&session, &insert);
+                async move { session.execute_unpaged(insert, row).await }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        if done {
+            break;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"stage": "bare_cassandra", "in": n, "out": n, "seconds": seconds, "records_per_s": n as f64 / seconds})
+    );
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Baseline for `rtds transform`: bare rdkafka consume-and-produce of the same
+//! records, unchanged, to another topic, until the end of the input; then commit.
+//! Usage: bare_passthrough BROKERS INPUT OUTPUT GROUP
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (brokers, input, output, group) = (&args[1], &args[2], &args[3], &args[4]);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "10")
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
+    let partitions = consumer.fetch_metadata(Some(input), Duration::from_secs(10))?.topics()[0].partitions().len();
+    consumer.subscribe(&[input])?;
+    let start = Instant::now();
+    let mut eof = HashSet::new();
+    let mut n = 0u64;
+    while eof.len() < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => anyhow::bail!("consume: {e}"),
+            Some(Ok(m)) => {
+                n += 1;
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(p) = m.payload() {
+                    record = record.payload(p);
+                }
+                if let Some(h) = m.headers() {
+                    record = record.headers(h.detach());
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err((e, _)) => anyhow::bail!("send: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(180))?;
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"stage": "bare_passthrough", "in": n, "out": n, "seconds": seconds, "records_per_s": n as f64 / seconds})
+    );
+    Ok(())
+}

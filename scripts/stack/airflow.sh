@@ -1,0 +1,73 @@
+# Apache Airflow 3 for the stack: a venv under .stack/airflow (pinned in
+# airflow/requirements.txt), SQLite metadata, api-server on 127.0.0.1:8080,
+# scheduler and dag-processor, the DAGs of dags/, connections to the stack.
+# Not started by a bare `scripts/stack.sh up`: `scripts/stack.sh up airflow`.
+
+AIRFLOW_DIR="$STACK_DIR/airflow"
+AIRFLOW_VENV="$AIRFLOW_DIR/venv"
+AIRFLOW_PORT=8080
+export AIRFLOW_HOME="$AIRFLOW_DIR/home"
+
+airflow_install() {
+  apt_ensure python3-venv
+  local stamp="$AIRFLOW_VENV/.requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" <(cat "$ROOT"/airflow/requirements*.txt); then return 0; fi
+  say "airflow: installing into $AIRFLOW_VENV (first run only)"
+  [ -x "$AIRFLOW_VENV/bin/python" ] || python3 -m venv "$AIRFLOW_VENV"
+  "$AIRFLOW_VENV/bin/pip" install -q --disable-pip-version-check \
+    -r "$ROOT/airflow/requirements.txt" -r "$ROOT/airflow/requirements-dev.txt" >&2 || die "airflow: pip install failed"
+  cat "$ROOT"/airflow/requirements*.txt >"$stamp"
+}
+
+# The environment Airflow runs with: DAGs, connections to the stack, the rtds binary.
+airflow_vars() {
+  local pw
+  pw=$(cat "$STACK_DIR/postgres/password" 2>/dev/null || true)
+  export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+  export AIRFLOW__API__HOST=127.0.0.1
+  export AIRFLOW__API__PORT=$AIRFLOW_PORT
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
+  export AIRFLOW_CONN_RTDS_KAFKA="kafka://127.0.0.1:9092"
+  export AIRFLOW_CONN_RTDS_CASSANDRA="cassandra://127.0.0.1:9042"
+  export AIRFLOW_CONN_RTDS_POSTGRES="postgres://rtds:$pw@127.0.0.1:5433/rtds"
+  export RTDS_BIN="${RTDS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/debug/rtds}"
+  export RTDS_OUT="${RTDS_OUT:-$STACK_DIR/parquet}"
+}
+
+airflow_answers() { curl -fsS "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null 2>&1; }
+
+airflow_up() {
+  local t0=$SECONDS c
+  if is_running airflow-api && airflow_answers; then
+    say "airflow: already up on http://127.0.0.1:$AIRFLOW_PORT"
+    return 0
+  fi
+  airflow_vars
+  mkdir -p "$AIRFLOW_HOME"
+  "$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log" >&2; die "airflow db migrate failed"; }
+  for c in api-server scheduler dag-processor triggerer; do
+    is_running "airflow-${c%%-*}" || start_bg "airflow-${c%%-*}" "$AIRFLOW_DIR/$c.log" "$AIRFLOW_VENV/bin/airflow" "$c"
+  done
+  wait_until "airflow api-server" 120 airflow_answers || { tail -n 30 "$AIRFLOW_DIR/api-server.log" >&2; die "airflow did not answer"; }
+  say "airflow: up on http://127.0.0.1:$AIRFLOW_PORT in $((SECONDS - t0))s (user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+}
+
+airflow_down() {
+  local c
+  for c in triggerer dag scheduler api; do stop_bg "airflow-$c" 30; done
+}
+
+airflow_status() {
+  if is_running airflow-api; then
+    echo "airflow: running (pid $(cat "$(pidfile airflow-api)")) on http://127.0.0.1:$AIRFLOW_PORT"
+  else
+    echo "airflow: stopped"
+    return 1
+  fi
+}
+
+airflow_logs() { tail -n 50 "$AIRFLOW_DIR"/*.log 2>/dev/null || true; }
+
+airflow_env() { echo "export AIRFLOW_HOME=$AIRFLOW_HOME"; }

@@ -1,0 +1,62 @@
+"""Shared fixtures for the DAG tests: the DAG folder, and an isolated Airflow
+home (SQLite) wired to the local stack through AIRFLOW_CONN_* variables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+STACK = ROOT / ".stack"
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def stack_env() -> dict[str, str]:
+    """RTDS_* settings printed by `scripts/stack.sh env`."""
+    out = subprocess.run([str(ROOT / "scripts/stack.sh"), "env"], check=True, capture_output=True, text=True).stdout
+    env = {}
+    for line in out.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory) -> dict[str, str]:
+    """Environment for `airflow dags test` against the local stack."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    stack = stack_env()
+    if "RTDS_POSTGRES_URL" not in stack:
+        pytest.fail("the local stack is not set up: run `make stack-up` (scripts/stack.sh up)")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/rtds/target"))
+    rtds_bin = os.environ.get("RTDS_BIN", str(target / "debug/rtds"))
+    brokers = stack["RTDS_BROKERS"]
+    cassandra = stack["RTDS_CASSANDRA_NODES"]
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW_CONN_RTDS_KAFKA": f"kafka://{brokers}",
+        "AIRFLOW_CONN_RTDS_CASSANDRA": f"cassandra://{cassandra}",
+        # tokio-postgres takes postgres:// URLs; Airflow keeps the scheme of the URI.
+        "AIRFLOW_CONN_RTDS_POSTGRES": stack["RTDS_POSTGRES_URL"],
+        "RTDS_BIN": rtds_bin,
+        "RTDS_OUT": str(home / "parquet"),
+    }
+    airflow = shutil.which("airflow", path=str(Path(os.sys.executable).parent)) or "airflow"
+    subprocess.run([airflow, "db", "migrate"], check=True, env=env, capture_output=True)
+    env["AIRFLOW_BIN"] = airflow
+    return env
