@@ -1,0 +1,72 @@
+"""docker-compose.yml: no Docker engine runs here, so check the file itself —
+every service the DAGs need, pinned images, healthchecks, conditions, no secrets."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from conftest import DAGS, ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_every_service_of_the_stack_is_there():
+    expected = {
+        "kafka",
+        "cassandra",
+        "postgres",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "rtds-transform",
+        "rtds-load-cassandra",
+        "rtds-load-postgres",
+        "kafka-ui",
+    }
+    assert expected <= set(SERVICES)
+
+
+def test_images_are_pinned():
+    for name, svc in SERVICES.items():
+        image = svc.get("image")
+        assert image, f"{name} has no image"
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and "/" not in tag, f"{name}: {image} is not pinned"
+
+
+def test_dependencies_wait_for_health_or_completion():
+    allowed = {"service_healthy", "service_completed_successfully", "service_started"}
+    for name, svc in SERVICES.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in SERVICES, f"{name} depends on unknown {dep}"
+            assert cond["condition"] in allowed, f"{name} -> {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dep], f"{dep} has no healthcheck but {name} waits for it"
+
+
+def test_connections_the_dags_use_are_configured():
+    used = set()
+    for dag in DAGS.glob("*.py"):
+        used |= set(re.findall(r"conn\.(rtds_\w+)", dag.read_text()))
+    assert used == {"rtds_kafka", "rtds_cassandra", "rtds_postgres"}
+    env = SERVICES["airflow-scheduler"]["environment"]
+    for conn in used:
+        assert f"AIRFLOW_CONN_{conn.upper()}" in env
+
+
+def test_kafka_advertises_an_address_for_containers_and_one_for_the_host():
+    listeners = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "kafka:29092" in listeners and "127.0.0.1:9092" in listeners
+
+
+def test_no_secret_is_written_in_the_file():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for line in text.splitlines():
+        if re.search(r"PASSWORD\s*:", line) and "${" not in line:
+            raise AssertionError(f"literal secret: {line}")
+    assert set(COMPOSE["volumes"]) >= {"kafka", "cassandra", "postgres"}
