@@ -11,6 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rtds::load::row::COLUMNS;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
@@ -28,21 +29,6 @@ type Row = (
     Option<String>,
     Option<String>,
 );
-
-const COLUMNS: [&str; 12] = [
-    "id",
-    "first_name",
-    "last_name",
-    "gender",
-    "address",
-    "post_code",
-    "email",
-    "username",
-    "dob",
-    "registered_date",
-    "phone",
-    "picture",
-];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

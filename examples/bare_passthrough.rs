@@ -5,12 +5,14 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+#[path = "common/bare.rs"]
+mod bare;
+
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{BaseRecord, Producer};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -23,17 +25,7 @@ fn main() -> anyhow::Result<()> {
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "10")
-        .set("batch.size", "1000000")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()?;
+    let producer = bare::producer(brokers)?;
     let partitions = consumer.fetch_metadata(Some(input), Duration::from_secs(10))?.topics()[0].partitions().len();
     consumer.subscribe(&[input])?;
     let start = Instant::now();
@@ -58,16 +50,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(h) = m.headers() {
                     record = record.headers(h.detach());
                 }
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            record = r;
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err((e, _)) => anyhow::bail!("send: {e}"),
-                    }
-                }
+                bare::send(&producer, record)?;
             }
         }
     }

@@ -4,29 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
+#[path = "common/bare.rs"]
+mod bare;
+
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{BaseRecord, Producer};
 use rtds::ingest::generate::Generator;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (brokers, topic, count) = (&args[1], &args[2], args[3].parse::<u64>()?);
     let seed = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(42);
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "10")
-        .set("batch.size", "1000000")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("partitioner", "murmur2_random")
-        .create()?;
+    let producer = bare::producer(brokers)?;
     let generator = Generator::new(seed);
     let start = Instant::now();
     let mut buf = Vec::with_capacity(2048);
@@ -39,17 +28,8 @@ fn main() -> anyhow::Result<()> {
         let headers = OwnedHeaders::new()
             .insert(Header { key: "rtds-source", value: Some("generate") })
             .insert(Header { key: "rtds-ingested-at", value: Some(now.as_str()) });
-        let mut record = BaseRecord::to(topic).key(&key[..]).payload(&buf[..]).headers(headers);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => anyhow::bail!("send: {e}"),
-            }
-        }
+        let record = BaseRecord::to(topic).key(&key[..]).payload(&buf[..]).headers(headers);
+        bare::send(&producer, record)?;
     }
     producer.flush(Duration::from_secs(180))?;
     let seconds = start.elapsed().as_secs_f64();

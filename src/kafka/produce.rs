@@ -17,7 +17,7 @@ use crate::cli::{Compression, GlobalOpts};
 
 /// Our producer defaults (DESIGN.md): idempotent, acks=all, keyed partitioning
 /// (murmur2, as the Java client), batched for throughput.
-const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("linger.ms", "10"),

@@ -107,23 +107,7 @@ mod tests {
     async fn default_sql_has_the_contract_columns() {
         let q = plan(DEFAULT_SQL).await.unwrap();
         let names: Vec<String> = q.output_schema().fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(
-            names,
-            [
-                "id",
-                "first_name",
-                "last_name",
-                "gender",
-                "address",
-                "post_code",
-                "email",
-                "username",
-                "dob",
-                "registered_date",
-                "phone",
-                "picture"
-            ]
-        );
+        assert_eq!(names, crate::load::row::COLUMNS);
     }
 
     #[tokio::test]

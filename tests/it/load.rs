@@ -7,25 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::message::Message;
+use rtds::load::row::COLUMNS;
 use serde_json::Value;
 
 use crate::harness::*;
 
 const RUN: Duration = Duration::from_secs(180);
-const COLUMNS: [&str; 12] = [
-    "id",
-    "first_name",
-    "last_name",
-    "gender",
-    "address",
-    "post_code",
-    "email",
-    "username",
-    "dob",
-    "registered_date",
-    "phone",
-    "picture",
-];
 
 type Rows = BTreeMap<String, Vec<Option<String>>>;
 
