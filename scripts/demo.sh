@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on the local stack — 10,000 generated users
-# through ingest, transform and the three loads — then what each store holds.
+# `make demo`: the real DAG on the local stack — `airflow dags test user_automation`
+# with 10,000 generated users and all three sinks — then each stage's summary
+# and a few rows from Cassandra, PostgreSQL and the Parquet files.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-RTDS=${RTDS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/debug/rtds}
 COUNT=${DEMO_COUNT:-10000}
-OUT="$ROOT/.stack/demo-parquet"
+TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}
 
 scripts/stack.sh up
-eval "$(scripts/stack.sh env)"
+scripts/stack.sh install airflow
 # shellcheck source=scripts/stack/lib.sh
 . scripts/stack/lib.sh
 . scripts/stack/cassandra.sh
 . scripts/stack/postgres.sh
+. scripts/stack/airflow.sh
+airflow_vars
+eval "$(scripts/stack.sh env)"
 
 step() { printf '\n== %s\n' "$*"; }
 step "rtds check"
-"$RTDS" check
-step "rtds ingest --source generate --count $COUNT"
-"$RTDS" ingest --source generate --count "$COUNT" --seed "${DEMO_SEED:-$RANDOM}" 2>/dev/null
-step "rtds transform"
-"$RTDS" transform 2>/dev/null
-for sink in cassandra postgres parquet; do
-  step "rtds load --sink $sink"
-  "$RTDS" load --sink "$sink" --out "$OUT" 2>/dev/null
-done
+"$RTDS_BIN" check
+
+step "airflow dags test user_automation (count $COUNT, sinks cassandra, postgres, parquet)"
+mkdir -p "$AIRFLOW_HOME"
+"$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log"; exit 1; }
+conf=$(printf '{"count": %d, "seed": %d, "source": "generate", "sinks": ["cassandra", "postgres", "parquet"]}' "$COUNT" "$RANDOM")
+log="$STACK_DIR/demo-dag.log"
+start=$SECONDS
+if ! "$AIRFLOW_VENV/bin/airflow" dags test user_automation -c "$conf" >"$log" 2>&1 || ! grep -q "DagRun Finished.*state=success" "$log"; then
+  tail -n 40 "$log"
+  die "the DAG run failed (whole log: $log)"
+fi
+echo "DAG run succeeded in $((SECONDS - start))s; stage summaries:"
+grep -o '{"stage":"[a-z]*"[^}]*}' "$log" | awk '!seen[$0]++'
 
 step "Cassandra: spark_streams.created_users"
 cassandra_cql "SELECT count(*) FROM spark_streams.created_users" | sed 's/^/rows: /'
@@ -33,5 +41,5 @@ cassandra_cql "SELECT id, first_name, last_name, post_code, email FROM spark_str
 step "PostgreSQL: public.created_users"
 postgres_psql -c "SELECT count(*) AS rows FROM created_users" \
   -c "SELECT id, first_name, last_name, post_code, dob, loaded_at FROM created_users ORDER BY loaded_at DESC LIMIT 5"
-step "Parquet: $OUT/created_users"
-"${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/debug/examples/parquet_head" "$OUT/created_users" 5
+step "Parquet: $RTDS_OUT/created_users"
+"$TARGET/debug/examples/parquet_head" "$RTDS_OUT/created_users" 5

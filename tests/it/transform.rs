@@ -278,3 +278,41 @@ fn exactly_once_survives_kill_9_without_duplicates() {
     assert_eq!(out_ids.len(), unique.len(), "duplicates in users_created");
     assert_eq!(unique, ids);
 }
+
+/// GET http://addr/metrics, as text.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn follow_streams_serves_metrics_and_stops_on_sigterm() {
+    require_kafka();
+    let t = Topics::new("it_tr_follow");
+    ingest(&t, 500, "81");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let child = spawn(t.transform().args(["--follow", "--metrics-addr", &addr, "--max-wait", "50ms"]));
+    wait_for("the first 500 rows", RUN, || (topic_len(&t.output) >= 500).then_some(()));
+    // Records that arrive while it runs are transformed too.
+    let out = run(
+        rtds().args(["ingest", "--source", "generate", "--count", "100", "--seed", "82", "--topic", &t.input]),
+        RUN,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the next 100 rows", RUN, || (topic_len(&t.output) >= 600).then_some(()));
+    let metrics = wait_for("metrics counting 600 records", RUN, || {
+        scrape(&addr).filter(|m| m.contains("rtds_records_in_total{stage=\"transform\"} 600"))
+    });
+    assert!(metrics.contains("rtds_batch_seconds"), "{metrics}");
+    terminate(&child);
+    let out = wait_child(child, Duration::from_secs(60));
+    let s = ok_summary(&out);
+    assert_eq!((s["in"].as_u64(), s["out"].as_u64()), (Some(600), Some(600)), "{s}");
+}
