@@ -62,7 +62,7 @@ with DAG(
             "generate", type="string", enum=["generate", "randomuser"], description="Where users come from"
         ),
         "seed": Param(42, type="integer", minimum=0, description="Seed of the built-in generator"),
-        "api_seed": Param("", type="string", maxLength=256, description="randomuser.me's own seed (optional)"),
+        "api_seed": Param(None, type=["null", "string"], maxLength=256, description="randomuser.me's own seed (optional)"),
         "sinks": Param(
             SINKS,
             type="array",
@@ -80,7 +80,7 @@ with DAG(
             "RTDS_SOURCE": "{{ params.source }}",
             "RTDS_COUNT": "{{ params.count }}",
             "RTDS_SEED": "{{ params.seed }}",
-            "RTDS_API_SEED": "{{ params.api_seed }}",
+            "RTDS_API_SEED": "{{ params.api_seed or '' }}",
         },
     )
     transform = rtds("transform")

@@ -24,6 +24,15 @@ $CARGO test --no-run --quiet >"$ROOT/.stack/build.log" 2>&1 &
 build_pid=$!
 scripts/stack.sh up
 scripts/stack.sh install airflow
+# The UI test drives Debian's Chromium with playwright-core (pinned in tests/ui/package.json).
+(
+  . scripts/stack/lib.sh
+  apt_ensure chromium nodejs npm
+  if ! cmp -s tests/ui/package.json .stack/ui/package.json || [ ! -d .stack/ui/node_modules/playwright-core ]; then
+    mkdir -p .stack/ui && cp tests/ui/package.json .stack/ui/
+    npm install --prefix .stack/ui --no-audit --no-fund --loglevel=error >&2
+  fi
+)
 if ! wait $build_pid; then cat "$ROOT/.stack/build.log" >&2; exit 1; fi
 
 eval "$(scripts/stack.sh env)"

@@ -1,30 +1,99 @@
-# Apache Kafka for the stack: one KRaft node (broker + controller) on
-# 127.0.0.1:9092 (controller 9093), jars from Maven Central, data under .stack/kafka.
+# Apache Kafka for the stack: one KRaft node (broker + controller, no ZooKeeper) on
+# 127.0.0.1:9092 (controller 127.0.0.1:9093), jars from Maven Central (stack/kafka/pom.xml),
+# run with the system Java 17; config, data and logs under $STACK_DIR/kafka.
+# Sourced by scripts/stack.sh after lib.sh. Functions: kafka_install, kafka_up, kafka_down,
+# kafka_status, kafka_logs, kafka_env, and kafka_cli CLASS ARGS... (run one of Kafka's tools).
+# RTDS_KAFKA_PORT / RTDS_KAFKA_CONTROLLER_PORT move the ports (e.g. for a second, throw-away stack).
 
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
+KAFKA_PORT=${RTDS_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${RTDS_KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_DIR="$STACK_DIR/kafka"
+KAFKA_SRC="$ROOT/stack/kafka"
 KAFKA_CP_FILE="$KAFKA_DIR/classpath.txt"
+KAFKA_LOG="$KAFKA_DIR/server.log"
+KAFKA_UP_TIMEOUT=${RTDS_KAFKA_UP_TIMEOUT:-90}
+
+kafka_err() { printf '[stack] error: %s\n' "$*" >&2; }
 
 kafka_install() {
   command -v java >/dev/null || apt_ensure openjdk-17-jre-headless
+  command -v javac >/dev/null || apt_ensure openjdk-17-jdk-headless
   command -v mvn >/dev/null || apt_ensure maven
-  maven_classpath "$ROOT/stack/kafka" "$KAFKA_CP_FILE"
+  maven_classpath "$KAFKA_SRC" "$KAFKA_CP_FILE"
+  # The readiness probe, compiled once against the same jars.
+  local cls="$KAFKA_DIR/probe/KafkaProbe.class"
+  if [ ! -f "$cls" ] || [ "$KAFKA_SRC/KafkaProbe.java" -nt "$cls" ] || [ "$KAFKA_CP_FILE" -nt "$cls" ]; then
+    mkdir -p "$KAFKA_DIR/probe"
+    javac -nowarn -cp "$(cat "$KAFKA_CP_FILE")" -d "$KAFKA_DIR/probe" "$KAFKA_SRC/KafkaProbe.java" >&2 ||
+      { kafka_err "kafka: compiling KafkaProbe failed"; return 1; }
+  fi
 }
 
-kafka_version() { tr ':' '\n' <"$KAFKA_CP_FILE" | sed -n 's|.*/kafka_2.13-\(.*\)\.jar$|\1|p' | head -n 1; }
+kafka_version() { tr ':' '\n' <"$KAFKA_CP_FILE" | sed -n 's|.*/kafka_2\.13-\(.*\)\.jar$|\1|p' | head -n 1; }
 
-# kafka_cli CLASS ARGS...: run one of Kafka's tools (e.g. org.apache.kafka.tools.TopicCommand).
+kafka_java_tool() { # JAVA-ARGS... : a short-lived JVM on Kafka's classpath, logging warnings to stderr
+  [ -s "$KAFKA_CP_FILE" ] || { kafka_err "kafka: no classpath yet: run scripts/stack.sh install kafka"; return 1; }
+  java ${KAFKA_CLI_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SRC/tools-log4j2.yaml" \
+    -cp "$(cat "$KAFKA_CP_FILE"):$KAFKA_DIR/probe" "$@"
+}
+
+# kafka_cli CLASS ARGS...: run one of Kafka's tools against the stack's classpath, e.g.
+#   kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
+#   kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic t --from-beginning --max-messages 1
+#   kafka_cli org.apache.kafka.tools.ConsoleProducer --bootstrap-server 127.0.0.1:9092 --topic t
+# Other classes: org.apache.kafka.tools.{BrokerApiVersionsCommand,GetOffsetShell,MetadataQuorumCommand},
+# org.apache.kafka.tools.consumer.group.ConsumerGroupCommand, kafka.tools.StorageTool.
 kafka_cli() {
-  local class=$1
-  shift
-  java -Xmx256m -Dlog4j2.configurationFile="$ROOT/stack/kafka/log4j2.yaml" -Dkafka.logs.dir="$KAFKA_DIR" \
-    -cp "$(cat "$KAFKA_CP_FILE")" "$class" "$@"
+  [ $# -ge 1 ] || { kafka_err "usage: kafka_cli CLASS ARGS..."; return 2; }
+  kafka_java_tool "$@"
+}
+
+# kafka_probe SECONDS [PID]: wait until the broker answers a metadata request; prints a summary.
+kafka_probe() { kafka_java_tool -Xmx128m KafkaProbe "127.0.0.1:$KAFKA_PORT" "$@"; }
+
+# True when PID is a JVM running kafka.Kafka with this stack's server.properties.
+kafka_is_ours() {
+  local args
+  args=$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  grep -qx 'kafka.Kafka' <<<"$args" && grep -qxF "$KAFKA_DIR/server.properties" <<<"$args"
+}
+
+# Pid of our broker per the pid file (empty and false when none is alive: a dead or reused pid is not ours).
+kafka_pid() {
+  local f pid
+  f=$(pidfile kafka)
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kafka_is_ours "$pid" && echo "$pid"
+}
+
+# Our brokers that the pid file lost track of (e.g. .stack/kafka/kafka.pid deleted by hand).
+kafka_orphans() {
+  local p
+  for p in $(pgrep -x java 2>/dev/null || true); do
+    kafka_is_ours "$p" && echo "$p"
+  done
+  return 0
+}
+
+kafka_port_owner() { # PORT: "pid N (cmd)" of the listener, when ss can tell
+  local line pid cmd
+  line=$(ss -H -ltnp "sport = :$1" 2>/dev/null | head -n 1) || true
+  pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line" | head -n 1)
+  if [ -n "$pid" ]; then
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || true
+    [ ${#cmd} -le 160 ] || cmd="${cmd:0:50} ... ${cmd: -100}"
+    echo "pid $pid ($cmd)"
+  else
+    echo "another process"
+  fi
 }
 
 kafka_config() {
   mkdir -p "$KAFKA_DIR/data"
   cat >"$KAFKA_DIR/server.properties" <<CONF
+# Generated by scripts/stack/kafka.sh on every start: edit that file, not this one.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
@@ -36,66 +105,135 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 num.partitions=3
 auto.create.topics.enable=false
+delete.topic.enable=true
+# One node: every internal topic with one replica; transactions allowed (the transform stage uses them).
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=10
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-message.max.bytes=16777216
-replica.fetch.max.bytes=16777216
-log.retention.hours=168
-log.segment.bytes=268435456
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+# Huge records (tests go up to ~16 MB).
+message.max.bytes=16777216
+replica.fetch.max.bytes=16777216
+# A small machine: few threads, a small log-cleaner buffer (the default takes 128 MB of heap).
+num.network.threads=2
+num.io.threads=4
+background.threads=4
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=16777216
+log.retention.hours=168
+log.segment.bytes=268435456
 CONF
 }
 
-kafka_answers() {
-  kafka_cli org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
-    --command-config /dev/null >/dev/null 2>&1
+# A random cluster id as kafka-storage random-uuid makes it: 16 bytes, base64url, no padding.
+kafka_new_cluster_id() {
+  local id
+  while :; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    [ "${id:0:1}" != "-" ] && [ "$id" != "AAAAAAAAAAAAAAAAAAAAAA" ] && break
+  done
+  echo "$id"
+}
+
+kafka_format() {
+  [ -f "$KAFKA_DIR/data/meta.properties" ] && return 0
+  say "kafka: formatting KRaft storage in $KAFKA_DIR/data"
+  if ! kafka_cli kafka.tools.StorageTool format --cluster-id "$(kafka_new_cluster_id)" \
+    --config "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1; then
+    cat "$KAFKA_DIR/format.log" >&2
+    kafka_err "kafka: formatting the storage failed"
+    return 1
+  fi
 }
 
 kafka_up() {
-  local t0=$SECONDS
-  if is_running kafka && kafka_answers; then
-    say "kafka: already up on 127.0.0.1:$KAFKA_PORT"
-    return 0
-  fi
-  if ! is_running kafka && { port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; }; then
-    die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by another process (not started by this stack)"
-  fi
-  kafka_config
-  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    kafka_cli kafka.tools.StorageTool format -t "$(kafka_cli kafka.tools.StorageTool random-uuid)" \
-      -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 \
-      || { cat "$KAFKA_DIR/format.log" >&2; die "kafka: formatting the storage failed"; }
-  fi
-  if ! is_running kafka; then
-    start_bg kafka "$KAFKA_DIR/stdout.log" java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-      -Djava.awt.headless=true -Dkafka.logs.dir="$KAFKA_DIR" \
-      -Dlog4j2.configurationFile="$ROOT/stack/kafka/log4j2.yaml" \
+  local t0 pid started=0 out rc
+  mkdir -p "$KAFKA_DIR"
+  [ -s "$KAFKA_CP_FILE" ] && [ -f "$KAFKA_DIR/probe/KafkaProbe.class" ] || kafka_install || return 1
+  t0=$SECONDS
+  if ! pid=$(kafka_pid); then
+    rm -f "$(pidfile kafka)"
+    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+      local p
+      for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        port_open "$p" && kafka_err "kafka: 127.0.0.1:$p is taken by $(kafka_port_owner "$p")"
+      done
+      kafka_err "kafka: not started: the port is in use by a process this stack did not start (stop it, or set RTDS_KAFKA_PORT/RTDS_KAFKA_CONTROLLER_PORT)"
+      return 1
+    fi
+    kafka_config
+    kafka_format || return 1
+    start_bg kafka "$KAFKA_DIR/stdout.log" java -Xms256m -Xmx512m \
+      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+      -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+      "-Xlog:gc*:file=$KAFKA_DIR/gc.log:time,tags:filecount=2,filesize=10M" \
+      -Dkafka.logs.dir="$KAFKA_DIR" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.yaml" \
       -cp "$(cat "$KAFKA_CP_FILE")" kafka.Kafka "$KAFKA_DIR/server.properties"
+    pid=$(cat "$(pidfile kafka)")
+    started=1
   fi
-  if ! wait_until "kafka metadata" 90 kafka_answers; then
-    tail -n 30 "$KAFKA_DIR/server.log" "$KAFKA_DIR/stdout.log" >&2 2>/dev/null || true
-    die "kafka did not answer on 127.0.0.1:$KAFKA_PORT"
+  rc=0
+  out=$(kafka_probe $((KAFKA_UP_TIMEOUT - (SECONDS - t0))) "$pid" 2>"$KAFKA_DIR/probe.err") || rc=$?
+  if [ $rc -ne 0 ]; then
+    tail -n 30 "$KAFKA_LOG" >&2 2>/dev/null || true
+    tail -n 10 "$KAFKA_DIR/stdout.log" "$KAFKA_DIR/probe.err" >&2 2>/dev/null || true
+    if [ $rc -eq 2 ]; then
+      kafka_err "kafka: the broker (pid $pid) exited during start-up (log: $KAFKA_LOG)"
+    else
+      kafka_err "kafka: no answer on 127.0.0.1:$KAFKA_PORT within ${KAFKA_UP_TIMEOUT}s (pid $pid still running; log: $KAFKA_LOG)"
+    fi
+    return 1
   fi
-  say "kafka: up on 127.0.0.1:$KAFKA_PORT (Apache Kafka $(kafka_version), KRaft) in $((SECONDS - t0))s"
+  if [ $started -eq 1 ]; then
+    say "kafka: up on 127.0.0.1:$KAFKA_PORT (Kafka $(kafka_version), KRaft) in $((SECONDS - t0))s"
+  else
+    say "kafka: already up on 127.0.0.1:$KAFKA_PORT (pid $pid, Kafka $(kafka_version), KRaft; $out)"
+  fi
 }
 
-kafka_down() { stop_bg kafka 30; }
+kafka_down() {
+  local p left
+  if [ -f "$(pidfile kafka)" ] && ! kafka_pid >/dev/null; then
+    rm -f "$(pidfile kafka)" # dead, or the pid now belongs to someone else: kill nothing
+  fi
+  stop_bg kafka 30
+  for p in $(kafka_orphans); do
+    say "kafka: stopping pid $p (ours, but missing from the pid file)"
+    kill -TERM "$p" 2>/dev/null || true
+  done
+  for _ in $(seq 1 150); do
+    left=$(kafka_orphans)
+    [ -z "$left" ] && return 0
+    sleep 0.2
+  done
+  for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
+  sleep 0.5
+  [ -z "$(kafka_orphans)" ] || { kafka_err "kafka: pid(s) $(kafka_orphans | tr '\n' ' ')still running"; return 1; }
+}
 
 kafka_status() {
-  if is_running kafka; then
-    echo "kafka: running (pid $(cat "$(pidfile kafka)")) on 127.0.0.1:$KAFKA_PORT"
+  local pid
+  if pid=$(kafka_pid); then
+    echo "kafka: running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
   else
     echo "kafka: stopped"
     return 1
   fi
 }
 
-kafka_logs() { tail -n 100 "$KAFKA_DIR/server.log" 2>/dev/null || true; }
+kafka_logs() {
+  if [ -f "$KAFKA_LOG" ]; then
+    tail -n 100 "$KAFKA_LOG"
+  else
+    echo "kafka: no log yet ($KAFKA_LOG)"
+  fi
+}
 
 kafka_env() { echo "export RTDS_BROKERS=127.0.0.1:$KAFKA_PORT"; }

@@ -3,9 +3,13 @@ home (SQLite) wired to the local stack through AIRFLOW_CONN_* variables."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,3 +64,44 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
     subprocess.run([airflow, "db", "migrate"], check=True, env=env, capture_output=True)
     env["AIRFLOW_BIN"] = airflow
     return env
+
+
+API = "http://127.0.0.1:8080"
+
+
+def call(method: str, path: str, token: str | None = None, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        API + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def airflow_server():
+    already = subprocess.run([str(ROOT / "scripts/stack.sh"), "status", "airflow"], capture_output=True, check=False)
+    subprocess.run([str(ROOT / "scripts/stack.sh"), "up", "airflow"], check=True)
+    yield
+    if already.returncode != 0:
+        subprocess.run([str(ROOT / "scripts/stack.sh"), "down", "airflow"], check=False)
+
+
+def login() -> str:
+    passwords = Path(STACK, "airflow/home/simple_auth_manager_passwords.json.generated")
+    password = json.loads(passwords.read_text())["admin"]
+    return call("POST", "/auth/token", body={"username": "admin", "password": password})["access_token"]
+
+
+def unpause(token: str) -> None:
+    """Unpause user_automation, once the dag-processor has parsed it."""
+    deadline = time.time() + 120
+    while True:
+        try:
+            call("PATCH", "/api/v2/dags/user_automation", token, {"is_paused": False})
+            return
+        except urllib.error.HTTPError:
+            assert time.time() < deadline, "user_automation never appeared in the API"
+            time.sleep(2)

@@ -1,0 +1,63 @@
+import java.util.Collection;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.ListTopicsOptions;
+import org.apache.kafka.common.Node;
+
+/**
+ * KafkaProbe BOOTSTRAP SECONDS [PID]: wait (one JVM, no restarts) until the broker answers
+ * DescribeCluster and a Metadata request; print "nodes=N controller=ID cluster=ID topics=N".
+ * Exit 1 after SECONDS without an answer, 2 as soon as process PID (the broker) is gone.
+ */
+public class KafkaProbe {
+  public static void main(String[] args) throws Exception {
+    String bootstrap = args[0];
+    long deadline = System.nanoTime() + Long.parseLong(args[1]) * 1_000_000_000L;
+    Optional<ProcessHandle> broker = args.length > 2 ? ProcessHandle.of(Long.parseLong(args[2])) : Optional.empty();
+    Properties p = new Properties();
+    p.put("bootstrap.servers", bootstrap);
+    p.put("client.id", "rtds-stack-probe");
+    p.put("request.timeout.ms", "2000");
+    p.put("default.api.timeout.ms", "3000");
+    p.put("socket.connection.setup.timeout.ms", "1000");
+    p.put("socket.connection.setup.timeout.max.ms", "2000");
+    p.put("reconnect.backoff.ms", "100");
+    p.put("reconnect.backoff.max.ms", "500");
+    p.put("retry.backoff.ms", "100");
+    p.put("retry.backoff.max.ms", "500");
+    String last = "no answer";
+    Admin admin = Admin.create(p);
+    while (true) {
+      try {
+        DescribeClusterResult c = admin.describeCluster(new DescribeClusterOptions().timeoutMs(3000));
+        Collection<Node> nodes = c.nodes().get();
+        Node controller = c.controller().get();
+        String cluster = c.clusterId().get();
+        Set<String> topics = admin.listTopics(new ListTopicsOptions().listInternal(true).timeoutMs(3000)).names().get();
+        if (!nodes.isEmpty()) {
+          System.out.printf("nodes=%d controller=%s cluster=%s topics=%d%n",
+              nodes.size(), controller == null ? "none" : controller.idString(), cluster, topics.size());
+          admin.close(java.time.Duration.ofSeconds(1));
+          System.exit(0);
+        }
+        last = "no live broker in the metadata yet";
+      } catch (ExecutionException e) {
+        last = String.valueOf(e.getCause());
+      }
+      if (broker.isPresent() && !broker.get().isAlive()) {
+        System.err.println("the broker process exited");
+        System.exit(2);
+      }
+      if (System.nanoTime() > deadline) {
+        System.err.println("no answer from " + bootstrap + ": " + last);
+        System.exit(1);
+      }
+      Thread.sleep(250);
+    }
+  }
+}
