@@ -27,7 +27,8 @@ scripts/stack.sh install airflow
 # The UI test drives Debian's Chromium with playwright-core (pinned in tests/ui/package.json).
 (
   . scripts/stack/lib.sh
-  apt_ensure chromium nodejs npm
+  apt_ensure chromium
+  command -v npm >/dev/null || apt_ensure nodejs npm
   if ! cmp -s tests/ui/package.json .stack/ui/package.json || [ ! -d .stack/ui/node_modules/playwright-core ]; then
     mkdir -p .stack/ui && cp tests/ui/package.json .stack/ui/
     npm install --prefix .stack/ui --no-audit --no-fund --loglevel=error >&2
