@@ -160,6 +160,13 @@ kafka_up() {
   t0=$SECONDS
   if ! pid=$(kafka_pid); then
     rm -f "$(pidfile kafka)"
+    pid=$(kafka_orphans | head -n 1)
+    if [ -n "$pid" ]; then # ours, started earlier, its pid file lost: adopt it
+      say "kafka: adopting the running broker pid $pid (its pid file was missing)"
+      echo "$pid" >"$(pidfile kafka)"
+    fi
+  fi
+  if [ -z "$pid" ]; then
     if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
       local p
       for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
@@ -183,7 +190,8 @@ kafka_up() {
   out=$(kafka_probe $((KAFKA_UP_TIMEOUT - (SECONDS - t0))) "$pid" 2>"$KAFKA_DIR/probe.err") || rc=$?
   if [ $rc -ne 0 ]; then
     tail -n 30 "$KAFKA_LOG" >&2 2>/dev/null || true
-    tail -n 10 "$KAFKA_DIR/stdout.log" "$KAFKA_DIR/probe.err" >&2 2>/dev/null || true
+    tail -n 10 "$KAFKA_DIR/stdout.log" >&2 2>/dev/null || true
+    tail -n 2 "$KAFKA_DIR/probe.err" >&2 2>/dev/null || true
     if [ $rc -eq 2 ]; then
       kafka_err "kafka: the broker (pid $pid) exited during start-up (log: $KAFKA_LOG)"
     else

@@ -245,3 +245,24 @@ fn bad_flags_exit_2_with_one_line() {
         assert_one_line_error(&out, 2);
     }
 }
+
+#[test]
+fn duration_and_rate_bound_a_run_and_sigterm_flushes_and_exits_0() {
+    require_kafka();
+    let topic = unique("it_ingest_dur");
+    let out = run(ingest(&topic).args(["--source", "generate", "--duration", "2s", "--rate", "100/s"]), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = summary(&out)["out"].as_u64().unwrap();
+    assert!((150..=260).contains(&n), "2 s at 100/s gave {n} records");
+    assert_eq!(topic_len(&topic) as u64, n);
+
+    let topic = unique("it_ingest_term");
+    let child = spawn(ingest(&topic).args(["--source", "generate", "--follow", "--rate", "500/s"]));
+    wait_for("the first records", RUN, || (topic_len(&topic) > 100).then_some(()));
+    terminate(&child);
+    let out = wait_child(child, Duration::from_secs(60));
+    assert!(out.status.success(), "SIGTERM must end the run cleanly: {}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["in"], s["out"], "every record taken was delivered: {s}");
+    assert_eq!(topic_len(&topic) as u64, s["out"].as_u64().unwrap());
+}

@@ -316,3 +316,27 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
     let s = ok_summary(&out);
     assert_eq!((s["in"].as_u64(), s["out"].as_u64()), (Some(600), Some(600)), "{s}");
 }
+
+#[test]
+fn two_replicas_in_one_group_share_the_work_and_lose_nothing() {
+    require_kafka();
+    let t = Topics::new("it_tr_pair");
+    let ids = ingest(&t, 20_000, "91");
+    let args = ["--follow", "--batch-size", "500", "--max-wait", "50ms"];
+    let first = spawn(t.transform().args(args));
+    // The second joins mid-run: a rebalance while batches are in flight.
+    wait_for("the first replica's first rows", RUN, || (topic_len(&t.output) > 1000).then_some(()));
+    let second = spawn(t.transform().args(args));
+    wait_for("every row", RUN, || (topic_len(&t.output) >= 20_000).then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    terminate(&first);
+    terminate(&second);
+    let (a, b) = (wait_child(first, Duration::from_secs(60)), wait_child(second, Duration::from_secs(60)));
+    let (sa, sb) = (ok_summary(&a), ok_summary(&b));
+    let processed = sa["in"].as_u64().unwrap() + sb["in"].as_u64().unwrap();
+    assert!(processed >= 20_000, "{sa} {sb}");
+    let n = topic_len(&t.output) as usize;
+    let out_ids: HashSet<String> =
+        consume(&t.output, n, RUN).iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
+    assert_eq!(out_ids, ids, "every id came out once the group rebalanced");
+}
