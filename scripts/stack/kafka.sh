@@ -55,7 +55,7 @@ kafka_probe() { kafka_java_tool -Xmx128m KafkaProbe "127.0.0.1:$KAFKA_PORT" "$@"
 # True when PID is a JVM running kafka.Kafka with this stack's server.properties.
 kafka_is_ours() {
   local args
-  args=$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  args=$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline") || return 1
   grep -qx 'kafka.Kafka' <<<"$args" && grep -qxF "$KAFKA_DIR/server.properties" <<<"$args"
 }
 
@@ -82,7 +82,7 @@ kafka_port_owner() { # PORT: "pid N (cmd)" of the listener, when ss can tell
   line=$(ss -H -ltnp "sport = :$1" 2>/dev/null | head -n 1) || true
   pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line" | head -n 1)
   if [ -n "$pid" ]; then
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || true
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || true
     [ ${#cmd} -le 160 ] || cmd="${cmd:0:50} ... ${cmd: -100}"
     echo "pid $pid ($cmd)"
   else
@@ -170,7 +170,7 @@ kafka_up() {
     if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
       local p
       for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        port_open "$p" && kafka_err "kafka: 127.0.0.1:$p is taken by $(kafka_port_owner "$p")"
+        if port_open "$p"; then kafka_err "kafka: 127.0.0.1:$p is taken by $(kafka_port_owner "$p")"; fi
       done
       kafka_err "kafka: not started: the port is in use by a process this stack did not start (stop it, or set RTDS_KAFKA_PORT/RTDS_KAFKA_CONTROLLER_PORT)"
       return 1
@@ -228,7 +228,7 @@ kafka_down() {
 
 kafka_status() {
   local pid
-  if pid=$(kafka_pid); then
+  if pid=$(kafka_pid) || pid=$(kafka_orphans | grep -m1 .); then
     echo "kafka: running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
   else
     echo "kafka: stopped"
