@@ -60,7 +60,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
             })?),
         ),
     };
-    kafka::ensure_topic(global, &args.topic, args.partitions, args.replication_factor).await?;
+    kafka::ensure_topics(global, &[&args.topic], args.partitions, args.replication_factor).await?;
     let (producer, deliveries) = kafka::producer(global, args.compression, None)?;
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(args.count, "ingest");

@@ -69,19 +69,20 @@ fn read_settings_file(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Create `topic` if it does not exist; an existing topic is left as it is.
-pub async fn ensure_topic(global: &GlobalOpts, topic: &str, partitions: i32, replication: i32) -> Result<()> {
+/// Create the `topics` that do not exist (one request); existing ones are left as they are.
+pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], partitions: i32, replication: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(global, &[])?.create().context("creating a Kafka admin client")?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let new: Vec<NewTopic> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)).request_timeout(Some(METADATA_TIMEOUT));
     let results = admin
-        .create_topics([&new], &opts)
+        .create_topics(&new, &opts)
         .await
-        .with_context(|| format!("creating topic {topic} on Kafka at {}", global.brokers))?;
+        .with_context(|| format!("creating topics {} on Kafka at {}", topics.join(", "), global.brokers))?;
     for r in results {
         match r {
-            Ok(_) => tracing::info!(topic, partitions, replication, "created topic"),
+            Ok(topic) => tracing::info!(topic, partitions, replication, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
                 anyhow::bail!("creating topic {name} on Kafka at {}: {code}", global.brokers)

@@ -38,9 +38,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     };
     let name = sink.name();
     let group = args.consume.group.clone().unwrap_or_else(|| format!("rtds-load-{name}"));
-    for topic in [&args.input_topic, &args.consume.dlq_topic] {
-        kafka::ensure_topic(global, topic, 3, 1).await?;
-    }
+    kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], 3, 1).await?;
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;

@@ -33,9 +33,7 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     };
     let transformer = Transformer::new(sql_text.as_deref()).await?;
     let group = args.consume.group.clone().unwrap_or_else(|| "rtds-transform".to_owned());
-    for topic in [&args.input_topic, &args.output_topic, &args.consume.dlq_topic] {
-        kafka::ensure_topic(global, topic, 3, 1).await?;
-    }
+    kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], 3, 1).await?;
     let transactional_id = args.exactly_once.then(|| {
         std::env::var("RTDS_TRANSACTIONAL_ID")
             .unwrap_or_else(|_| format!("rtds-transform-{group}-{}", args.input_topic))
