@@ -3,18 +3,23 @@
 //! what was produced (outputs, DLQ records), and only then commit the offsets.
 //! Counts, progress, metrics and the summary line live here too.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use rdkafka::TopicPartitionList;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 
 use crate::cli::ConsumeOpts;
-use crate::kafka::{self, Consumed, Deliveries, Producer, Source};
+use crate::kafka::{self, BatchAck, Consumed, Deliveries, Producer, Source};
 use crate::metrics::StageMetrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Batches that may wait for their acknowledgements while the next is processed.
+const MAX_PENDING: usize = 4;
 
 /// What one batch gave.
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,27 +65,23 @@ pub async fn drive(
     deliveries: &Deliveries,
     commit: Commit,
     metrics: &StageMetrics,
-    mut process: impl AsyncFnMut(&Source, &Consumed) -> Result<Counts>,
+    mut process: impl AsyncFnMut(&Source, &Consumed, &Arc<BatchAck>) -> Result<Counts>,
 ) -> (Totals, Result<()>) {
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(None, stage);
     let start = Instant::now();
     let mut totals = Totals { stage, ..Default::default() };
+    // Batches whose outputs are still being acknowledged, oldest first: the
+    // next batch is processed meanwhile, and each is committed once complete.
+    let mut pending: VecDeque<(TopicPartitionList, Arc<BatchAck>)> = VecDeque::new();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(opts.batch_size as usize, opts.max_wait, &mut shutdown).await? {
             let t = Instant::now();
-            let failed_before = deliveries.failed();
-            let counts = process(source, &batch).await?;
+            let ack = Arc::new(BatchAck::default());
+            let counts = process(source, &batch, &ack).await?;
             if commit == Commit::AfterAck {
-                kafka::flush(producer, FLUSH_TIMEOUT)?;
-                let failed = deliveries.failed() - failed_before;
-                if failed > 0 {
-                    anyhow::bail!(
-                        "{failed} record(s) of a batch were not acknowledged by Kafka ({}); its offsets were not committed",
-                        deliveries.first_error().unwrap_or_default()
-                    );
-                }
-                source.commit(&batch)?;
+                pending.push_back((batch.offsets()?, ack));
+                commit_acknowledged(source, deliveries, &mut pending, MAX_PENDING).await?;
             }
             let n = batch.messages.len() as u64;
             totals.received += n;
@@ -91,7 +92,8 @@ pub async fn drive(
             metrics.batch(n, counts.out, counts.dlq, t.elapsed(), || source.lag());
             bar.set_position(totals.received);
         }
-        Ok(())
+        kafka::flush(producer, FLUSH_TIMEOUT)?;
+        commit_acknowledged(source, deliveries, &mut pending, 0).await
     }
     .await;
     bar.finish_and_clear();
@@ -100,9 +102,44 @@ pub async fn drive(
     (totals, result)
 }
 
+/// Commit the oldest pending batches whose outputs are all acknowledged, waiting
+/// until at most `keep` remain. A failed delivery stops the run, uncommitted.
+async fn commit_acknowledged(
+    source: &Source,
+    deliveries: &Deliveries,
+    pending: &mut VecDeque<(TopicPartitionList, Arc<BatchAck>)>,
+    keep: usize,
+) -> Result<()> {
+    let start = Instant::now();
+    while let Some((offsets, ack)) = pending.front() {
+        if ack.failed() > 0 {
+            anyhow::bail!(
+                "{} record(s) of a batch were not acknowledged by Kafka ({}); its offsets were not committed",
+                ack.failed(),
+                deliveries.first_error().unwrap_or_default()
+            );
+        }
+        if ack.complete() {
+            source.commit(offsets)?;
+            pending.pop_front();
+        } else if pending.len() > keep {
+            if start.elapsed() > FLUSH_TIMEOUT {
+                anyhow::bail!(
+                    "Kafka did not acknowledge a batch's records within {FLUSH_TIMEOUT:?}; offsets not committed"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        } else {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The original record, untouched, to the DLQ with why, which stage, and where from.
 pub async fn dead_letter(
     producer: &Producer,
+    ack: &Arc<BatchAck>,
     dlq_topic: &str,
     stage: &str,
     m: &OwnedMessage,
@@ -125,5 +162,5 @@ pub async fn dead_letter(
         record = record.payload(p);
     }
     tracing::debug!(stage, partition = m.partition(), offset = m.offset(), "to DLQ: {reason}");
-    kafka::send(producer, record).await
+    kafka::send(producer, ack, record).await
 }

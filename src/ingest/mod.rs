@@ -67,6 +67,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
     let start = Instant::now();
     let mut out = Output {
         producer: &producer,
+        ack: Default::default(),
         topic: &args.topic,
         source: source_name,
         pacer: Pacer { rate: args.rate, start, sent: 0 },
@@ -146,6 +147,8 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
 /// The producing side: headers, pacing, byte count.
 struct Output<'a> {
     producer: &'a kafka::Producer,
+    /// Ingest commits nothing: one ack group for the whole run.
+    ack: std::sync::Arc<kafka::BatchAck>,
     topic: &'a str,
     source: &'static str,
     pacer: Pacer,
@@ -161,7 +164,7 @@ impl Output<'_> {
         if let Some(k) = key {
             record = record.key(k);
         }
-        kafka::send(self.producer, record).await?;
+        kafka::send(self.producer, &self.ack, record).await?;
         self.bytes += payload.len() as u64;
         Ok(())
     }

@@ -172,14 +172,13 @@ impl Source {
         Ok(Some(Consumed { messages }))
     }
 
-    /// Commit a batch whose outputs are all acknowledged.
-    pub fn commit(&self, batch: &Consumed) -> Result<()> {
-        if batch.messages.is_empty() {
+    /// Commit the offsets of a batch whose outputs are all acknowledged.
+    pub fn commit(&self, offsets: &TopicPartitionList) -> Result<()> {
+        if offsets.count() == 0 {
             return Ok(());
         }
-        let offsets = batch.offsets()?;
         self.consumer
-            .commit(&offsets, CommitMode::Sync)
+            .commit(offsets, CommitMode::Sync)
             .with_context(|| format!("committing offsets of {} for group {}", self.topic, self.group))
     }
 

@@ -24,7 +24,7 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("batch.size", "1000000"),
     ("batch.num.messages", "10000"),
     ("queue.buffering.max.messages", "500000"),
-    ("queue.buffering.max.kbytes", "1048576"),
+    ("queue.buffering.max.kbytes", "262144"),
     ("message.timeout.ms", "120000"),
     // Room for the largest record a DLQ must carry back (the local broker allows 16 MB).
     ("message.max.bytes", "16777216"),
@@ -52,14 +52,37 @@ impl Deliveries {
     }
 }
 
-/// Producer context that counts delivery reports.
+/// The delivery reports of one group of records (a consumed batch's outputs):
+/// the batch may be committed once every record sent under it is acknowledged.
+#[derive(Debug, Default)]
+pub struct BatchAck {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl BatchAck {
+    /// Every record sent under this ack has its delivery report.
+    pub fn complete(&self) -> bool {
+        self.acked.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Producer context that counts delivery reports, in total and per batch.
 pub struct Counting(pub Arc<Deliveries>);
 
 impl ClientContext for Counting {}
 
 impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = Arc<BatchAck>;
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAck>) {
+        if result.is_err() {
+            batch.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        batch.acked.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(_) => {
                 self.0.delivered.fetch_add(1, Ordering::AcqRel);
@@ -104,9 +127,22 @@ pub fn producer(
     Ok((producer, deliveries))
 }
 
+/// A record whose delivery report is counted under a `BatchAck`.
+pub type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<BatchAck>>;
+
 /// Hand one record to the producer, waiting while its local queue is full
-/// (back-pressure instead of an error).
-pub async fn send(producer: &Producer, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+/// (back-pressure instead of an error). Its report is counted under `batch`.
+pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+    let mut record: Record<'_> = BaseRecord {
+        topic: record.topic,
+        partition: record.partition,
+        payload: record.payload,
+        key: record.key,
+        timestamp: record.timestamp,
+        headers: record.headers,
+        delivery_opaque: batch.clone(),
+    };
+    batch.sent.fetch_add(1, Ordering::AcqRel);
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

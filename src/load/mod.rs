@@ -53,7 +53,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
         &deliveries,
         Commit::AfterAck,
         &metrics,
-        async |_, batch| {
+        async |_, batch, ack| {
             let mut counts = Counts::default();
             let mut rows = Vec::with_capacity(batch.messages.len());
             let mut origin = Vec::with_capacity(batch.messages.len());
@@ -64,14 +64,14 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                         origin.push(m);
                     }
                     Err(why) => {
-                        stage::dead_letter(&producer, dlq_topic, STAGE, m, &why).await?;
+                        stage::dead_letter(&producer, ack, dlq_topic, STAGE, m, &why).await?;
                         counts.dlq += 1;
                     }
                 }
             }
             let rejected = write_with_retry(&mut sink, &rows, args.retry_for, &mut retried).await?;
             for (i, why) in &rejected {
-                stage::dead_letter(&producer, dlq_topic, STAGE, origin[*i], &format!("{name}: {why}")).await?;
+                stage::dead_letter(&producer, ack, dlq_topic, STAGE, origin[*i], &format!("{name}: {why}")).await?;
             }
             counts.dlq += rejected.len() as u64;
             counts.out = (rows.len() - rejected.len()) as u64;

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod sql;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,7 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
 use crate::error::usage;
-use crate::kafka::{self, Consumed, Producer, Source};
+use crate::kafka::{self, BatchAck, Consumed, Producer, Source};
 use crate::metrics::StageMetrics;
 use crate::stage::{self, Commit, Counts};
 
@@ -51,8 +52,12 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         &deliveries,
         commit,
         &metrics,
-        async |source, batch| {
-            if args.exactly_once { stage.in_transaction(source, batch).await } else { stage.process(batch).await }
+        async |source, batch, ack| {
+            if args.exactly_once {
+                stage.in_transaction(source, batch, ack).await
+            } else {
+                stage.process(batch, ack).await
+            }
         },
     )
     .await;
@@ -132,12 +137,12 @@ struct Stage<'a> {
 
 impl Stage<'_> {
     /// Transform a batch and hand every output and DLQ record to the producer.
-    async fn process(&self, batch: &Consumed) -> Result<Counts> {
+    async fn process(&self, batch: &Consumed, ack: &Arc<BatchAck>) -> Result<Counts> {
         let msgs = &batch.messages;
         let payloads: Vec<Option<&[u8]>> = msgs.iter().map(|m| m.payload()).collect();
         let applied = self.transformer.apply(&payloads).await?;
         for (i, reason) in &applied.rejected {
-            self.dead_letter(&msgs[*i], reason).await?;
+            stage::dead_letter(self.producer, ack, &self.args.consume.dlq_topic, STAGE, &msgs[*i], reason).await?;
         }
         for (row, input) in &applied.rows {
             let ingested_at = input.and_then(|i| header(&msgs[i], "rtds-ingested-at"));
@@ -149,24 +154,20 @@ impl Stage<'_> {
                 .key(row.id.as_bytes())
                 .payload(row.json.as_slice())
                 .headers(headers);
-            kafka::send(self.producer, record).await?;
+            kafka::send(self.producer, ack, record).await?;
         }
         Ok(Counts { out: applied.rows.len() as u64, dlq: applied.rejected.len() as u64, filtered: applied.filtered })
     }
 
-    async fn dead_letter(&self, m: &OwnedMessage, reason: &str) -> Result<()> {
-        stage::dead_letter(self.producer, &self.args.consume.dlq_topic, STAGE, m, reason).await
-    }
-
     /// `--exactly-once`: outputs, DLQ records and the consumed offsets commit
     /// together or not at all.
-    async fn in_transaction(&self, source: &Source, batch: &Consumed) -> Result<Counts> {
+    async fn in_transaction(&self, source: &Source, batch: &Consumed, ack: &Arc<BatchAck>) -> Result<Counts> {
         use rdkafka::consumer::Consumer;
         let txn =
             |what: &str, r: rdkafka::error::KafkaResult<()>| r.with_context(|| format!("Kafka transaction: {what}"));
         txn("begin", self.producer.begin_transaction())?;
         let attempt = async {
-            let counts = self.process(batch).await?;
+            let counts = self.process(batch, ack).await?;
             let group = source.consumer.group_metadata().context("reading the consumer group metadata")?;
             let offsets = batch.offsets()?;
             tokio::task::block_in_place(|| {
