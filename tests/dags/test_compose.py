@@ -1,13 +1,21 @@
 """docker-compose.yml: no Docker engine runs here, so check the file itself —
-every service the DAGs need, pinned images, healthchecks, conditions, no secrets."""
+against the Compose Specification's JSON schema (as shipped in the docker-compose
+1.29.2 wheel on PyPI), and for every service the DAGs need, pinned images,
+healthchecks, conditions, and no secrets."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+import subprocess
+import sys
+import zipfile
 
+import jsonschema
 import yaml
 
-from conftest import DAGS, ROOT
+from conftest import DAGS, ROOT, STACK
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -70,3 +78,27 @@ def test_no_secret_is_written_in_the_file():
         if re.search(r"PASSWORD\s*:", line) and "${" not in line:
             raise AssertionError(f"literal secret: {line}")
     assert set(COMPOSE["volumes"]) >= {"kafka", "cassandra", "postgres"}
+
+
+def compose_schema() -> dict:
+    """The Compose Specification schema, from the docker-compose wheel (cached in .stack)."""
+    cache = STACK / "compose-spec"
+    wheels = list(cache.glob("docker_compose-1.29.2-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "docker-compose==1.29.2", "-d", str(cache)],
+            check=True,
+        )
+        wheels = list(cache.glob("docker_compose-1.29.2-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        return json.loads(wheel.read("compose/config/compose_spec.json"))
+
+
+def test_the_file_follows_the_compose_specification():
+    validator = jsonschema.Draft7Validator(compose_schema())
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(COMPOSE)]
+    assert errors == []
+    # The schema does catch mistakes: a misspelt key is refused.
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["kafka"]["imagee"] = broken["services"]["kafka"].pop("image")
+    assert list(validator.iter_errors(broken))
