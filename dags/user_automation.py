@@ -62,7 +62,9 @@ with DAG(
             "generate", type="string", enum=["generate", "randomuser"], description="Where users come from"
         ),
         "seed": Param(42, type="integer", minimum=0, description="Seed of the built-in generator"),
-        "api_seed": Param(None, type=["null", "string"], maxLength=256, description="randomuser.me's own seed (optional)"),
+        "api_seed": Param(
+            None, type=["null", "string"], maxLength=256, description="randomuser.me's own seed (optional)"
+        ),
         "sinks": Param(
             SINKS,
             type="array",
