@@ -24,16 +24,31 @@ airflow_vars() {
   local pw
   pw=$(cat "$STACK_DIR/postgres/password" 2>/dev/null || true)
   export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+  export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/airflow/plugins"
   export AIRFLOW__CORE__LOAD_EXAMPLES=False
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
   export AIRFLOW__API__HOST=127.0.0.1
   export AIRFLOW__API__PORT=$AIRFLOW_PORT
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
-  export AIRFLOW_CONN_RTDS_KAFKA="kafka://127.0.0.1:9092"
+  # JSON form: the Kafka provider (dlq_alert's watcher) reads its client settings from the extras.
+  export AIRFLOW_CONN_RTDS_KAFKA='{"conn_type": "kafka", "host": "127.0.0.1", "port": 9092, "extra": {"bootstrap.servers": "127.0.0.1:9092", "group.id": "rtds-dlq-alert", "auto.offset.reset": "earliest"}}'
   export AIRFLOW_CONN_RTDS_CASSANDRA="cassandra://127.0.0.1:9042"
   export AIRFLOW_CONN_RTDS_POSTGRES="postgres://rtds:$pw@127.0.0.1:5433/rtds"
   export RTDS_BIN="${RTDS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/debug/rtds}"
   export RTDS_OUT="${RTDS_OUT:-$STACK_DIR/parquet}"
+}
+
+# airflow_dag_test DAG_ID CONF LOG: one real run with `airflow dags test` (no
+# scheduler needed); fails, with the end of LOG, unless the run succeeded.
+airflow_dag_test() {
+  local dag=$1 conf=$2 log=$3
+  mkdir -p "$AIRFLOW_HOME"
+  "$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log" >&2; return 1; }
+  if ! "$AIRFLOW_VENV/bin/airflow" dags test "$dag" -c "$conf" >"$log" 2>&1 || ! grep -q "DagRun Finished.*state=success" "$log"; then
+    tail -n 40 "$log" >&2
+    printf '[stack] error: the %s run failed (whole log: %s)\n' "$dag" "$log" >&2
+    return 1
+  fi
 }
 
 airflow_answers() { curl -fsS "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null 2>&1; }

@@ -51,9 +51,17 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "airflow" / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW_CONN_RTDS_KAFKA": f"kafka://{brokers}",
+        "AIRFLOW_CONN_RTDS_KAFKA": json.dumps(
+            {
+                "conn_type": "kafka",
+                "host": brokers.split(":")[0],
+                "port": int(brokers.split(":")[1]),
+                "extra": {"bootstrap.servers": brokers, "group.id": "rtds-dlq-alert", "auto.offset.reset": "earliest"},
+            }
+        ),
         "AIRFLOW_CONN_RTDS_CASSANDRA": f"cassandra://{cassandra}",
         # tokio-postgres takes postgres:// URLs; Airflow keeps the scheme of the URI.
         "AIRFLOW_CONN_RTDS_POSTGRES": stack["RTDS_POSTGRES_URL"],
@@ -95,13 +103,13 @@ def login() -> str:
     return call("POST", "/auth/token", body={"username": "admin", "password": password})["access_token"]
 
 
-def unpause(token: str) -> None:
-    """Unpause user_automation, once the dag-processor has parsed it."""
+def unpause(token: str, dag_id: str = "user_automation") -> None:
+    """Unpause a DAG, once the dag-processor has parsed it."""
     deadline = time.time() + 120
     while True:
         try:
-            call("PATCH", "/api/v2/dags/user_automation", token, {"is_paused": False})
+            call("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
             return
         except urllib.error.HTTPError:
-            assert time.time() < deadline, "user_automation never appeared in the API"
+            assert time.time() < deadline, f"{dag_id} never appeared in the API"
             time.sleep(2)
