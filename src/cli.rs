@@ -96,8 +96,8 @@ pub struct ConsumeOpts {
     #[arg(long, env = "RTDS_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
-    /// Longest wait to fill a batch before processing what is there (e.g. 200ms).
-    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "200ms", value_parser = names::parse_duration)]
+    /// Longest wait to fill a batch before processing what is there (e.g. 50ms): bounds the latency a slow input adds.
+    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "50ms", value_parser = names::parse_duration)]
     pub max_wait: Duration,
     /// Dead-letter topic for records that cannot be processed.
     #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]
@@ -280,6 +280,10 @@ pub struct PostgresOpts {
     /// Require TLS to PostgreSQL (CA from RTDS_POSTGRES_CA_FILE if set).
     #[arg(long, env = "RTDS_POSTGRES_TLS")]
     pub postgres_tls: bool,
+    /// Connections a batch is spread over (by id), each upserting its share in its own transaction.
+    #[arg(long, env = "RTDS_PG_CONNECTIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pg_connections: u32,
 }
 
 #[derive(Debug, Clone, Args)]

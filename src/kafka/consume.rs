@@ -90,8 +90,12 @@ impl Source {
                 ("auto.offset.reset", "earliest"),
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", "true"),
-                ("fetch.max.bytes", "52428800"),
-                ("max.partition.fetch.bytes", "16777216"),
+                // Prefetch bounded to a few batches: enough to keep a stage busy,
+                // little memory. A record larger than these still comes through
+                // (the broker returns at least one record batch per fetch).
+                ("queued.max.messages.kbytes", "8192"),
+                ("fetch.max.bytes", "8388608"),
+                ("max.partition.fetch.bytes", "1048576"),
             ],
         )?
         .create_with_context(Rebalances)

@@ -17,6 +17,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cli::GlobalOpts;
@@ -90,6 +91,11 @@ pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], partitions: i32
         }
     }
     Ok(())
+}
+
+/// The value of a record's header `name`, if it has one.
+pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    m.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value)
 }
 
 /// What `rtds check` reports about the cluster.

@@ -23,8 +23,10 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
     ("batch.num.messages", "10000"),
-    ("queue.buffering.max.messages", "500000"),
-    ("queue.buffering.max.kbytes", "262144"),
+    // The local queue bounds memory (records wait here until acknowledged); a
+    // full queue makes `send` wait, which is the back-pressure we want.
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "32768"),
     ("message.timeout.ms", "120000"),
     // Room for the largest record a DLQ must carry back (the local broker allows 16 MB).
     ("message.max.bytes", "16777216"),

@@ -3,6 +3,7 @@
 //! (write ack, transaction commit, file renamed); a store that is down is
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
 
+pub mod latency;
 pub mod row;
 
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::kafka::{self, Source};
 use crate::metrics::StageMetrics;
 use crate::sinks::{self, Rejected, Sink, WriteError};
 use crate::stage::{self, Commit, Counts};
+use latency::{EndToEnd, Percentiles};
 use row::UserRow;
 
 const STAGE: &str = "load";
@@ -26,6 +28,9 @@ struct Summary<'a> {
     totals: stage::Totals,
     sink: &'a str,
     retried: u64,
+    /// From ingest to the store's acknowledgement, over the rows written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<Percentiles>,
 }
 
 pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
@@ -43,6 +48,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let mut retried = 0u64;
+    let mut e2e = EndToEnd::new(global.metrics_addr.is_some());
     let dlq_topic = args.consume.dlq_topic.as_str();
 
     let (totals, result) = stage::drive(
@@ -70,6 +76,13 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                 }
             }
             let rejected = write_with_retry(&mut sink, &rows, args.retry_for, &mut retried).await?;
+            let acked_at = chrono::Utc::now();
+            let refused: std::collections::HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
+            for (i, m) in origin.iter().enumerate() {
+                if !refused.contains(&i) {
+                    e2e.record(kafka::header(m, "rtds-ingested-at"), acked_at);
+                }
+            }
             for (i, why) in &rejected {
                 stage::dead_letter(&producer, ack, dlq_topic, STAGE, origin[*i], &format!("{name}: {why}")).await?;
             }
@@ -79,7 +92,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
         },
     )
     .await;
-    crate::summary::print(&Summary { totals, sink: name, retried })?;
+    crate::summary::print(&Summary { totals, sink: name, retried, latency_ms: e2e.percentiles() })?;
     result
 }
 

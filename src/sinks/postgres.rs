@@ -1,7 +1,9 @@
 //! PostgreSQL sink (tokio-postgres). The URL, which carries the password, comes
 //! only from RTDS_POSTGRES_URL or the file named by RTDS_POSTGRES_URL_FILE.
-//! Each batch: binary COPY into a temporary staging table, then one
-//! `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction.
+//! Each batch is spread by id over `--pg-connections` connections; each one
+//! upserts its share with a binary COPY into a temporary staging table, then one
+//! `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction. A batch succeeds
+//! when every share committed (a retry re-upserts the shares that had: same rows).
 
 use std::time::Duration;
 
@@ -35,8 +37,8 @@ pub struct PostgresSink {
     opts: PostgresOpts,
     /// `schema.table`, both validated identifiers.
     table: String,
-    /// Dropped after a connection failure; the next write reconnects.
-    client: Option<Client>,
+    /// One per share; dropped after a connection failure, the next write reconnects.
+    clients: Vec<Option<Client>>,
 }
 
 impl PostgresSink {
@@ -59,7 +61,9 @@ impl PostgresSink {
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
         check_columns(&client, schema, table).await?;
-        Ok(Self { opts: opts.clone(), table: format!("{schema}.{table}"), client: Some(client) })
+        let mut clients = vec![Some(client)];
+        clients.resize_with(opts.pg_connections as usize, || None);
+        Ok(Self { opts: opts.clone(), table: format!("{schema}.{table}"), clients })
     }
 
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
@@ -74,23 +78,55 @@ impl PostgresSink {
         if good.is_empty() {
             return Ok(rejected);
         }
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = None;
-            self.client = Some(connect(&self.opts).await.map_err(WriteError::Transient)?);
-        }
-        let client = self.client.as_mut().expect("connected above");
-        match upsert(client, &self.table, good).await {
-            Ok(()) => Ok(rejected),
-            Err(e) => {
-                let transient = is_transient(&e);
-                if transient {
-                    self.client = None;
-                }
-                let e = anyhow::Error::from(e).context(format!("upserting into {}", self.table));
-                Err(if transient { WriteError::Transient(e) } else { WriteError::Fatal(e) })
-            }
-        }
+        let shares = shard(good, self.clients.len());
+        let writes = self.clients.iter_mut().zip(shares);
+        let writes = writes.map(|(client, rows)| write_share(&self.opts, &self.table, client, rows));
+        // Every share runs to its end (none is cut off mid-transaction); a fatal
+        // error outranks a transient one.
+        let mut results = futures::future::join_all(writes).await;
+        results.sort_by_key(|r| !matches!(r, Err(WriteError::Fatal(_))));
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))?;
+        Ok(rejected)
     }
+}
+
+type Timed = (UserRow, [Option<DateTime<Utc>>; 2]);
+
+/// Spread rows over `n` shares by id, so one id always lands in the same share
+/// (two transactions never upsert the same row at once).
+fn shard(rows: Vec<Timed>, n: usize) -> Vec<Vec<Timed>> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let mut shares: Vec<Vec<Timed>> = (0..n).map(|_| Vec::with_capacity(rows.len() / n + 1)).collect();
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    for row in rows {
+        shares[(hasher.hash_one(&row.0.id) % n as u64) as usize].push(row);
+    }
+    shares
+}
+
+/// Upsert one share on its connection, (re)connecting first if needed.
+async fn write_share(
+    opts: &PostgresOpts,
+    table: &str,
+    client: &mut Option<Client>,
+    rows: Vec<Timed>,
+) -> Result<(), WriteError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if client.as_ref().is_none_or(Client::is_closed) {
+        *client = None;
+        *client = Some(connect(opts).await.map_err(WriteError::Transient)?);
+    }
+    let result = upsert(client.as_mut().expect("connected above"), table, rows).await;
+    result.map_err(|e| {
+        let transient = is_transient(&e);
+        if transient {
+            *client = None;
+        }
+        let e = anyhow::Error::from(e).context(format!("upserting into {table}"));
+        if transient { WriteError::Transient(e) } else { WriteError::Fatal(e) }
+    })
 }
 
 /// dob and registered_date as timestamps; text that is not RFC 3339 is refused.
@@ -104,11 +140,7 @@ fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; 2], String> {
     Ok([parse("dob", &row.dob)?, parse("registered_date", &row.registered_date)?])
 }
 
-async fn upsert(
-    client: &mut Client,
-    table: &str,
-    rows: Vec<(UserRow, [Option<DateTime<Utc>>; 2])>,
-) -> Result<(), tokio_postgres::Error> {
+async fn upsert(client: &mut Client, table: &str, rows: Vec<Timed>) -> Result<(), tokio_postgres::Error> {
     // ON CONFLICT cannot touch one row twice in a statement: keep each id's last row.
     let rows = last_per_id(rows, |(r, _)| &r.id);
 
@@ -252,4 +284,32 @@ fn tls_connector() -> Result<postgres_openssl::MakeTlsConnector> {
 pub async fn server_version(client: &Client) -> Result<String> {
     let row = client.query_one("SHOW server_version", &[]).await.context("querying server_version")?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> Timed {
+        let json = format!(
+            r#"{{"id":"{id}","first_name":null,"last_name":null,"gender":null,"address":null,"post_code":null,"email":null,"username":null,"dob":null,"registered_date":null,"phone":null,"picture":null}}"#
+        );
+        (UserRow::parse(Some(json.as_bytes())).unwrap(), [None, None])
+    }
+
+    #[test]
+    fn shares_keep_every_row_and_each_id_in_one_share() {
+        let ids: Vec<String> = (0..200).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+        // Every id twice: both copies must land in the same share.
+        let rows: Vec<Timed> = ids.iter().chain(&ids).map(|id| row(id)).collect();
+        let shares = shard(rows, 3);
+        assert_eq!(shares.len(), 3);
+        assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 400);
+        assert!(shares.iter().all(|s| !s.is_empty()), "200 ids spread over 3 shares leave none empty");
+        for id in &ids {
+            let holding = shares.iter().filter(|s| s.iter().any(|(r, _)| &r.id == id)).count();
+            assert_eq!(holding, 1, "{id} is in {holding} shares");
+        }
+        assert_eq!(shard(vec![row(&ids[0])], 1)[0].len(), 1);
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
@@ -145,7 +145,7 @@ impl Stage<'_> {
             stage::dead_letter(self.producer, ack, &self.args.consume.dlq_topic, STAGE, &msgs[*i], reason).await?;
         }
         for (row, input) in &applied.rows {
-            let ingested_at = input.and_then(|i| header(&msgs[i], "rtds-ingested-at"));
+            let ingested_at = input.and_then(|i| kafka::header(&msgs[i], "rtds-ingested-at").map(<[u8]>::to_vec));
             let headers = match &ingested_at {
                 Some(at) => kafka::headers(&[("rtds-ingested-at", at.as_slice())]),
                 None => kafka::headers(&[]),
@@ -184,8 +184,4 @@ impl Stage<'_> {
             }
         }
     }
-}
-
-fn header(m: &OwnedMessage, name: &str) -> Option<Vec<u8>> {
-    m.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value).map(<[u8]>::to_vec)
 }

@@ -168,6 +168,10 @@ fn every_sink_gets_every_column_and_reruns_are_idempotent() {
     for sink in ["cassandra", "postgres", "parquet"] {
         let s = ok(&run(&mut target.load(sink, &topic, &unique("g")), RUN));
         assert_eq!((s["out"].as_u64(), s["sink"].as_str()), (Some(500), Some(sink)), "{s}");
+        // Every row came through the real ingest, stamped: its end-to-end latency is counted.
+        let lat = &s["latency_ms"];
+        assert_eq!(lat["rows"].as_u64(), Some(500), "{s}");
+        assert!(lat["p50"].as_u64() <= lat["p99"].as_u64() && lat["p99"].as_u64() <= lat["max"].as_u64(), "{s}");
     }
     assert_eq!(target.cassandra_rows(&rt, &session), want, "Cassandra rows differ from the input");
     assert_eq!(target.postgres_rows(&rt, &client), want, "PostgreSQL rows differ from the input");
