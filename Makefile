@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
 CARGO ?= cargo
 RTDS := $(CARGO_TARGET_DIR)/debug/rtds
 
-.PHONY: all deps build lint test demo airflow stack-up stack-down stack-status bench clean
+.PHONY: all deps build lint test demo airflow stack-up stack-down stack-status faults bench clean
 
 all: build
 
@@ -42,6 +42,9 @@ demo: build ## the pipeline end to end on the local stack, then what each store 
 airflow: build stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds DAGs
 	scripts/stack.sh up airflow
 	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: see .stack/airflow/home/simple_auth_manager_passwords.json.generated"
+
+faults: deps ## the fault-injection suite (stops and restarts Kafka, Cassandra, PostgreSQL), then its figures
+	scripts/faults.sh
 
 bench: deps ## criterion + every stage against its bare baseline (release build, 1M records)
 	bench/run.sh

@@ -14,10 +14,10 @@ use crate::harness::*;
 
 const RUN: Duration = Duration::from_secs(180);
 
-type Rows = BTreeMap<String, Vec<Option<String>>>;
+pub(crate) type Rows = BTreeMap<String, Vec<Option<String>>>;
 
 /// `n` clean rows in a fresh users_created topic, made by the real ingest and transform.
-fn clean_rows(name: &str, n: usize, seed: &str) -> (String, Rows) {
+pub(crate) fn clean_rows(name: &str, n: usize, seed: &str) -> (String, Rows) {
     let raw = unique(&format!("{name}_raw"));
     let created = unique(&format!("{name}_created"));
     let out = run(
@@ -42,7 +42,7 @@ fn clean_rows(name: &str, n: usize, seed: &str) -> (String, Rows) {
 }
 
 /// One store per test: its own keyspace / schema / directory.
-struct Target {
+pub(crate) struct Target {
     keyspace: String,
     schema: String,
     out: PathBuf,
@@ -50,12 +50,12 @@ struct Target {
 }
 
 impl Target {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self { keyspace: unique(name), schema: unique(name), out: dir.path().to_owned(), _dir: dir }
     }
 
-    fn load(&self, sink: &str, topic: &str, group: &str) -> std::process::Command {
+    pub(crate) fn load(&self, sink: &str, topic: &str, group: &str) -> std::process::Command {
         let mut cmd = rtds();
         cmd.args(["load", "--sink", sink, "--input-topic", topic, "--group", group, "--keyspace", &self.keyspace])
             .args(["--pg-schema", &self.schema, "--out"])
@@ -64,7 +64,11 @@ impl Target {
     }
 
     /// The table's rows; none while it does not exist yet.
-    fn cassandra_rows(&self, rt: &tokio::runtime::Runtime, session: &scylla::client::session::Session) -> Rows {
+    pub(crate) fn cassandra_rows(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        session: &scylla::client::session::Session,
+    ) -> Rows {
         rt.block_on(async {
             let sql = format!("SELECT {} FROM {}.created_users", COLUMNS.join(", "), self.keyspace);
             let Ok(res) = session.query_unpaged(sql, &[]).await else { return Rows::new() };
@@ -96,7 +100,7 @@ impl Target {
 
     /// Rows as text, timestamps rendered back in the API's format to compare;
     /// none while the table does not exist yet.
-    fn postgres_rows(&self, rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> Rows {
+    pub(crate) fn postgres_rows(&self, rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> Rows {
         let select: Vec<String> = COLUMNS
             .iter()
             .map(|c| match *c {
@@ -148,7 +152,7 @@ impl Target {
     }
 }
 
-fn ok(out: &std::process::Output) -> Value {
+pub(crate) fn ok(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "load failed: {}", stderr(out));
     let s = summary(out);
     assert_eq!(s["stage"], "load");
@@ -224,8 +228,9 @@ fn as_refs(part: &[Owned]) -> Vec<Record<'_>> {
     part.iter().map(|(k, p)| (k.as_deref(), p.as_deref())).collect()
 }
 
-/// A `--follow` load keeps going through an outage of its store.
-fn survives_outage(sink: &str, service: &str, down_for: Duration) {
+/// A `--follow` load keeps going through an outage of its store. Returns the
+/// rows and how long after the store came back every row was there.
+pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> (usize, Duration) {
     require_kafka();
     let _stores = stores_exclusive();
     let (source, want) = clean_rows(&format!("it_out_{sink}"), 3000, "71");
@@ -250,12 +255,15 @@ fn survives_outage(sink: &str, service: &str, down_for: Duration) {
     produce(&topic, &as_refs(rest));
     std::thread::sleep(down_for);
     stack(&["up", service]);
+    let back = std::time::Instant::now();
     wait_for("every row after the outage", RUN, || (complete().len() >= want.len()).then_some(()));
+    let recovery = back.elapsed();
     terminate(&child);
     let out = wait_child(child, Duration::from_secs(60));
     let s = ok(&out);
     assert_eq!(s["out"].as_u64(), Some(3000), "{s}");
     assert_eq!(complete(), want);
+    (want.len(), recovery)
 }
 
 #[test]
