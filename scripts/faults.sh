@@ -12,6 +12,27 @@ set +e
 cargo test --test it -- --include-ignored --test-threads=1 --nocapture faults:: kill_9 outage restart 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+# The decode path under libFuzzer for FUZZ_SECONDS (cargo-fuzz needs a nightly
+# toolchain; both are installed here on first use), seeded with the contract vectors.
+if [ "${FUZZ_SECONDS:-300}" -gt 0 ]; then
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  corpus="$ROOT/.stack/fuzz/corpus"
+  mkdir -p "$corpus"
+  split -l 1 -d tests/fixtures/contract/users_raw.jsonl "$corpus/contract-"
+  fuzz_log="$ROOT/.stack/fuzz.log"
+  if cargo +nightly fuzz run --fuzz-dir fuzz decode "$corpus" -- -max_total_time="${FUZZ_SECONDS:-300}" \
+    -max_len=65536 >"$fuzz_log" 2>&1; then
+    runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$fuzz_log" | tail -n 1)
+    printf 'FAULT {"scenario": "cargo-fuzz decode for %ss, no crash", "records": %s, "lost": 0, "duplicated": 0, "recovery_s": null}\n' \
+      "${FUZZ_SECONDS:-300}" "${runs:-0}" >>"$log"
+  else
+    tail -n 30 "$fuzz_log"
+    echo "cargo fuzz found a crash: see $fuzz_log and fuzz/artifacts/decode" >&2
+    rc=1
+  fi
+fi
+
 printf '\n| scenario | records | lost | duplicated | recovery s |\n|---|---:|---:|---:|---:|\n'
 sed -n 's/^FAULT //p' "$log" | python3 -c '
 import json, sys
