@@ -16,7 +16,7 @@ set -e
 # toolchain; both are installed here on first use), seeded with the contract vectors.
 if [ "${FUZZ_SECONDS:-300}" -gt 0 ]; then
   rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  command -v cargo-fuzz >/dev/null || env -u CARGO_TARGET_DIR cargo install --locked cargo-fuzz
   corpus="$ROOT/.stack/fuzz/corpus"
   mkdir -p "$corpus"
   split -l 1 -d tests/fixtures/contract/users_raw.jsonl "$corpus/contract-"

@@ -93,9 +93,12 @@ impl Source {
                 // Prefetch bounded to a few batches: enough to keep a stage busy,
                 // little memory. A record larger than these still comes through
                 // (the broker returns at least one record batch per fetch).
-                ("queued.max.messages.kbytes", "8192"),
-                ("fetch.max.bytes", "8388608"),
-                ("max.partition.fetch.bytes", "1048576"),
+                // Once the queue is full, fetching pauses for fetch.queue.backoff.ms
+                // (default 1 s: a stall per batch); resume almost at once instead.
+                ("queued.max.messages.kbytes", "16384"),
+                ("fetch.queue.backoff.ms", "5"),
+                ("fetch.max.bytes", "16777216"),
+                ("max.partition.fetch.bytes", "8388608"),
             ],
         )?
         .create_with_context(Rebalances)

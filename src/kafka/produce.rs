@@ -25,8 +25,8 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("batch.num.messages", "10000"),
     // The local queue bounds memory (records wait here until acknowledged); a
     // full queue makes `send` wait, which is the back-pressure we want.
-    ("queue.buffering.max.messages", "100000"),
-    ("queue.buffering.max.kbytes", "32768"),
+    ("queue.buffering.max.messages", "200000"),
+    ("queue.buffering.max.kbytes", "65536"),
     ("message.timeout.ms", "120000"),
     // Room for the largest record a DLQ must carry back (the local broker allows 16 MB).
     ("message.max.bytes", "16777216"),

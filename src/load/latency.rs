@@ -24,8 +24,8 @@ pub struct Percentiles {
 
 impl EndToEnd {
     pub fn new(metrics: bool) -> Self {
-        // 3 significant digits, auto-resizing: an hour-old record still counts.
-        let ms = Histogram::new(3).expect("3 significant digits is a valid histogram");
+        // 1 ms to 1 hour at 3 significant digits; an older record counts as an hour.
+        let ms = Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds");
         Self { ms, metrics }
     }
 
@@ -73,5 +73,9 @@ mod tests {
         e2e.record(None, acked);
         let p = e2e.percentiles().unwrap();
         assert_eq!((p.rows, p.p50, p.p95, p.p99, p.max), (100, 50, 95, 99, 100));
+        // A record from long ago counts as an hour (the histogram's top), not as its first bucket.
+        e2e.record(Some(b"2026-11-24T00:00:00Z"), acked);
+        let max = e2e.percentiles().unwrap().max;
+        assert!((3_600_000..3_700_000).contains(&max), "max {max}");
     }
 }
