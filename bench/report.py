@@ -1,29 +1,55 @@
-"""Turn one `make bench` run (JSON lines) and criterion's estimates into a Markdown table."""
+"""Turn one `make bench` run (JSON lines) and criterion's estimates into a
+Markdown report on stdout and a PNG chart (records/s and peak RSS per step)."""
+
 import glob
 import json
 import os
 import sys
 
-results_path, criterion_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+results_path, criterion_dir, n, png = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rows = [json.loads(line) for line in open(results_path)]
-by_name = {r["name"]: r for r in rows}
+batch = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
+realtime = [r for r in rows if r["name"].startswith("rt")]
+dag = [r for r in rows if r["name"].startswith("dag_")]
 
 
 def rate(r):
     return r["summary"].get("in", n) / r["wall_s"] if r["wall_s"] else 0.0
 
 
+def num(v, fmt):
+    return "" if v is None else format(v, fmt)
+
+
 print(f"## rtds benchmark, {n:,} records\n")
 print("| step | records/s | MB/s | wall s | CPU s | peak RSS MB | vs baseline |")
 print("|---|---:|---:|---:|---:|---:|---|")
-for r in rows:
+for r in batch:
     mb = r["summary"].get("bytes")
     mbs = f"{mb / 1e6 / r['wall_s']:.1f}" if mb else ""
     ratio = ""
-    for other in rows:
+    for other in batch:
         if other.get("baseline_of") == r["name"]:
             ratio = f"{rate(r) / rate(other):.0%} of {other['name']}"
-    print(f"| {r['name']} | {rate(r):,.0f} | {mbs} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+    print(
+        f"| {r['name']} | {rate(r):,.0f} | {mbs} | {r['wall_s']:.1f} | {num(r['cpu_s'], '.1f')} "
+        f"| {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
+    )
+
+if realtime:
+    print("\n### real-time path (ingest at a fixed rate; transform and load --follow, Cassandra)\n")
+    print("| step | records | CPU s | peak RSS MB | end-to-end p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in realtime:
+        lat = r["summary"].get("latency_ms") or {}
+        count = r["summary"].get("out", r["summary"].get("in", ""))
+        print(
+            f"| {r['name']} | {count:,} | {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} "
+            f"| {lat.get('p50', '')} | {lat.get('p95', '')} | {lat.get('p99', '')} | {lat.get('max', '')} |"
+        )
+
+for r in dag:
+    print(f"\n`user_automation` DAG run (`airflow dags test`, 3 sinks), {r['summary']['in']:,} users: {r['wall_s']:.1f} s")
 
 print("\n### criterion (one core, in process)\n")
 print("| benchmark | time per iteration | throughput |")
@@ -40,3 +66,22 @@ for est in sorted(glob.glob(os.path.join(criterion_dir, "*", "*", "new", "estima
     except (OSError, ValueError):
         unit = "iter/s"
     print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+names = [r["name"] for r in batch]
+colors = ["tab:gray" if r.get("baseline_of") else "tab:blue" for r in batch]
+left.barh(names, [rate(r) for r in batch], color=colors)
+left.set_xlabel("records/s (grey: bare baseline)")
+left.invert_yaxis()
+right.barh(names, [r["peak_rss_mb"] or 0 for r in batch], color=colors)
+right.set_xlabel("peak RSS MB")
+right.invert_yaxis()
+right.set_yticklabels([])
+fig.suptitle(f"rtds, {n:,} records per step")
+fig.tight_layout()
+fig.savefig(png, dpi=100)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro-benchmarks, then each stage against its bare
 # baseline in one run on this machine (release build, local stack), 1,000,000
-# records by default. Writes bench/results/<run>.json and .md (and latest.md).
+# records by default; then the real-time path (fixed ingest rates, end-to-end
+# latency) and a user_automation DAG run. Writes bench/results/<run>.json, .md
+# and .png (and latest.md, latest.png).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -27,15 +29,10 @@ cargo build --release --quiet --bins --examples
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
-# measure NAME BASELINE_OF CMD...: run CMD under /usr/bin/time; record its JSON
-# summary (last stdout line), wall and CPU seconds, and peak RSS.
-measure() {
-  local name=$1 baseline_of=$2
-  shift 2
-  say "bench: $name"
-  /usr/bin/time -f '%e %U %S %M' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" \
-    || { tail -n 20 "$WORK/$name.err" >&2; die "bench step $name failed"; }
-  python3 - "$name" "$baseline_of" "$WORK/$name.out" "$WORK/$name.time" >>"$RESULTS" <<'PY'
+# record NAME BASELINE_OF: add NAME's JSON summary (last JSON line of $WORK/NAME.out),
+# wall and CPU seconds and peak RSS ($WORK/NAME.time, from /usr/bin/time) to the results.
+record() {
+  python3 - "$1" "$2" "$WORK/$1.out" "$WORK/$1.time" >>"$RESULTS" <<'PY'
 import json, sys
 name, baseline_of, out, timing = sys.argv[1:5]
 lines = [l for l in open(out).read().splitlines() if l.startswith("{")]
@@ -44,6 +41,22 @@ wall, user, sys_, rss_kb = open(timing).read().split()[-4:]
 print(json.dumps({"name": name, "baseline_of": baseline_of or None, "summary": summary, "wall_s": float(wall),
                   "cpu_s": float(user) + float(sys_), "peak_rss_mb": int(rss_kb) / 1024}))
 PY
+}
+
+# timed NAME CMD...: CMD under /usr/bin/time, output in $WORK/NAME.{out,err,time}.
+timed() {
+  local name=$1
+  shift
+  /usr/bin/time -f '%e %U %S %M' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+}
+
+# measure NAME BASELINE_OF CMD...: run CMD timed, then record it.
+measure() {
+  local name=$1 baseline_of=$2
+  shift 2
+  say "bench: $name"
+  timed "$name" "$@" || { tail -n 20 "$WORK/$name.err" >&2; die "bench step $name failed"; }
+  record "$name" "$baseline_of"
 }
 
 topic() { kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create --if-not-exists \
@@ -83,13 +96,80 @@ postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN
 measure psql_copy load_postgres bash -c "PGPASSWORD=\$(cat '$STACK_DIR/postgres/password') psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c \"\\copy bench_copy_$RUN.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '$WORK/rows.csv' CSV\" && echo '{\"stage\":\"psql_copy\",\"in\":$N}'"
 measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
 
-# 4. criterion: the generator alone, and the in-process transform against arrow-json decoding alone
+# 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
+# and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
+# (rtds-ingested-at to Cassandra's write acknowledgement).
+load_written() {
+  python3 - "$1" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+print(sum(int(float(v)) for v in re.findall(r'^rtds_records_out_total\{stage="load"\} (\S+)$', text, re.M)) or 0)
+PY
+}
+# stop_timed PID: SIGTERM the command a backgrounded `timed` runs (the child of its /usr/bin/time).
+stop_timed() {
+  local t
+  t=$(pgrep -P "$1" -x time || echo "$1")
+  pkill -TERM -P "$t"
+}
+realtime() {
+  local rate=$1 secs=${BENCH_RT_SECONDS:-60} tag="rt$1_$RUN" addr=127.0.0.1:9471 n t
+  local topics=(--dlq-topic "dlq_$tag")
+  timed "rt${rate}_transform" "$REL/rtds" transform --follow --input-topic "raw_$tag" --output-topic "created_$tag" \
+    "${topics[@]}" --group "t_$tag" &
+  local transform=$!
+  RTDS_METRICS_ADDR=$addr timed "rt${rate}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
+    "${topics[@]}" --group "l_$tag" --keyspace "bench_rt_$RUN" --concurrency "$CONCURRENCY" &
+  local load=$!
+  wait_until "load --follow metrics" 60 load_written "$addr" || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
+  measure "rt${rate}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
+    --seed "$rate" --topic "raw_$tag"
+  n=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['out'])" "$WORK/rt${rate}_ingest.out")
+  t=$SECONDS
+  until [ "$(load_written "$addr")" -ge "$n" ]; do
+    [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
+    sleep 1
+  done
+  stop_timed "$transform"
+  stop_timed "$load"
+  wait "$transform" "$load" || die "bench: a --follow stage failed (see $WORK/rt${rate}_*.err)"
+  record "rt${rate}_transform" ""
+  record "rt${rate}_load" ""
+}
+for rate in ${BENCH_RT_RATES:-1000 10000}; do
+  say "bench: real-time path at $rate records/s"
+  realtime "$rate"
+done
+
+# 5. a bounded user_automation DAG run (airflow dags test) with the release binary.
+DAG_COUNT=${BENCH_DAG_COUNT:-100000}
+say "bench: user_automation DAG run, $DAG_COUNT users"
+scripts/stack.sh install airflow
+. scripts/stack/airflow.sh
+RTDS_BIN="$REL/rtds" RTDS_OUT="$WORK/dag-parquet" airflow_vars
+t=$(date +%s.%N)
+airflow_dag_test user_automation "{\"count\": $DAG_COUNT, \"seed\": 7, \"sinks\": [\"cassandra\", \"postgres\", \"parquet\"]}" \
+  "$WORK/dag.log" || die "bench: the DAG run failed"
+python3 - "$DAG_COUNT" "$t" "$(date +%s.%N)" >>"$RESULTS" <<'PY'
+import json, sys
+n, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+print(json.dumps({"name": "dag_user_automation", "baseline_of": None, "summary": {"in": n}, "wall_s": t1 - t0,
+                  "cpu_s": None, "peak_rss_mb": None}))
+PY
+
+# 6. criterion: the generator alone, and the in-process transform against arrow-json decoding alone
 say "bench: criterion"
 cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
 
-python3 bench/report.py "$RESULTS" "$TARGET/criterion" "$N" >"$ROOT/bench/results/$RUN.md"
+# The chart needs matplotlib: a small venv of its own, made once.
+BENCH_VENV="$STACK_DIR/bench-venv"
+[ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
+"$BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
+"$BENCH_VENV/bin/python" bench/report.py "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/$RUN.png" \
+  >"$ROOT/bench/results/$RUN.md"
 cp "$ROOT/bench/results/$RUN.md" "$ROOT/bench/results/latest.md"
+cp "$ROOT/bench/results/$RUN.png" "$ROOT/bench/results/latest.png"
 python3 -c "import json,sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1])], indent=1))" "$RESULTS" >"${RESULTS%.jsonl}.json"
 rm -f "$RESULTS"
 cat "$ROOT/bench/results/$RUN.md"
-say "results: bench/results/$RUN.json and .md; scratch data in $WORK"
+say "results: bench/results/$RUN.json, .md and .png; scratch data in $WORK"
