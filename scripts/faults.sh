@@ -34,7 +34,7 @@ if [ "${FUZZ_SECONDS:-300}" -gt 0 ]; then
 fi
 
 printf '\n| scenario | records | lost | duplicated | recovery s |\n|---|---:|---:|---:|---:|\n'
-sed -n 's/^FAULT //p' "$log" | python3 -c '
+grep -o 'FAULT {.*}' "$log" | sed 's/^FAULT //' | python3 -c '
 import json, sys
 for line in sys.stdin:
     f = json.loads(line)
