@@ -277,6 +277,14 @@ fn through_a_broker_restart(
     back.elapsed()
 }
 
+/// Report a broker-restart scenario from the keys in `topic`, and check all `n` ids got there.
+fn every_id_in(topic: &str, n: usize, scenario: &str, recovery: Duration) {
+    let ids = keys(topic);
+    let distinct: HashSet<&String> = ids.iter().collect();
+    report(scenario, n, n - distinct.len(), ids.len() - distinct.len(), Some(recovery));
+    assert_eq!(distinct.len(), n, "every id reached {topic}");
+}
+
 #[test]
 #[ignore = "stops the Kafka broker: run by `make faults`"]
 fn kafka_broker_restart_during_ingest_loses_nothing() {
@@ -286,10 +294,7 @@ fn kafka_broker_restart_during_ingest_loses_nothing() {
     let raw = unique("it_fault_kafka_ingest");
     let recovery =
         through_a_broker_restart(|| ingest(&raw, N, "66"), || topic_len(&raw) >= 1000, Duration::from_secs(10));
-    let ids = keys(&raw);
-    let distinct: HashSet<&String> = ids.iter().collect();
-    report("Kafka broker down 10 s during ingest", N, N - distinct.len(), ids.len() - distinct.len(), Some(recovery));
-    assert_eq!(distinct.len(), N, "every generated user reached Kafka");
+    every_id_in(&raw, N, "Kafka broker down 10 s during ingest", recovery);
 }
 
 #[test]
