@@ -96,8 +96,8 @@ pub struct ConsumeOpts {
     #[arg(long, env = "RTDS_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
-    /// Longest wait to fill a batch before processing what is there (e.g. 50ms): bounds the latency a slow input adds.
-    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "50ms", value_parser = names::parse_duration)]
+    /// Longest wait to fill a batch before processing what is there (e.g. 20ms): bounds the latency a slow input adds.
+    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "20ms", value_parser = names::parse_duration)]
     pub max_wait: Duration,
     /// Dead-letter topic for records that cannot be processed.
     #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]

@@ -53,9 +53,20 @@ pub enum Commit {
     InTransaction,
 }
 
+/// A batch handed on, waiting for its outputs to be acknowledged.
+struct Pending {
+    offsets: TopicPartitionList,
+    ack: Arc<BatchAck>,
+    received: u64,
+    counts: Counts,
+    took: Duration,
+}
+
 /// Run batches through `process` until the source is drained (bounded) or a
 /// signal arrives (`--follow`). The totals are returned even when a batch
-/// fails, so the summary line can still be printed.
+/// fails, so the summary line can still be printed. A batch's counts are
+/// final when it is committed: `process` may leave outputs in flight under a
+/// `Hold` of the batch's ack, which reports them when released.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
     stage: &'static str,
@@ -65,7 +76,7 @@ pub async fn drive(
     deliveries: &Deliveries,
     commit: Commit,
     metrics: &StageMetrics,
-    mut process: impl AsyncFnMut(&Source, &Consumed, &Arc<BatchAck>) -> Result<Counts>,
+    mut process: impl AsyncFnMut(&Source, &Arc<Consumed>, &Arc<BatchAck>) -> Result<Counts>,
 ) -> (Totals, Result<()>) {
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(None, stage);
@@ -73,27 +84,33 @@ pub async fn drive(
     let mut totals = Totals { stage, ..Default::default() };
     // Batches whose outputs are still being acknowledged, oldest first: the
     // next batch is processed meanwhile, and each is committed once complete.
-    let mut pending: VecDeque<(TopicPartitionList, Arc<BatchAck>)> = VecDeque::new();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(opts.batch_size as usize, opts.max_wait, &mut shutdown).await? {
+            if batch.messages.is_empty() {
+                // Idle input: commit the batches acknowledged meanwhile, without waiting.
+                commit_acknowledged(source, deliveries, &mut pending, usize::MAX, &mut totals, metrics).await?;
+                continue;
+            }
             let t = Instant::now();
+            let batch = Arc::new(batch);
             let ack = Arc::new(BatchAck::default());
             let counts = process(source, &batch, &ack).await?;
-            if commit == Commit::AfterAck {
-                pending.push_back((batch.offsets()?, ack));
-                commit_acknowledged(source, deliveries, &mut pending, MAX_PENDING).await?;
-            }
-            let n = batch.messages.len() as u64;
-            totals.received += n;
-            totals.out += counts.out;
-            totals.dlq += counts.dlq;
-            totals.filtered += counts.filtered;
+            let received = batch.messages.len() as u64;
+            totals.received += received;
             totals.batches += 1;
-            metrics.batch(n, counts.out, counts.dlq, t.elapsed(), || source.lag());
             bar.set_position(totals.received);
+            let done = Pending { offsets: batch.offsets()?, ack, received, counts, took: t.elapsed() };
+            match commit {
+                Commit::AfterAck => {
+                    pending.push_back(done);
+                    commit_acknowledged(source, deliveries, &mut pending, MAX_PENDING, &mut totals, metrics).await?;
+                }
+                Commit::InTransaction => settle(&done, &mut totals, metrics, source),
+            }
         }
         kafka::flush(producer, FLUSH_TIMEOUT)?;
-        commit_acknowledged(source, deliveries, &mut pending, 0).await
+        commit_acknowledged(source, deliveries, &mut pending, 0, &mut totals, metrics).await
     }
     .await;
     bar.finish_and_clear();
@@ -102,17 +119,34 @@ pub async fn drive(
     (totals, result)
 }
 
+/// Count a batch whose outputs are all acknowledged.
+fn settle(done: &Pending, totals: &mut Totals, metrics: &StageMetrics, source: &Source) {
+    let (late_out, late_dlq) = done.ack.late_counts();
+    let out = done.counts.out + late_out;
+    let dlq = done.counts.dlq + late_dlq;
+    totals.out += out;
+    totals.dlq += dlq;
+    totals.filtered += done.counts.filtered;
+    metrics.batch(done.received, out, dlq, done.took, || source.lag());
+}
+
 /// Commit the oldest pending batches whose outputs are all acknowledged, waiting
-/// until at most `keep` remain. A failed delivery stops the run, uncommitted.
+/// until at most `keep` remain. A failed output stops the run, uncommitted.
 async fn commit_acknowledged(
     source: &Source,
     deliveries: &Deliveries,
-    pending: &mut VecDeque<(TopicPartitionList, Arc<BatchAck>)>,
+    pending: &mut VecDeque<Pending>,
     keep: usize,
+    totals: &mut Totals,
+    metrics: &StageMetrics,
 ) -> Result<()> {
-    let start = Instant::now();
-    while let Some((offsets, ack)) = pending.front() {
+    let mut start = Instant::now();
+    while let Some(front) = pending.front() {
+        let ack = &front.ack;
         if ack.failed() > 0 {
+            if let Some(why) = ack.error() {
+                anyhow::bail!("{why}; the batch's offsets were not committed");
+            }
             anyhow::bail!(
                 "{} record(s) of a batch were not acknowledged by Kafka ({}); its offsets were not committed",
                 ack.failed(),
@@ -120,10 +154,15 @@ async fn commit_acknowledged(
             );
         }
         if ack.complete() {
-            source.commit(offsets)?;
+            source.commit(&front.offsets)?;
+            settle(front, totals, metrics, source);
             pending.pop_front();
         } else if pending.len() > keep {
-            if start.elapsed() > FLUSH_TIMEOUT {
+            // A hold's owner keeps its own deadline (a store retried for
+            // --retry-for); the timeout is for Kafka's acknowledgements.
+            if ack.holding() {
+                start = Instant::now();
+            } else if start.elapsed() > FLUSH_TIMEOUT {
                 anyhow::bail!(
                     "Kafka did not acknowledge a batch's records within {FLUSH_TIMEOUT:?}; offsets not committed"
                 );

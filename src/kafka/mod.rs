@@ -7,7 +7,7 @@ mod consume;
 mod produce;
 
 pub use consume::{Consumed, Source};
-pub use produce::{BatchAck, Deliveries, PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
+pub use produce::{BatchAck, Deliveries, Hold, PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,17 +2,22 @@
 //! Parquet. Offsets are committed only after the store acknowledged the batch
 //! (write ack, transaction commit, file renamed); a store that is down is
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
+//! The store writes one batch while the next is consumed and parsed.
 
 pub mod latency;
 pub mod row;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rdkafka::message::Message;
+use tokio::task::JoinHandle;
 
 use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
-use crate::kafka::{self, Source};
+use crate::kafka::{self, BatchAck, Consumed, Hold, Producer, Source};
 use crate::metrics::StageMetrics;
 use crate::sinks::{self, Rejected, Sink, WriteError};
 use crate::stage::{self, Commit, Counts};
@@ -34,7 +39,7 @@ struct Summary<'a> {
 }
 
 pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
-    let mut sink = match args.sink {
+    let sink = match args.sink {
         SinkKind::Cassandra => {
             Sink::Cassandra(Box::new(sinks::cassandra::CassandraSink::open(&args.cassandra, &args.table).await?))
         }
@@ -45,10 +50,17 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let group = args.consume.group.clone().unwrap_or_else(|| format!("rtds-load-{name}"));
     kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], 3, 1).await?;
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
+    let producer = Arc::new(producer);
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
-    let mut retried = 0u64;
-    let mut e2e = EndToEnd::new(global.metrics_addr.is_some());
+    let shared = Arc::new(Shared {
+        producer: producer.clone(),
+        dlq_topic: args.consume.dlq_topic.clone(),
+        retry_for: args.retry_for,
+        retried: AtomicU64::new(0),
+        e2e: Mutex::new(EndToEnd::new(global.metrics_addr.is_some())),
+    });
+    let mut writer = Writer { sink: Some(sink), running: None, shared: shared.clone() };
     let dlq_topic = args.consume.dlq_topic.as_str();
 
     let (totals, result) = stage::drive(
@@ -63,11 +75,11 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
             let mut counts = Counts::default();
             let mut rows = Vec::with_capacity(batch.messages.len());
             let mut origin = Vec::with_capacity(batch.messages.len());
-            for m in &batch.messages {
+            for (i, m) in batch.messages.iter().enumerate() {
                 match UserRow::parse(m.payload()) {
                     Ok(r) => {
                         rows.push(r);
-                        origin.push(m);
+                        origin.push(i);
                     }
                     Err(why) => {
                         stage::dead_letter(&producer, ack, dlq_topic, STAGE, m, &why).await?;
@@ -75,25 +87,98 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                     }
                 }
             }
-            let rejected = write_with_retry(&mut sink, &rows, args.retry_for, &mut retried).await?;
-            let acked_at = chrono::Utc::now();
-            let refused: std::collections::HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
-            for (i, m) in origin.iter().enumerate() {
-                if !refused.contains(&i) {
-                    e2e.record(kafka::header(m, "rtds-ingested-at"), acked_at);
-                }
-            }
-            for (i, why) in &rejected {
-                stage::dead_letter(&producer, ack, dlq_topic, STAGE, origin[*i], &format!("{name}: {why}")).await?;
-            }
-            counts.dlq += rejected.len() as u64;
-            counts.out = (rows.len() - rejected.len()) as u64;
+            // The rows' count and rejects arrive with the hold's release.
+            writer.start(Written { batch: batch.clone(), rows, origin, hold: ack.hold(), ack: ack.clone() }).await?;
             Ok(counts)
         },
     )
     .await;
-    crate::summary::print(&Summary { totals, sink: name, retried, latency_ms: e2e.percentiles() })?;
+    let latency_ms = shared.e2e.lock().ok().and_then(|e| e.percentiles());
+    let retried = shared.retried.load(Ordering::Acquire);
+    crate::summary::print(&Summary { totals, sink: name, retried, latency_ms })?;
     result
+}
+
+/// What the write tasks share with the stage.
+struct Shared {
+    producer: Arc<Producer>,
+    dlq_topic: String,
+    retry_for: Duration,
+    retried: AtomicU64,
+    e2e: Mutex<EndToEnd>,
+}
+
+/// One batch's rows on their way to the store.
+struct Written {
+    batch: Arc<Consumed>,
+    rows: Vec<UserRow>,
+    /// Per row, the index of its record in the batch.
+    origin: Vec<usize>,
+    /// Keeps the batch uncommitted until the rows are durable.
+    hold: Hold,
+    ack: Arc<BatchAck>,
+}
+
+/// The store, writing one batch at a time on its own task, so that the next
+/// batch is consumed and parsed while the store works (the stage's time is
+/// the larger of the two, not their sum).
+struct Writer {
+    /// The store when no write runs.
+    sink: Option<Sink>,
+    /// The write running, which gives the store back (and why it failed, if it did).
+    running: Option<JoinHandle<(Sink, Option<String>)>>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Start writing `w` once the previous write is done; if that one failed,
+    /// stop here with its error (the store is not tried again for this run).
+    async fn start(&mut self, w: Written) -> Result<()> {
+        if let Some(running) = self.running.take() {
+            let (sink, failed) = running.await.context("the store's write task stopped")?;
+            self.sink = Some(sink);
+            if let Some(why) = failed {
+                anyhow::bail!(why);
+            }
+        }
+        let sink = self.sink.take().context("the store was lost by an earlier write")?;
+        self.running = Some(tokio::spawn(write(sink, w, self.shared.clone())));
+        Ok(())
+    }
+}
+
+/// Write one batch (retrying a store that is down), then send the rows the
+/// store refused to the DLQ, record the latency, and release the batch.
+async fn write(mut sink: Sink, w: Written, shared: Arc<Shared>) -> (Sink, Option<String>) {
+    let name = sink.name();
+    let rejected = match write_with_retry(&mut sink, &w.rows, shared.retry_for, &shared.retried).await {
+        Ok(rejected) => rejected,
+        Err(e) => {
+            let why = format!("{e:#}");
+            w.hold.fail(why.clone());
+            return (sink, Some(why));
+        }
+    };
+    let acked_at = chrono::Utc::now();
+    let refused: HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
+    if let Ok(mut e2e) = shared.e2e.lock() {
+        for (i, at) in w.origin.iter().enumerate() {
+            if !refused.contains(&i) {
+                e2e.record(kafka::header(&w.batch.messages[*at], "rtds-ingested-at"), acked_at);
+            }
+        }
+    }
+    for (i, why) in &rejected {
+        let m = &w.batch.messages[w.origin[*i]];
+        let reason = format!("{name}: {why}");
+        if let Err(e) = stage::dead_letter(&shared.producer, &w.ack, &shared.dlq_topic, STAGE, m, &reason).await {
+            let why = format!("{e:#}");
+            w.hold.fail(why.clone());
+            return (sink, Some(why));
+        }
+    }
+    w.hold.release((w.rows.len() - rejected.len()) as u64, rejected.len() as u64);
+    (sink, None)
 }
 
 /// Write a batch, retrying transient failures with backoff for up to `retry_for`.
@@ -101,7 +186,7 @@ async fn write_with_retry(
     sink: &mut Sink,
     rows: &[UserRow],
     retry_for: Duration,
-    retried: &mut u64,
+    retried: &AtomicU64,
 ) -> Result<Rejected> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -117,7 +202,7 @@ async fn write_with_retry(
             }
             Err(WriteError::Transient(e)) => {
                 tracing::warn!(sink = sink.name(), retry_in = ?wait, "write failed, will retry: {e:#}");
-                *retried += 1;
+                retried.fetch_add(1, Ordering::AcqRel);
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_BACKOFF);
             }

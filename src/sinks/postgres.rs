@@ -61,9 +61,11 @@ impl PostgresSink {
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
         check_columns(&client, schema, table).await?;
+        let table = format!("{schema}.{table}");
+        create_staging(&client, &table).await?;
         let mut clients = vec![Some(client)];
         clients.resize_with(opts.pg_connections as usize, || None);
-        Ok(Self { opts: opts.clone(), table: format!("{schema}.{table}"), clients })
+        Ok(Self { opts: opts.clone(), table, clients })
     }
 
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
@@ -71,7 +73,7 @@ impl PostgresSink {
         let mut good = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             match timestamps(row) {
-                Ok(ts) => good.push((row.clone(), ts)),
+                Ok(ts) => good.push((row, ts)),
                 Err(why) => rejected.push((i, why)),
             }
         }
@@ -90,13 +92,13 @@ impl PostgresSink {
     }
 }
 
-type Timed = (UserRow, [Option<DateTime<Utc>>; 2]);
+type Timed<'a> = (&'a UserRow, [Option<DateTime<Utc>>; 2]);
 
 /// Spread rows over `n` shares by id, so one id always lands in the same share
 /// (two transactions never upsert the same row at once).
-fn shard(rows: Vec<Timed>, n: usize) -> Vec<Vec<Timed>> {
+fn shard(rows: Vec<Timed<'_>>, n: usize) -> Vec<Vec<Timed<'_>>> {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let mut shares: Vec<Vec<Timed>> = (0..n).map(|_| Vec::with_capacity(rows.len() / n + 1)).collect();
+    let mut shares: Vec<Vec<Timed<'_>>> = (0..n).map(|_| Vec::with_capacity(rows.len() / n + 1)).collect();
     let hasher = BuildHasherDefault::<DefaultHasher>::default();
     for row in rows {
         shares[(hasher.hash_one(&row.0.id) % n as u64) as usize].push(row);
@@ -109,14 +111,14 @@ async fn write_share(
     opts: &PostgresOpts,
     table: &str,
     client: &mut Option<Client>,
-    rows: Vec<Timed>,
+    rows: Vec<Timed<'_>>,
 ) -> Result<(), WriteError> {
     if rows.is_empty() {
         return Ok(());
     }
     if client.as_ref().is_none_or(Client::is_closed) {
         *client = None;
-        *client = Some(connect(opts).await.map_err(WriteError::Transient)?);
+        *client = Some(connect_staging(opts, table).await.map_err(WriteError::Transient)?);
     }
     let result = upsert(client.as_mut().expect("connected above"), table, rows).await;
     result.map_err(|e| {
@@ -127,6 +129,20 @@ async fn write_share(
         let e = anyhow::Error::from(e).context(format!("upserting into {table}"));
         if transient { WriteError::Transient(e) } else { WriteError::Fatal(e) }
     })
+}
+
+/// A connection with its session's staging table, created once (outside any
+/// transaction, so a rolled-back batch does not take it away) and emptied by
+/// every commit.
+async fn connect_staging(opts: &PostgresOpts, table: &str) -> Result<Client> {
+    let client = connect(opts).await?;
+    create_staging(&client, table).await?;
+    Ok(client)
+}
+
+async fn create_staging(client: &Client, table: &str) -> Result<()> {
+    let ddl = format!("CREATE TEMP TABLE rtds_staging (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+    client.batch_execute(&ddl).await.context("creating the staging table")
 }
 
 /// dob and registered_date as timestamps; text that is not RFC 3339 is refused.
@@ -140,15 +156,11 @@ fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; 2], String> {
     Ok([parse("dob", &row.dob)?, parse("registered_date", &row.registered_date)?])
 }
 
-async fn upsert(client: &mut Client, table: &str, rows: Vec<Timed>) -> Result<(), tokio_postgres::Error> {
+async fn upsert(client: &mut Client, table: &str, rows: Vec<Timed<'_>>) -> Result<(), tokio_postgres::Error> {
     // ON CONFLICT cannot touch one row twice in a statement: keep each id's last row.
     let rows = last_per_id(rows, |(r, _)| &r.id);
 
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS rtds_staging (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    ))
-    .await?;
     let cols = COLUMNS.join(", ");
     let sink = tx.copy_in(&format!("COPY rtds_staging ({cols}) FROM STDIN (FORMAT binary)")).await?;
     let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
@@ -290,19 +302,19 @@ pub async fn server_version(client: &Client) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn row(id: &str) -> Timed {
+    fn row(id: &str) -> UserRow {
         let json = format!(
             r#"{{"id":"{id}","first_name":null,"last_name":null,"gender":null,"address":null,"post_code":null,"email":null,"username":null,"dob":null,"registered_date":null,"phone":null,"picture":null}}"#
         );
-        (UserRow::parse(Some(json.as_bytes())).unwrap(), [None, None])
+        UserRow::parse(Some(json.as_bytes())).unwrap()
     }
 
     #[test]
     fn shares_keep_every_row_and_each_id_in_one_share() {
         let ids: Vec<String> = (0..200).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
         // Every id twice: both copies must land in the same share.
-        let rows: Vec<Timed> = ids.iter().chain(&ids).map(|id| row(id)).collect();
-        let shares = shard(rows, 3);
+        let rows: Vec<UserRow> = ids.iter().chain(&ids).map(|id| row(id)).collect();
+        let shares = shard(rows.iter().map(|r| (r, [None, None])).collect(), 3);
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 400);
         assert!(shares.iter().all(|s| !s.is_empty()), "200 ids spread over 3 shares leave none empty");
@@ -310,6 +322,7 @@ mod tests {
             let holding = shares.iter().filter(|s| s.iter().any(|(r, _)| &r.id == id)).count();
             assert_eq!(holding, 1, "{id} is in {holding} shares");
         }
-        assert_eq!(shard(vec![row(&ids[0])], 1)[0].len(), 1);
+        let one = row(&ids[0]);
+        assert_eq!(shard(vec![(&one, [None, None])], 1)[0].len(), 1);
     }
 }
