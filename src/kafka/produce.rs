@@ -187,6 +187,10 @@ pub fn producer(
     let producer: Producer = client_config(global, &defaults)?
         .create_with_context(Counting(deliveries.clone()))
         .with_context(|| format!("creating a Kafka producer for {}", global.brokers))?;
+    // Connect now: otherwise the first records wait for the connection, the
+    // metadata and the producer id (~0.5 s, the whole p99 of a 60 s run at 1,000/s).
+    tokio::task::block_in_place(|| producer.client().fetch_metadata(None, super::METADATA_TIMEOUT))
+        .with_context(|| format!("connecting to Kafka at {}", global.brokers))?;
     if transactional_id.is_some() {
         tokio::task::block_in_place(|| producer.init_transactions(Duration::from_secs(30)))
             .with_context(|| format!("initialising Kafka transactions on {}", global.brokers))?;
