@@ -96,6 +96,24 @@ postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN
 measure psql_copy load_postgres bash -c "PGPASSWORD=\$(cat '$STACK_DIR/postgres/password') psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c \"\\copy bench_copy_$RUN.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '$WORK/rows.csv' CSV\" && echo '{\"stage\":\"psql_copy\",\"in\":$N}'"
 measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
 
+# drop_data PATTERN: drop this run's keyspaces, schemas and topics named like PATTERN (a regex
+# over names ending in _$RUN), so that one step's data (compactions, vacuum) does not slow the
+# next, and repeated runs do not fill the disk.
+drop_data() {
+  local name
+  for name in $(cassandra_cql "SELECT keyspace_name FROM system_schema.keyspaces" | grep -E "^$1_$RUN\$"); do
+    cassandra_cql "DROP KEYSPACE $name" >/dev/null
+  done
+  for name in $(postgres_psql -qAtc "SELECT nspname FROM pg_namespace" | grep -E "^$1_$RUN\$"); do
+    postgres_psql -qc "DROP SCHEMA $name CASCADE" >/dev/null 2>&1
+  done
+  kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --delete \
+    --if-exists --topic "$1_$RUN" >/dev/null 2>&1 || true
+  rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
+}
+say "bench: dropping the 1M-record steps' data"
+drop_data '.*'
+
 # 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
 # and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
 # (rtds-ingested-at to Cassandra's write acknowledgement).
@@ -119,7 +137,7 @@ realtime() {
     "${topics[@]}" --group "t_$tag" &
   local transform=$!
   RTDS_METRICS_ADDR=$addr timed "rt${rate}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
-    "${topics[@]}" --group "l_$tag" --keyspace "bench_rt_$RUN" --concurrency "$CONCURRENCY" &
+    "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" &
   local load=$!
   wait_until "load --follow metrics" 60 load_written "$addr" || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
   measure "rt${rate}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
@@ -139,6 +157,7 @@ realtime() {
 for rate in ${BENCH_RT_RATES:-1000 10000}; do
   say "bench: real-time path at $rate records/s"
   realtime "$rate"
+  drop_data ".*rt${rate}"
 done
 
 # 5. a bounded user_automation DAG run (airflow dags test) with the release binary.
