@@ -96,44 +96,51 @@ impl BatchAck {
     /// Keep the batch uncommitted until the returned hold is released.
     pub fn hold(self: &Arc<Self>) -> Hold {
         self.holds.fetch_add(1, Ordering::AcqRel);
-        Hold(Some(self.clone()))
+        Hold { ack: self.clone(), live: true }
     }
 }
 
 /// An output of a batch written elsewhere (a store write on its own task). A
 /// hold dropped without `release` fails the batch: it is never committed.
 #[derive(Debug)]
-pub struct Hold(Option<Arc<BatchAck>>);
+pub struct Hold {
+    ack: Arc<BatchAck>,
+    /// Still counted in `ack.holds` (until released or failed).
+    live: bool,
+}
 
 impl Hold {
+    /// The batch this hold keeps uncommitted: its other outputs (DLQ records)
+    /// are sent under it.
+    pub fn ack(&self) -> &Arc<BatchAck> {
+        &self.ack
+    }
     /// The output is durable: `out` rows written, `dlq` records dead-lettered
     /// (those sent under the batch's ack, so still awaited).
     pub fn release(mut self, out: u64, dlq: u64) {
-        if let Some(ack) = self.0.take() {
-            ack.late_out.fetch_add(out, Ordering::AcqRel);
-            ack.late_dlq.fetch_add(dlq, Ordering::AcqRel);
-            ack.holds.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.ack.late_out.fetch_add(out, Ordering::AcqRel);
+        self.ack.late_dlq.fetch_add(dlq, Ordering::AcqRel);
+        self.ack.holds.fetch_sub(1, Ordering::AcqRel);
+        self.live = false;
     }
     /// The output could not be written: the batch stays uncommitted.
     pub fn fail(mut self, why: String) {
-        if let Some(ack) = self.0.take() {
-            Self::failing(&ack, why);
-        }
+        self.failing(why);
     }
-    fn failing(ack: &BatchAck, why: String) {
-        if let Ok(mut e) = ack.error.lock() {
+    fn failing(&mut self, why: String) {
+        if let Ok(mut e) = self.ack.error.lock() {
             e.get_or_insert(why);
         }
-        ack.failed.fetch_add(1, Ordering::AcqRel);
-        ack.holds.fetch_sub(1, Ordering::AcqRel);
+        self.ack.failed.fetch_add(1, Ordering::AcqRel);
+        self.ack.holds.fetch_sub(1, Ordering::AcqRel);
+        self.live = false;
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if let Some(ack) = self.0.take() {
-            Self::failing(&ack, "an output of the batch was abandoned before it was written".into());
+        if self.live {
+            self.failing("an output of the batch was abandoned before it was written".into());
         }
     }
 }

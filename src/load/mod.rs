@@ -17,7 +17,7 @@ use rdkafka::message::Message;
 use tokio::task::JoinHandle;
 
 use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
-use crate::kafka::{self, BatchAck, Consumed, Hold, Producer, Source};
+use crate::kafka::{self, Consumed, Hold, Producer, Source};
 use crate::metrics::StageMetrics;
 use crate::sinks::{self, Rejected, Sink, WriteError};
 use crate::stage::{self, Commit, Counts};
@@ -88,7 +88,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                 }
             }
             // The rows' count and rejects arrive with the hold's release.
-            writer.start(Written { batch: batch.clone(), rows, origin, hold: ack.hold(), ack: ack.clone() }).await?;
+            writer.start(Written { batch: batch.clone(), rows, origin, hold: ack.hold() }).await?;
             Ok(counts)
         },
     )
@@ -116,7 +116,6 @@ struct Written {
     origin: Vec<usize>,
     /// Keeps the batch uncommitted until the rows are durable.
     hold: Hold,
-    ack: Arc<BatchAck>,
 }
 
 /// The store, writing one batch at a time on its own task, so that the next
@@ -147,18 +146,26 @@ impl Writer {
     }
 }
 
-/// Write one batch (retrying a store that is down), then send the rows the
-/// store refused to the DLQ, record the latency, and release the batch.
+/// Write one batch (retrying a store that is down), then release the batch,
+/// or fail it with why (returned too, so the stage stops).
 async fn write(mut sink: Sink, w: Written, shared: Arc<Shared>) -> (Sink, Option<String>) {
-    let name = sink.name();
-    let rejected = match write_with_retry(&mut sink, &w.rows, shared.retry_for, &shared.retried).await {
-        Ok(rejected) => rejected,
+    match finish_batch(&mut sink, &w, &shared).await {
+        Ok((out, dlq)) => {
+            w.hold.release(out, dlq);
+            (sink, None)
+        }
         Err(e) => {
             let why = format!("{e:#}");
             w.hold.fail(why.clone());
-            return (sink, Some(why));
+            (sink, Some(why))
         }
-    };
+    }
+}
+
+/// Write the rows, record their latency, and send the rows the store refused
+/// to the DLQ (under the batch's ack); (written, dead-lettered).
+async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared) -> Result<(u64, u64)> {
+    let rejected = write_with_retry(sink, &w.rows, shared.retry_for, &shared.retried).await?;
     let acked_at = chrono::Utc::now();
     let refused: HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
     if let Ok(mut e2e) = shared.e2e.lock() {
@@ -168,17 +175,13 @@ async fn write(mut sink: Sink, w: Written, shared: Arc<Shared>) -> (Sink, Option
             }
         }
     }
+    let name = sink.name();
     for (i, why) in &rejected {
         let m = &w.batch.messages[w.origin[*i]];
         let reason = format!("{name}: {why}");
-        if let Err(e) = stage::dead_letter(&shared.producer, &w.ack, &shared.dlq_topic, STAGE, m, &reason).await {
-            let why = format!("{e:#}");
-            w.hold.fail(why.clone());
-            return (sink, Some(why));
-        }
+        stage::dead_letter(&shared.producer, w.hold.ack(), &shared.dlq_topic, STAGE, m, &reason).await?;
     }
-    w.hold.release((w.rows.len() - rejected.len()) as u64, rejected.len() as u64);
-    (sink, None)
+    Ok(((w.rows.len() - rejected.len()) as u64, rejected.len() as u64))
 }
 
 /// Write a batch, retrying transient failures with backoff for up to `retry_for`.
