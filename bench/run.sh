@@ -98,7 +98,7 @@ measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$
 
 # drop_data PATTERN: drop this run's keyspaces, schemas and topics named like PATTERN (a regex
 # over names ending in _$RUN), so that one step's data (compactions, vacuum) does not slow the
-# next, and repeated runs do not fill the disk.
+# next, and repeated runs do not fill the disk. The 1M-record scratch files go with their step.
 drop_data() {
   local name
   for name in $(cassandra_cql "SELECT keyspace_name FROM system_schema.keyspaces" | grep -E "^$1_$RUN\$"); do
@@ -109,10 +109,10 @@ drop_data() {
   done
   kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --delete \
     --if-exists --topic "$1_$RUN" >/dev/null 2>&1 || true
-  rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
 }
 say "bench: dropping the 1M-record steps' data"
 drop_data '.*'
+rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
 
 # 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
 # and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
