@@ -23,7 +23,7 @@ fn transform(c: &mut Criterion) {
     let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
     let joined: Vec<u8> = records.join(&b'\n');
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let transformer = rt.block_on(Transformer::new(None)).unwrap();
+    let mut transformer = rt.block_on(Transformer::new(None)).unwrap();
 
     let mut group = c.benchmark_group("transform_batch_5000");
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -7,14 +7,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rdkafka::TopicPartitionList;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 
 use crate::cli::ConsumeOpts;
-use crate::kafka::{self, BatchAck, Consumed, Deliveries, Producer, Source};
+use tokio::task::JoinHandle;
+
+use crate::kafka::{self, BatchAck, Consumed, Deliveries, Hold, Producer, Source};
 use crate::metrics::StageMetrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -86,7 +88,7 @@ pub async fn drive(
     // next batch is processed meanwhile, and each is committed once complete.
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let result: Result<()> = async {
-        while let Some(batch) = source.next_batch(opts.batch_size as usize, opts.max_wait, &mut shutdown).await? {
+        while let Some(batch) = source.next_batch(opts.batch_size(stage), opts.max_wait, &mut shutdown).await? {
             if batch.messages.is_empty() {
                 // Idle input: commit the batches acknowledged meanwhile, without waiting.
                 commit_acknowledged(source, deliveries, &mut pending, usize::MAX, &mut totals, metrics).await?;
@@ -121,12 +123,12 @@ pub async fn drive(
 
 /// Count a batch whose outputs are all acknowledged.
 fn settle(done: &Pending, totals: &mut Totals, metrics: &StageMetrics, source: &Source) {
-    let (late_out, late_dlq) = done.ack.late_counts();
-    let out = done.counts.out + late_out;
-    let dlq = done.counts.dlq + late_dlq;
+    let late = done.ack.late_counts();
+    let out = done.counts.out + late.out;
+    let dlq = done.counts.dlq + late.dlq;
     totals.out += out;
     totals.dlq += dlq;
-    totals.filtered += done.counts.filtered;
+    totals.filtered += done.counts.filtered + late.filtered;
     metrics.batch(done.received, out, dlq, done.took, || source.lag());
 }
 
@@ -173,6 +175,59 @@ async fn commit_acknowledged(
         }
     }
     Ok(())
+}
+
+/// The second half of a stage (the transform and its sends, a store write) on
+/// a worker task, one batch at a time: the next batch is consumed while the
+/// last is worked on (the stage takes the larger of the two times, not their
+/// sum), and batches still finish in order, so a key's records keep theirs.
+/// The worker's state (a store connection) is handed from batch to batch.
+pub struct Relay<S> {
+    /// The state when no work runs.
+    idle: Option<S>,
+    /// The work running, which gives the state back (and why it failed, if it did).
+    running: Option<JoinHandle<(S, Option<String>)>>,
+}
+
+impl<S: Send + 'static> Relay<S> {
+    pub fn new(state: S) -> Self {
+        Self { idle: Some(state), running: None }
+    }
+
+    /// Run `work` for the batch of `hold` once the previous batch's work is
+    /// done; if that failed, stop here with its error (nothing more is tried).
+    /// `work` gets the state and the batch's ack (to send outputs under) and
+    /// gives back the state and the batch's counts, which release the hold; an
+    /// error fails it, so the batch is never committed.
+    pub async fn start<F>(&mut self, hold: Hold, work: impl FnOnce(S, Arc<BatchAck>) -> F) -> Result<()>
+    where
+        F: Future<Output = (S, Result<Counts>)> + Send + 'static,
+    {
+        if let Some(running) = self.running.take() {
+            let (state, failed) = running.await.context("a stage's worker task stopped")?;
+            self.idle = Some(state);
+            if let Some(why) = failed {
+                anyhow::bail!(why);
+            }
+        }
+        let state = self.idle.take().context("the stage's worker state was lost by an earlier batch")?;
+        let work = work(state, hold.ack().clone());
+        self.running = Some(tokio::spawn(async move {
+            let (state, result) = work.await;
+            match result {
+                Ok(counts) => {
+                    hold.release(counts);
+                    (state, None)
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    hold.fail(why.clone());
+                    (state, Some(why))
+                }
+            }
+        }));
+        Ok(())
+    }
 }
 
 /// The original record, untouched, to the DLQ with why, which stage, and where from.

@@ -14,6 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::client_config;
 use crate::cli::{Compression, GlobalOpts};
+use crate::stage::Counts;
 
 /// Our producer defaults (DESIGN.md): idempotent, acks=all, keyed partitioning
 /// (murmur2, as the Java client), batched for throughput.
@@ -66,9 +67,10 @@ pub struct BatchAck {
     acked: AtomicU64,
     failed: AtomicU64,
     holds: AtomicU64,
-    /// What released holds reported: rows written, records dead-lettered.
+    /// What released holds reported: records out, dead-lettered, filtered.
     late_out: AtomicU64,
     late_dlq: AtomicU64,
+    late_filtered: AtomicU64,
     error: Mutex<Option<String>>,
 }
 
@@ -89,9 +91,13 @@ impl BatchAck {
     pub fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())
     }
-    /// (out, dlq) reported by released holds.
-    pub fn late_counts(&self) -> (u64, u64) {
-        (self.late_out.load(Ordering::Acquire), self.late_dlq.load(Ordering::Acquire))
+    /// What released holds reported.
+    pub fn late_counts(&self) -> Counts {
+        Counts {
+            out: self.late_out.load(Ordering::Acquire),
+            dlq: self.late_dlq.load(Ordering::Acquire),
+            filtered: self.late_filtered.load(Ordering::Acquire),
+        }
     }
     /// Keep the batch uncommitted until the returned hold is released.
     pub fn hold(self: &Arc<Self>) -> Hold {
@@ -100,8 +106,8 @@ impl BatchAck {
     }
 }
 
-/// An output of a batch written elsewhere (a store write on its own task). A
-/// hold dropped without `release` fails the batch: it is never committed.
+/// Outputs of a batch made elsewhere (on a stage's worker task). A hold
+/// dropped without `release` fails the batch: it is never committed.
 #[derive(Debug)]
 pub struct Hold {
     ack: Arc<BatchAck>,
@@ -115,11 +121,12 @@ impl Hold {
     pub fn ack(&self) -> &Arc<BatchAck> {
         &self.ack
     }
-    /// The output is durable: `out` rows written, `dlq` records dead-lettered
-    /// (those sent under the batch's ack, so still awaited).
-    pub fn release(mut self, out: u64, dlq: u64) {
-        self.ack.late_out.fetch_add(out, Ordering::AcqRel);
-        self.ack.late_dlq.fetch_add(dlq, Ordering::AcqRel);
+    /// The outputs are made: what they were (records sent under the batch's
+    /// ack are still awaited).
+    pub fn release(mut self, counts: Counts) {
+        self.ack.late_out.fetch_add(counts.out, Ordering::AcqRel);
+        self.ack.late_dlq.fetch_add(counts.dlq, Ordering::AcqRel);
+        self.ack.late_filtered.fetch_add(counts.filtered, Ordering::AcqRel);
         self.ack.holds.fetch_sub(1, Ordering::AcqRel);
         self.live = false;
     }
@@ -257,9 +264,10 @@ mod tests {
         assert!(ack.complete(), "nothing sent, nothing held");
         let hold = ack.hold();
         assert!(!ack.complete() && ack.holding());
-        hold.release(7, 2);
+        hold.release(Counts { out: 7, dlq: 2, filtered: 1 });
         assert!(ack.complete() && !ack.holding());
-        assert_eq!(ack.late_counts(), (7, 2));
+        let late = ack.late_counts();
+        assert_eq!((late.out, late.dlq, late.filtered), (7, 2, 1));
         assert_eq!(ack.failed(), 0);
     }
 

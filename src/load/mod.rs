@@ -12,15 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::message::Message;
-use tokio::task::JoinHandle;
 
 use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
-use crate::kafka::{self, Consumed, Hold, Producer, Source};
+use crate::kafka::{self, BatchAck, Consumed, Producer, Source};
 use crate::metrics::StageMetrics;
 use crate::sinks::{self, Rejected, Sink, WriteError};
-use crate::stage::{self, Commit, Counts};
+use crate::stage::{self, Commit, Counts, Relay};
 use latency::{EndToEnd, Percentiles};
 use row::UserRow;
 
@@ -60,7 +59,8 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
         retried: AtomicU64::new(0),
         e2e: Mutex::new(EndToEnd::new(global.metrics_addr.is_some())),
     });
-    let mut writer = Writer { sink: Some(sink), running: None, shared: shared.clone() };
+    // The store writes one batch while the next is consumed and parsed.
+    let mut writer = Relay::new(sink);
     let dlq_topic = args.consume.dlq_topic.as_str();
 
     let (totals, result) = stage::drive(
@@ -88,7 +88,14 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                 }
             }
             // The rows' count and rejects arrive with the hold's release.
-            writer.start(Written { batch: batch.clone(), rows, origin, hold: ack.hold() }).await?;
+            let w = Written { batch: batch.clone(), rows, origin };
+            let shared = shared.clone();
+            writer
+                .start(ack.hold(), move |mut sink, ack| async move {
+                    let result = finish_batch(&mut sink, &w, &shared, &ack).await;
+                    (sink, result)
+                })
+                .await?;
             Ok(counts)
         },
     )
@@ -114,57 +121,11 @@ struct Written {
     rows: Vec<UserRow>,
     /// Per row, the index of its record in the batch.
     origin: Vec<usize>,
-    /// Keeps the batch uncommitted until the rows are durable.
-    hold: Hold,
-}
-
-/// The store, writing one batch at a time on its own task, so that the next
-/// batch is consumed and parsed while the store works (the stage's time is
-/// the larger of the two, not their sum).
-struct Writer {
-    /// The store when no write runs.
-    sink: Option<Sink>,
-    /// The write running, which gives the store back (and why it failed, if it did).
-    running: Option<JoinHandle<(Sink, Option<String>)>>,
-    shared: Arc<Shared>,
-}
-
-impl Writer {
-    /// Start writing `w` once the previous write is done; if that one failed,
-    /// stop here with its error (the store is not tried again for this run).
-    async fn start(&mut self, w: Written) -> Result<()> {
-        if let Some(running) = self.running.take() {
-            let (sink, failed) = running.await.context("the store's write task stopped")?;
-            self.sink = Some(sink);
-            if let Some(why) = failed {
-                anyhow::bail!(why);
-            }
-        }
-        let sink = self.sink.take().context("the store was lost by an earlier write")?;
-        self.running = Some(tokio::spawn(write(sink, w, self.shared.clone())));
-        Ok(())
-    }
-}
-
-/// Write one batch (retrying a store that is down), then release the batch,
-/// or fail it with why (returned too, so the stage stops).
-async fn write(mut sink: Sink, w: Written, shared: Arc<Shared>) -> (Sink, Option<String>) {
-    match finish_batch(&mut sink, &w, &shared).await {
-        Ok((out, dlq)) => {
-            w.hold.release(out, dlq);
-            (sink, None)
-        }
-        Err(e) => {
-            let why = format!("{e:#}");
-            w.hold.fail(why.clone());
-            (sink, Some(why))
-        }
-    }
 }
 
 /// Write the rows, record their latency, and send the rows the store refused
 /// to the DLQ (under the batch's ack); (written, dead-lettered).
-async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared) -> Result<(u64, u64)> {
+async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<BatchAck>) -> Result<Counts> {
     let rejected = write_with_retry(sink, &w.rows, shared.retry_for, &shared.retried).await?;
     let acked_at = chrono::Utc::now();
     let refused: HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
@@ -179,9 +140,9 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared) -> Result<(
     for (i, why) in &rejected {
         let m = &w.batch.messages[w.origin[*i]];
         let reason = format!("{name}: {why}");
-        stage::dead_letter(&shared.producer, w.hold.ack(), &shared.dlq_topic, STAGE, m, &reason).await?;
+        stage::dead_letter(&shared.producer, ack, &shared.dlq_topic, STAGE, m, &reason).await?;
     }
-    Ok(((w.rows.len() - rejected.len()) as u64, rejected.len() as u64))
+    Ok(Counts { out: (w.rows.len() - rejected.len()) as u64, dlq: rejected.len() as u64, filtered: 0 })
 }
 
 /// Write a batch, retrying transient failures with backoff for up to `retry_for`.

@@ -19,7 +19,7 @@ use crate::cli::{Compression, GlobalOpts, TransformArgs};
 use crate::error::usage;
 use crate::kafka::{self, BatchAck, Consumed, Producer, Source};
 use crate::metrics::StageMetrics;
-use crate::stage::{self, Commit, Counts};
+use crate::stage::{self, Commit, Counts, Relay};
 
 const STAGE: &str = "transform";
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,7 +32,12 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
             Err(e) => return usage(format!("cannot read --sql file {}: {e}", path.display())),
         },
     };
-    let transformer = Transformer::new(sql_text.as_deref()).await?;
+    // One transformer (and plan) per part of a batch transformed at once.
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut transformers = Vec::with_capacity(parts);
+    for _ in 0..parts {
+        transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref()).await?));
+    }
     let group = args.consume.group.clone().unwrap_or_else(|| "rtds-transform".to_owned());
     kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], 3, 1).await?;
     let transactional_id = args.exactly_once.then(|| {
@@ -42,22 +47,32 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
     let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
-    let stage = Stage { args, transformer, producer: &producer };
+    let stage = Arc::new(Stage {
+        transformers,
+        producer,
+        output_topic: args.output_topic.clone(),
+        dlq_topic: args.consume.dlq_topic.clone(),
+    });
+    // Without a transaction, a batch is transformed and sent on a worker task
+    // while the next is consumed.
+    let mut worker = Relay::new(());
     let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
     let (totals, result) = stage::drive(
         STAGE,
         &mut source,
         &args.consume,
-        &producer,
+        &stage.producer,
         &deliveries,
         commit,
         &metrics,
         async |source, batch, ack| {
             if args.exactly_once {
-                stage.in_transaction(source, batch, ack).await
-            } else {
-                stage.process(batch, ack).await
+                return stage.in_transaction(source, batch, ack).await;
             }
+            let (stage, batch) = (stage.clone(), batch.clone());
+            worker.start(ack.hold(), move |(), ack| async move { ((), stage.process(&batch, &ack).await) }).await?;
+            // The counts arrive with the hold's release.
+            Ok(Counts::default())
         },
     )
     .await;
@@ -75,6 +90,7 @@ pub struct Transformer {
 }
 
 /// What a batch became.
+#[derive(Default)]
 pub struct Applied {
     /// Each clean row with the index of the input it came from, when known.
     pub rows: Vec<(encode::Row, Option<usize>)>,
@@ -92,7 +108,7 @@ impl Transformer {
         Ok(Self { decoder, query })
     }
 
-    pub async fn apply(&self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
+    pub async fn apply(&mut self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
         let decoded = self.decoder.decode(payloads);
         let mut rejected = decoded.rejected;
         if decoded.rows.is_empty() {
@@ -129,20 +145,35 @@ impl Transformer {
     }
 }
 
-struct Stage<'a> {
-    args: &'a TransformArgs,
-    transformer: Transformer,
-    producer: &'a Producer,
+impl Applied {
+    /// Add what the next part of the batch became, its inputs numbered from `start`.
+    fn append(&mut self, part: Applied, start: usize) {
+        self.rows.extend(part.rows.into_iter().map(|(row, input)| (row, input.map(|i| i + start))));
+        self.rejected.extend(part.rejected.into_iter().map(|(i, why)| (i + start, why)));
+        self.filtered += part.filtered;
+    }
 }
 
-impl Stage<'_> {
+/// Records below which a batch is not split: a part's fixed costs (planning,
+/// tasks) would outweigh what another core gains.
+const MIN_PART: usize = 500;
+
+struct Stage {
+    /// One per part a batch is transformed in at once (as many as cores); a
+    /// part takes the one of its number.
+    transformers: Vec<tokio::sync::Mutex<Transformer>>,
+    producer: Producer,
+    output_topic: String,
+    dlq_topic: String,
+}
+
+impl Stage {
     /// Transform a batch and hand every output and DLQ record to the producer.
-    async fn process(&self, batch: &Consumed, ack: &Arc<BatchAck>) -> Result<Counts> {
+    async fn process(self: &Arc<Self>, batch: &Arc<Consumed>, ack: &Arc<BatchAck>) -> Result<Counts> {
         let msgs = &batch.messages;
-        let payloads: Vec<Option<&[u8]>> = msgs.iter().map(|m| m.payload()).collect();
-        let applied = self.transformer.apply(&payloads).await?;
+        let applied = self.apply_in_parts(batch).await?;
         for (i, reason) in &applied.rejected {
-            stage::dead_letter(self.producer, ack, &self.args.consume.dlq_topic, STAGE, &msgs[*i], reason).await?;
+            stage::dead_letter(&self.producer, ack, &self.dlq_topic, STAGE, &msgs[*i], reason).await?;
         }
         for (row, input) in &applied.rows {
             let ingested_at = input.and_then(|i| kafka::header(&msgs[i], "rtds-ingested-at").map(<[u8]>::to_vec));
@@ -150,18 +181,47 @@ impl Stage<'_> {
                 Some(at) => kafka::headers(&[("rtds-ingested-at", at.as_slice())]),
                 None => kafka::headers(&[]),
             };
-            let record = BaseRecord::to(&self.args.output_topic)
-                .key(row.id.as_bytes())
-                .payload(row.json.as_slice())
-                .headers(headers);
-            kafka::send(self.producer, ack, record).await?;
+            let record =
+                BaseRecord::to(&self.output_topic).key(row.id.as_bytes()).payload(row.json.as_slice()).headers(headers);
+            kafka::send(&self.producer, ack, record).await?;
         }
         Ok(Counts { out: applied.rows.len() as u64, dlq: applied.rejected.len() as u64, filtered: applied.filtered })
     }
 
+    /// Transform the batch in parts at once, one per core (decoding JSON is
+    /// most of a stage's work), and put their outputs back in input order.
+    async fn apply_in_parts(self: &Arc<Self>, batch: &Arc<Consumed>) -> Result<Applied> {
+        let n = batch.messages.len();
+        let parts = self.transformers.len().min(n.div_ceil(MIN_PART)).max(1);
+        let size = n.div_ceil(parts).max(1);
+        let running: Vec<_> = (0..n)
+            .step_by(size)
+            .enumerate()
+            .map(|(k, start)| {
+                let (stage, batch) = (self.clone(), batch.clone());
+                let task = tokio::spawn(async move {
+                    let part = &batch.messages[start..(start + size).min(batch.messages.len())];
+                    let payloads: Vec<Option<&[u8]>> = part.iter().map(|m| m.payload()).collect();
+                    stage.transformers[k].lock().await.apply(&payloads).await
+                });
+                (start, task)
+            })
+            .collect();
+        let mut applied = Applied::default();
+        for (start, task) in running {
+            applied.append(task.await.context("a transform task stopped")??, start);
+        }
+        Ok(applied)
+    }
+
     /// `--exactly-once`: outputs, DLQ records and the consumed offsets commit
     /// together or not at all.
-    async fn in_transaction(&self, source: &Source, batch: &Consumed, ack: &Arc<BatchAck>) -> Result<Counts> {
+    async fn in_transaction(
+        self: &Arc<Self>,
+        source: &Source,
+        batch: &Arc<Consumed>,
+        ack: &Arc<BatchAck>,
+    ) -> Result<Counts> {
         use rdkafka::consumer::Consumer;
         let txn =
             |what: &str, r: rdkafka::error::KafkaResult<()>| r.with_context(|| format!("Kafka transaction: {what}"));
@@ -183,5 +243,30 @@ impl Stage<'_> {
                 Err(e.context("the batch was rolled back; nothing of it was committed"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parts_put_back_together_keep_each_row_with_its_input() {
+        let good = |uuid: &str| format!(r#"{{"login":{{"uuid":"{uuid}"}}}}"#);
+        let first = [good("7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6"), "{broken".to_owned()];
+        let second = ["null".to_owned(), good("0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40")];
+        let mut t = Transformer::new(None).await.unwrap();
+        let mut all = Applied::default();
+        for (part, start) in [(&first, 0), (&second, 2)] {
+            let payloads: Vec<Option<&[u8]>> = part.iter().map(|p| Some(p.as_bytes())).collect();
+            all.append(t.apply(&payloads).await.unwrap(), start);
+        }
+        let rows: Vec<(&str, Option<usize>)> = all.rows.iter().map(|(r, i)| (r.id.as_str(), *i)).collect();
+        assert_eq!(
+            rows,
+            [("7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", Some(0)), ("0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40", Some(3))]
+        );
+        let rejected: Vec<usize> = all.rejected.iter().map(|(i, _)| *i).collect();
+        assert_eq!(rejected, [1, 2]);
     }
 }

@@ -82,8 +82,9 @@ impl Query {
         self.plan.schema()
     }
 
-    /// Run the plan over one batch.
-    pub async fn run(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Run the plan over one batch. `&mut`: the plan reads its input from the
+    /// one slot, so two runs at once would take each other's batch.
+    pub async fn run(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         *self.slot.batch.lock().map_err(|_| anyhow::anyhow!("SQL slot poisoned"))? = Some(batch);
         let plan = reset_plan_states(self.plan.clone()).context("preparing the SQL plan")?;
         collect(plan, self.ctx.task_ctx()).await.context("running the transform SQL")
@@ -125,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_plan_is_reused_across_batches() {
-        let q = plan(DEFAULT_SQL).await.unwrap();
+        let mut q = plan(DEFAULT_SQL).await.unwrap();
         let dec = RawDecoder::default();
         for uuid in ["7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", "0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40"] {
             let rec = format!(
