@@ -94,17 +94,18 @@ impl Source {
                 ("auto.offset.reset", "earliest"),
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", "true"),
-                // Prefetch bounded to a few batches: enough to keep a stage busy,
-                // little memory. A record larger than these still comes through
-                // (the broker returns at least one record batch per fetch).
-                // Once the queue is full, fetching pauses for fetch.queue.backoff.ms
+                // Prefetch bounded to about a batch: enough to keep a stage busy
+                // (the stage works on one batch while the next is read), little
+                // memory. A record larger than these still comes through (the
+                // broker returns at least one record batch per fetch). Once the
+                // queue is full, fetching pauses for fetch.queue.backoff.ms
                 // (default 1 s: a stall per batch); resume almost at once instead.
-                // 8 MB holds more than one batch of raw records (5,000 x ~1.1 KB):
-                // a 1M-record transform peaked at 188 MB RSS with 16 MB, 138 MB with 8.
-                ("queued.max.messages.kbytes", "8192"),
+                // A 1M-record transform: 188 MB peak RSS with 16 MB, 149 with 8,
+                // 99 with 2 (and 2,500-record batches), at the same speed.
+                ("queued.max.messages.kbytes", "2048"),
                 ("fetch.queue.backoff.ms", "5"),
-                ("fetch.max.bytes", "8388608"),
-                ("max.partition.fetch.bytes", "2097152"),
+                ("fetch.max.bytes", "2097152"),
+                ("max.partition.fetch.bytes", "1048576"),
             ],
         )?
         .create_with_context(Rebalances)
