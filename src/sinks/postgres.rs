@@ -4,6 +4,12 @@
 //! upserts its share with a binary COPY into a temporary staging table, then one
 //! `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction. A batch succeeds
 //! when every share committed (a retry re-upserts the shares that had: same rows).
+//!
+//! Most batches hold only new ids, and for them the upsert is an insert: such a
+//! share is first COPYed straight into the table (half the server's work: no
+//! staging write and re-read). If an id is already there, the COPY fails as a
+//! whole, is rolled back, and the share is upserted as above; the next
+//! `STAGED_AFTER_CONFLICT` batches then upsert at once (a topic being replayed).
 
 use std::time::Duration;
 
@@ -33,10 +39,16 @@ fn column_type(c: &str) -> Type {
     }
 }
 
+/// Batches upserted through the staging table, without trying a plain COPY
+/// first, after a COPY met an id already in the table.
+const STAGED_AFTER_CONFLICT: u32 = 16;
+
 pub struct PostgresSink {
     opts: PostgresOpts,
     /// `schema.table`, both validated identifiers.
     table: String,
+    /// Batches still to upsert through staging before a plain COPY is tried again.
+    staged_next: u32,
     /// One per share; dropped after a connection failure, the next write reconnects.
     clients: Vec<Option<Client>>,
 }
@@ -65,7 +77,7 @@ impl PostgresSink {
         create_staging(&client, &table).await?;
         let mut clients = vec![Some(client)];
         clients.resize_with(opts.pg_connections as usize, || None);
-        Ok(Self { opts: opts.clone(), table, clients })
+        Ok(Self { opts: opts.clone(), table, staged_next: 0, clients })
     }
 
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
@@ -81,13 +93,16 @@ impl PostgresSink {
             return Ok(rejected);
         }
         let shares = shard(good, self.clients.len());
+        let copy_first = self.staged_next == 0;
         let writes = self.clients.iter_mut().zip(shares);
-        let writes = writes.map(|(client, rows)| write_share(&self.opts, &self.table, client, rows));
+        let writes = writes.map(|(client, rows)| write_share(&self.opts, &self.table, client, rows, copy_first));
         // Every share runs to its end (none is cut off mid-transaction); a fatal
         // error outranks a transient one.
         let mut results = futures::future::join_all(writes).await;
+        let conflicted = results.iter().any(|r| matches!(r, Ok(Upserted::AfterConflict)));
+        self.staged_next = if conflicted { STAGED_AFTER_CONFLICT } else { self.staged_next.saturating_sub(1) };
         results.sort_by_key(|r| !matches!(r, Err(WriteError::Fatal(_))));
-        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))?;
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(Upserted::Copied))?;
         Ok(rejected)
     }
 }
@@ -106,21 +121,34 @@ fn shard(rows: Vec<Timed<'_>>, n: usize) -> Vec<Vec<Timed<'_>>> {
     shares
 }
 
+/// How a share got into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upserted {
+    /// Every id was new: one plain COPY.
+    Copied,
+    /// Through the staging table, without trying a plain COPY.
+    Staged,
+    /// Through the staging table, after a plain COPY met an id already there
+    /// (or another constraint).
+    AfterConflict,
+}
+
 /// Upsert one share on its connection, (re)connecting first if needed.
 async fn write_share(
     opts: &PostgresOpts,
     table: &str,
     client: &mut Option<Client>,
     rows: Vec<Timed<'_>>,
-) -> Result<(), WriteError> {
+    copy_first: bool,
+) -> Result<Upserted, WriteError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Upserted::Copied);
     }
     if client.as_ref().is_none_or(Client::is_closed) {
         *client = None;
         *client = Some(connect_staging(opts, table).await.map_err(WriteError::Transient)?);
     }
-    let result = upsert(client.as_mut().expect("connected above"), table, rows).await;
+    let result = upsert(client.as_mut().expect("connected above"), table, rows, copy_first).await;
     result.map_err(|e| {
         let transient = is_transient(&e);
         if transient {
@@ -156,24 +184,31 @@ fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; 2], String> {
     Ok([parse("dob", &row.dob)?, parse("registered_date", &row.registered_date)?])
 }
 
-async fn upsert(client: &mut Client, table: &str, rows: Vec<Timed<'_>>) -> Result<(), tokio_postgres::Error> {
-    // ON CONFLICT cannot touch one row twice in a statement: keep each id's last row.
+async fn upsert(
+    client: &mut Client,
+    table: &str,
+    rows: Vec<Timed<'_>>,
+    copy_first: bool,
+) -> Result<Upserted, tokio_postgres::Error> {
+    // ON CONFLICT cannot touch one row twice in a statement (nor COPY insert an
+    // id twice): keep each id's last row.
     let rows = last_per_id(rows, |(r, _)| &r.id);
-
-    let tx = client.transaction().await?;
-    let cols = COLUMNS.join(", ");
-    let sink = tx.copy_in(&format!("COPY rtds_staging ({cols}) FROM STDIN (FORMAT binary)")).await?;
-    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for (row, [dob, registered]) in &rows {
-        let t = row.texts();
-        let id = row.uuid();
-        let values: [&(dyn ToSql + Sync); 12] =
-            [&id, &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], dob, registered, &t[10], &t[11]];
-        writer.as_mut().write(&values).await?;
+    if copy_first {
+        let tx = client.transaction().await?;
+        match copy_rows(&tx, table, &rows).await {
+            Ok(()) => {
+                tx.commit().await?;
+                return Ok(Upserted::Copied);
+            }
+            // An id already there (or any constraint the upsert may satisfy,
+            // e.g. a table of ours without loaded_at's default): upsert instead.
+            Err(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => tx.rollback().await?,
+            Err(e) => return Err(e),
+        }
     }
-    writer.finish().await?;
+    let tx = client.transaction().await?;
+    copy_rows(&tx, "rtds_staging", &rows).await?;
+    let cols = COLUMNS.join(", ");
     let updates: Vec<String> = COLUMNS.iter().skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
     tx.batch_execute(&format!(
         "INSERT INTO {table} ({cols}, loaded_at) SELECT {cols}, now() FROM rtds_staging \
@@ -181,7 +216,30 @@ async fn upsert(client: &mut Client, table: &str, rows: Vec<Timed<'_>>) -> Resul
         updates.join(", ")
     ))
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(if copy_first { Upserted::AfterConflict } else { Upserted::Staged })
+}
+
+/// Binary COPY of `rows` into `table` (loaded_at takes its default, now()).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    rows: &[Timed<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let cols = COLUMNS.join(", ");
+    let sink = tx.copy_in(&format!("COPY {table} ({cols}) FROM STDIN (FORMAT binary)")).await?;
+    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (row, [dob, registered]) in rows {
+        let t = row.texts();
+        let id = row.uuid();
+        let values: [&(dyn ToSql + Sync); 12] =
+            [&id, &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], dob, registered, &t[10], &t[11]];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }
 
 /// Connection trouble and server shutdowns are worth a retry; a constraint or
