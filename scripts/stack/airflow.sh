@@ -42,13 +42,18 @@ airflow_vars() {
 # scheduler needed); fails, with the end of LOG, unless the run succeeded.
 airflow_dag_test() {
   local dag=$1 conf=$2 log=$3
-  mkdir -p "$AIRFLOW_HOME"
-  "$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log" >&2; return 1; }
+  [ "${4:-}" = migrated ] || airflow_migrate || return 1
   if ! "$AIRFLOW_VENV/bin/airflow" dags test "$dag" -c "$conf" >"$log" 2>&1 || ! grep -q "DagRun Finished.*state=success" "$log"; then
     tail -n 40 "$log" >&2
     printf '[stack] error: the %s run failed (whole log: %s)\n' "$dag" "$log" >&2
     return 1
   fi
+}
+
+# airflow_migrate: create or upgrade Airflow's metadata database.
+airflow_migrate() {
+  mkdir -p "$AIRFLOW_HOME"
+  "$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log" >&2; return 1; }
 }
 
 airflow_answers() { curl -fsS "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null 2>&1; }
@@ -60,8 +65,7 @@ airflow_up() {
     return 0
   fi
   airflow_vars
-  mkdir -p "$AIRFLOW_HOME"
-  "$AIRFLOW_VENV/bin/airflow" db migrate >"$AIRFLOW_DIR/migrate.log" 2>&1 || { tail -n 20 "$AIRFLOW_DIR/migrate.log" >&2; die "airflow db migrate failed"; }
+  airflow_migrate || die "airflow db migrate failed"
   for c in api-server scheduler dag-processor triggerer; do
     is_running "airflow-${c%%-*}" || start_bg "airflow-${c%%-*}" "$AIRFLOW_DIR/$c.log" "$AIRFLOW_VENV/bin/airflow" "$c"
   done
