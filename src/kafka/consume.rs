@@ -83,8 +83,12 @@ pub struct Source {
 }
 
 impl Source {
-    /// Subscribe `group` to `topic`. `bounded` records the high watermarks now.
-    pub async fn open(global: &GlobalOpts, topic: &str, group: &str, bounded: bool) -> Result<Self> {
+    /// Subscribe `group` to `topic`, prefetching up to `prefetch_mb` MB.
+    /// `bounded` records the high watermarks now.
+    pub async fn open(global: &GlobalOpts, topic: &str, group: &str, bounded: bool, prefetch_mb: u32) -> Result<Self> {
+        let queued_kb = (prefetch_mb * 1024).to_string();
+        let fetch_bytes = (prefetch_mb << 20).to_string();
+        let partition_bytes = (prefetch_mb << 19).to_string();
         let consumer: StreamConsumer<Rebalances> = client_config(
             global,
             &[
@@ -95,17 +99,15 @@ impl Source {
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", "true"),
                 // Prefetch bounded to about a batch: enough to keep a stage busy
-                // (the stage works on one batch while the next is read), little
-                // memory. A record larger than these still comes through (the
-                // broker returns at least one record batch per fetch). Once the
-                // queue is full, fetching pauses for fetch.queue.backoff.ms
-                // (default 1 s: a stall per batch); resume almost at once instead.
-                // A 1M-record transform: 188 MB peak RSS with 16 MB, 149 with 8,
-                // 99 with 2 (and 2,500-record batches), at the same speed.
-                ("queued.max.messages.kbytes", "2048"),
+                // (it works on one batch while the next is read), little memory.
+                // A record larger than these still comes through (the broker
+                // returns at least one record batch per fetch). Once the queue
+                // is full, fetching pauses for fetch.queue.backoff.ms (default
+                // 1 s: a stall per batch); resume almost at once instead.
+                ("queued.max.messages.kbytes", &queued_kb),
                 ("fetch.queue.backoff.ms", "5"),
-                ("fetch.max.bytes", "2097152"),
-                ("max.partition.fetch.bytes", "1048576"),
+                ("fetch.max.bytes", &fetch_bytes),
+                ("max.partition.fetch.bytes", &partition_bytes),
             ],
         )?
         .create_with_context(Rebalances)

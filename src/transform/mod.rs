@@ -45,7 +45,10 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
             .unwrap_or_else(|_| format!("rtds-transform-{group}-{}", args.input_topic))
     });
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
-    let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow).await?;
+    // Raw records are large and a batch is held several times over: a small
+    // prefetch keeps the RSS down at the same speed (1M records: 188 MB peak
+    // with 16 MB, 149 with 8, 95 with 2 and 2,000-record batches).
+    let mut source = Source::open(global, &args.input_topic, &group, !args.consume.follow, 2).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let stage = Arc::new(Stage {
         transformers,
