@@ -113,6 +113,9 @@ drop_data() {
 say "bench: dropping the 1M-record steps' data"
 drop_data '.*'
 rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
+# The steps above leave GBs of dirty pages; their write-back throttles the
+# stores' writes for a while, which would show as the real-time path's latency.
+sync
 
 # 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
 # and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
