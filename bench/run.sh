@@ -62,6 +62,21 @@ measure() {
 topic() { kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create --if-not-exists \
   --topic "$1" --partitions 3 --replication-factor 1 >/dev/null; }
 
+# drop_data PATTERN: drop this run's keyspaces, schemas and topics named like PATTERN (a regex
+# over names ending in _$RUN), so that one step's data (compactions, vacuum) does not slow the
+# next, and repeated runs do not fill the disk. The 1M-record scratch files go with their step.
+drop_data() {
+  local name
+  for name in $(cassandra_cql "SELECT keyspace_name FROM system_schema.keyspaces" | grep -E "^$1_$RUN\$"); do
+    cassandra_cql "DROP KEYSPACE $name" >/dev/null
+  done
+  for name in $(postgres_psql -qAtc "SELECT nspname FROM pg_namespace" | grep -E "^$1_$RUN\$"); do
+    postgres_psql -qc "DROP SCHEMA $name CASCADE" >/dev/null 2>&1
+  done
+  kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --delete \
+    --if-exists --topic "$1_$RUN" >/dev/null 2>&1 || true
+}
+
 # 1. ingest against a bare rdkafka producer of the same payloads
 measure ingest "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw_$RUN"
 topic "bareraw_$RUN"
@@ -78,6 +93,11 @@ measure load_cassandra "" "$REL/rtds" load --sink cassandra --input-topic "creat
   --keyspace "bench_rtds_$RUN" --concurrency "$CONCURRENCY"
 measure bare_cassandra load_cassandra "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc_$RUN" \
   127.0.0.1:9042 "bench_bare_$RUN" "$CONCURRENCY"
+# Cassandra compacts its 2M fresh rows for minutes: drop them (and write back
+# the dirty pages) so that the PostgreSQL load and psql \copy share the CPU
+# with nothing else, as psql \copy did when it ran later than the load.
+drop_data 'bench_(rtds|bare)'
+sync
 measure load_postgres "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp_$RUN" \
   --pg-schema "bench_rtds_$RUN"
 say "bench: exporting the rows to CSV for psql \\copy"
@@ -92,24 +112,11 @@ with open(sys.argv[2], "w", newline="") as f:
         r = json.loads(line)
         w.writerow([r.get(c) for c in cols])
 PY
+sync
 postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
 measure psql_copy load_postgres bash -c "PGPASSWORD=\$(cat '$STACK_DIR/postgres/password') psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c \"\\copy bench_copy_$RUN.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '$WORK/rows.csv' CSV\" && echo '{\"stage\":\"psql_copy\",\"in\":$N}'"
 measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
 
-# drop_data PATTERN: drop this run's keyspaces, schemas and topics named like PATTERN (a regex
-# over names ending in _$RUN), so that one step's data (compactions, vacuum) does not slow the
-# next, and repeated runs do not fill the disk. The 1M-record scratch files go with their step.
-drop_data() {
-  local name
-  for name in $(cassandra_cql "SELECT keyspace_name FROM system_schema.keyspaces" | grep -E "^$1_$RUN\$"); do
-    cassandra_cql "DROP KEYSPACE $name" >/dev/null
-  done
-  for name in $(postgres_psql -qAtc "SELECT nspname FROM pg_namespace" | grep -E "^$1_$RUN\$"); do
-    postgres_psql -qc "DROP SCHEMA $name CASCADE" >/dev/null 2>&1
-  done
-  kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --delete \
-    --if-exists --topic "$1_$RUN" >/dev/null 2>&1 || true
-}
 say "bench: dropping the 1M-record steps' data"
 drop_data '.*'
 rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
