@@ -12,10 +12,9 @@ use rdkafka::TopicPartitionList;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use serde::Serialize;
-
-use crate::cli::ConsumeOpts;
 use tokio::task::JoinHandle;
 
+use crate::cli::ConsumeOpts;
 use crate::kafka::{self, BatchAck, Consumed, Deliveries, Hold, Producer, Source};
 use crate::metrics::StageMetrics;
 

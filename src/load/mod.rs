@@ -127,7 +127,7 @@ struct Written {
 }
 
 /// Write the rows, record their latency, and send the rows the store refused
-/// to the DLQ (under the batch's ack); (written, dead-lettered).
+/// to the DLQ (under the batch's ack); the counts of rows written and refused.
 async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<BatchAck>) -> Result<Counts> {
     let rejected = write_with_retry(sink, &w.rows, shared.retry_for, &shared.retried).await?;
     let acked_at = chrono::Utc::now();
