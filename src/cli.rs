@@ -103,18 +103,6 @@ pub struct ConsumeOpts {
     pub dlq_topic: String,
 }
 
-impl ConsumeOpts {
-    /// `--batch-size`, or the stage's default. A transform holds each batch in
-    /// memory several times over (records, JSON tape, Arrow columns, output);
-    /// 2,000 keeps it as fast as 5,000 in a third less memory (1M records:
-    /// 95 MB peak RSS, 149 with 5,000). A store gains from larger writes (fewer
-    /// commits).
-    pub fn batch_size(&self, stage: &str) -> usize {
-        let default = if stage == "transform" { 2000 } else { 5000 };
-        self.batch_size.map_or(default, |n| n as usize)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Source {
     /// A randomuser.me-compatible HTTP API.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::cli::ConsumeOpts;
-use crate::kafka::{self, BatchAck, Consumed, Deliveries, Hold, Producer, Source};
+use crate::kafka::{self, BatchAck, Consumed, Deliveries, Hold, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -70,7 +70,7 @@ struct Pending {
 /// `Hold` of the batch's ack, which reports them when released.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
-    stage: &'static str,
+    profile: &Profile,
     source: &mut Source,
     opts: &ConsumeOpts,
     producer: &Producer,
@@ -79,6 +79,8 @@ pub async fn drive(
     metrics: &StageMetrics,
     mut process: impl AsyncFnMut(&Source, &Arc<Consumed>, &Arc<BatchAck>) -> Result<Counts>,
 ) -> (Totals, Result<()>) {
+    let stage = profile.stage;
+    let batch_size = opts.batch_size.map_or(profile.batch_size, |n| n as usize);
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(None, stage);
     let start = Instant::now();
@@ -87,7 +89,7 @@ pub async fn drive(
     // next batch is processed meanwhile, and each is committed once complete.
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let result: Result<()> = async {
-        while let Some(batch) = source.next_batch(opts.batch_size(stage), opts.max_wait, &mut shutdown).await? {
+        while let Some(batch) = source.next_batch(batch_size, opts.max_wait, &mut shutdown).await? {
             if batch.messages.is_empty() {
                 // Idle input: commit the batches acknowledged meanwhile, without waiting.
                 commit_acknowledged(source, deliveries, &mut pending, usize::MAX, &mut totals, metrics).await?;

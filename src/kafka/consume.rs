@@ -16,9 +16,23 @@ use tokio::sync::watch;
 use super::{METADATA_TIMEOUT, client_config};
 use crate::cli::GlobalOpts;
 
+/// What sets one consuming stage apart from another: its name (in logs and
+/// metrics) and its defaults for batch size and prefetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub stage: &'static str,
+    /// Records per batch unless `--batch-size` says otherwise.
+    pub batch_size: usize,
+    /// How much the consumer fetches ahead, in MB.
+    pub prefetch_mb: u32,
+}
+
 /// Logs rebalances: with commit-after-ack, a partition revoked mid-batch is
 /// re-read by its new owner from the last commit (at least once; sinks upsert).
-pub struct Rebalances;
+/// The partitions held are a gauge: a `--follow` stage is ready once it has some.
+pub struct Rebalances {
+    stage: &'static str,
+}
 
 impl ClientContext for Rebalances {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -33,9 +47,16 @@ impl ClientContext for Rebalances {
 
 impl ConsumerContext for Rebalances {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let held = metrics::gauge!("rtds_partitions_assigned", "stage" => self.stage);
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = %describe(tpl), "partitions assigned"),
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = %describe(tpl), "partitions revoked"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                held.set(tpl.count() as f64);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = %describe(tpl), "partitions revoked");
+                held.set(0.0);
+            }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }
@@ -83,12 +104,12 @@ pub struct Source {
 }
 
 impl Source {
-    /// Subscribe `group` to `topic`, prefetching up to `prefetch_mb` MB.
+    /// Subscribe `group` to `topic`, prefetching as the stage's profile says.
     /// `bounded` records the high watermarks now.
-    pub async fn open(global: &GlobalOpts, topic: &str, group: &str, bounded: bool, prefetch_mb: u32) -> Result<Self> {
-        let queued_kb = (prefetch_mb * 1024).to_string();
-        let fetch_bytes = (prefetch_mb << 20).to_string();
-        let partition_bytes = (prefetch_mb << 19).to_string();
+    pub async fn open(global: &GlobalOpts, profile: &Profile, topic: &str, group: &str, bounded: bool) -> Result<Self> {
+        let mb = profile.prefetch_mb;
+        let (queued_kb, fetch_bytes, partition_bytes) =
+            ((mb * 1024).to_string(), (mb << 20).to_string(), (mb << 19).to_string());
         let consumer: StreamConsumer<Rebalances> = client_config(
             global,
             &[
@@ -110,7 +131,7 @@ impl Source {
                 ("max.partition.fetch.bytes", &partition_bytes),
             ],
         )?
-        .create_with_context(Rebalances)
+        .create_with_context(Rebalances { stage: profile.stage })
         .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
         let targets = if bounded { Some(high_watermarks(&consumer, topic, &global.brokers).await?) } else { None };
         consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?;

@@ -6,7 +6,7 @@
 mod consume;
 mod produce;
 
-pub use consume::{Consumed, Source};
+pub use consume::{Consumed, Profile, Source};
 pub use produce::{BatchAck, Deliveries, Hold, PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
 
 use std::path::Path;

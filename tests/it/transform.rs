@@ -311,6 +311,8 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
         scrape(&addr).filter(|m| m.contains("rtds_records_in_total{stage=\"transform\"} 600"))
     });
     assert!(metrics.contains("rtds_batch_seconds"), "{metrics}");
+    // Ready: it holds every partition of its input.
+    assert!(metrics.contains("rtds_partitions_assigned{stage=\"transform\"} 3"), "{metrics}");
     terminate(&child);
     let out = wait_child(child, Duration::from_secs(60));
     let s = ok_summary(&out);
