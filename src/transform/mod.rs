@@ -111,7 +111,30 @@ impl Transformer {
     pub async fn new(sql: Option<&str>) -> Result<Self> {
         let decoder = decode::RawDecoder::default();
         let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), decoder.schema()).await?;
-        Ok(Self { decoder, query })
+        let mut transformer = Self { decoder, query };
+        transformer.warm_up().await;
+        Ok(transformer)
+    }
+
+    /// Run a few generated users through decoding, the SQL and encoding once,
+    /// and drop the result: the first run pages in most of the binary's code
+    /// (DataFusion's operators, arrow kernels), about half a second on a busy
+    /// machine, which the first real batch would otherwise wait for. A custom
+    /// SQL may reject or filter them: only the work matters, not the outcome.
+    async fn warm_up(&mut self) {
+        let generator = crate::ingest::generate::Generator::new(0);
+        let records: Vec<Vec<u8>> = (0..WARM_UP_RECORDS)
+            .map(|i| {
+                let mut out = Vec::new();
+                generator.write_record(i, &mut out);
+                out
+            })
+            .collect();
+        let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
+        let decoded = self.decoder.decode(&payloads);
+        if let Ok(out) = self.query.run(decoded.batch).await {
+            let _ = encode::rows(&out);
+        }
     }
 
     pub async fn apply(&mut self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
@@ -159,6 +182,9 @@ impl Applied {
         self.filtered += part.filtered;
     }
 }
+
+/// Generated records a transformer runs once at start-up (`Transformer::warm_up`).
+const WARM_UP_RECORDS: u64 = 64;
 
 /// Records below which a batch is not split: a part's fixed costs (planning,
 /// tasks) would outweigh what another core gains.
