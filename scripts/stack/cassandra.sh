@@ -44,6 +44,7 @@ cassandra_up() {
     jamm=$(tr ':' '\n' <"$CASSANDRA_CP_FILE" | grep '/jamm-' | head -n 1)
     mapfile -t opts < <(grep -v '^\s*#' "$CASSANDRA_SRC/jvm17.options" | grep -v '^\s*$')
     start_bg cassandra "$CASSANDRA_DIR/logs/stdout.log" java "${opts[@]}" \
+      "-Xlog:gc:file=$CASSANDRA_DIR/logs/gc.log:time:filecount=2,filesize=10M" \
       -javaagent:"$jamm" \
       -Dcassandra.config="file://$CASSANDRA_DIR/conf/cassandra.yaml" \
       -Dcassandra.storagedir="$CASSANDRA_DIR" \

@@ -177,7 +177,11 @@ kafka_up() {
     fi
     kafka_config
     kafka_format || return 1
-    start_bg kafka "$KAFKA_DIR/stdout.log" java -Xms256m -Xmx512m \
+    # Kafka's own defaults (kafka-server-start.sh): a fixed 1 GB heap. With a
+    # growing 256-512 MB one, G1 kept the young generation at ~11 MB and paused
+    # every second; on 2 busy cores a pause can wait 100-400 ms for the CPU, and
+    # each one showed as an end-to-end latency spike at 1,000 records/s.
+    start_bg kafka "$KAFKA_DIR/stdout.log" java -Xms1g -Xmx1g \
       -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
       -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
       "-Xlog:gc*:file=$KAFKA_DIR/gc.log:time,tags:filecount=2,filesize=10M" \
