@@ -89,14 +89,19 @@ topic "pass_$RUN"
 measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN"
 
 # 3. loads: Cassandra against a bare scylla-driver loop, PostgreSQL against psql \copy, Parquet.
-# A freshly started Cassandra compiles its write path during its first minute of writes: warm
-# it up (50,000 rows into a scratch keyspace, then dropped), so that the first of the two
-# Cassandra steps does not pay for it (one run on a cold stack: rtds 69% of the bare loop).
-say "bench: warming up Cassandra"
-{ "$REL/rtds" ingest --source generate --count 50000 --seed 2 --topic "warmraw_$RUN" &&
+# A freshly started Cassandra compiles its write path during its first minute of writes (its
+# rate climbs from 4,000 to 12,000 rows/s over ~45 s, measured): warm it up with
+# BENCH_WARM_ROWS rows (a scratch keyspace, then dropped) so that whichever Cassandra step runs
+# first does not pay for it. With 50,000 rows, rtds (run first) was 69-73% of the bare loop;
+# on a warm server the two are equal.
+WARM=${BENCH_WARM_ROWS:-400000}
+sync
+say "bench: warming up Cassandra ($WARM rows)"
+{ "$REL/rtds" ingest --source generate --count "$WARM" --seed 2 --topic "warmraw_$RUN" &&
   "$REL/rtds" transform --input-topic "warmraw_$RUN" --output-topic "warm_$RUN" --dlq-topic "dlq_$RUN" \
     --group "tw_$RUN" &&
-  "$REL/rtds" load --sink cassandra --input-topic "warm_$RUN" --group "lw_$RUN" --keyspace "bench_warm_$RUN"; } \
+  "$REL/rtds" load --sink cassandra --input-topic "warm_$RUN" --group "lw_$RUN" --keyspace "bench_warm_$RUN" \
+    --concurrency "$CONCURRENCY"; } \
   >"$WORK/warmup.out" 2>"$WORK/warmup.err" || die "bench: warming up Cassandra failed (see $WORK/warmup.err)"
 drop_data '(bench_warm|warmraw|warm)'
 measure load_cassandra "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc_$RUN" \
@@ -137,13 +142,18 @@ sync
 # 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
 # and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
 # (rtds-ingested-at to Cassandra's write acknowledgement).
-load_written() {
-  python3 - "$1" <<'PY'
+# metric ADDR NAME STAGE: the sum of NAME{stage="STAGE"} on a stage's /metrics (0 if absent).
+metric() {
+  python3 - "$@" <<'PY'
 import re, sys, urllib.request
-text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
-print(sum(int(float(v)) for v in re.findall(r'^rtds_records_out_total\{stage="load"\} (\S+)$', text, re.M)) or 0)
+addr, name, stage = sys.argv[1:4]
+text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+print(sum(int(float(v)) for v in re.findall(rf'^{name}\{{stage="{stage}"\}} (\S+)$', text, re.M)) or 0)
 PY
 }
+load_written() { metric "$1" rtds_records_out_total load; }
+# ready ADDR STAGE: the stage holds partitions of its input (its group has settled).
+ready() { [ "$(metric "$1" rtds_partitions_assigned "$2" 2>/dev/null)" -gt 0 ]; }
 # stop_timed PID: SIGTERM the command a backgrounded `timed` runs (the child of its /usr/bin/time).
 stop_timed() {
   local t
@@ -151,15 +161,19 @@ stop_timed() {
   pkill -TERM -P "$t"
 }
 realtime() {
-  local rate=$1 secs=${BENCH_RT_SECONDS:-60} tag="rt$1_$RUN" addr=127.0.0.1:9471 n t
+  local rate=$1 secs=${BENCH_RT_SECONDS:-60} tag="rt$1_$RUN" addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
   local topics=(--dlq-topic "dlq_$tag")
-  timed "rt${rate}_transform" "$REL/rtds" transform --follow --input-topic "raw_$tag" --output-topic "created_$tag" \
+  RTDS_METRICS_ADDR=$taddr timed "rt${rate}_transform" "$REL/rtds" transform --follow --input-topic "raw_$tag" --output-topic "created_$tag" \
     "${topics[@]}" --group "t_$tag" &
   local transform=$!
   RTDS_METRICS_ADDR=$addr timed "rt${rate}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
     "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" &
   local load=$!
-  wait_until "load --follow metrics" 60 load_written "$addr" || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
+  # The clock starts once both stages hold their partitions: what is measured
+  # is the stream, not the stages' start-up.
+  wait_until "transform --follow ready" 60 ready "$taddr" transform ||
+    die "bench: transform --follow did not start (see $WORK/rt${rate}_transform.err)"
+  wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
   measure "rt${rate}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
     --seed "$rate" --topic "raw_$tag"
   n=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['out'])" "$WORK/rt${rate}_ingest.out")
