@@ -70,7 +70,6 @@ struct Pending {
 /// `Hold` of the batch's ack, which reports them when released.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
-    profile: &Profile,
     source: &mut Source,
     opts: &ConsumeOpts,
     producer: &Producer,
@@ -79,8 +78,8 @@ pub async fn drive(
     metrics: &StageMetrics,
     mut process: impl AsyncFnMut(&Source, &Arc<Consumed>, &Arc<BatchAck>) -> Result<Counts>,
 ) -> (Totals, Result<()>) {
-    let stage = profile.stage;
-    let batch_size = opts.batch_size.map_or(profile.batch_size, |n| n as usize);
+    let Profile { stage, batch_size, .. } = source.profile;
+    let batch_size = opts.batch_size.map_or(batch_size, |n| n as usize);
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(None, stage);
     let start = Instant::now();

@@ -95,6 +95,7 @@ impl Consumed {
 /// A topic read in batches by a consumer group.
 pub struct Source {
     pub consumer: StreamConsumer<Rebalances>,
+    pub profile: Profile,
     topic: String,
     group: String,
     /// Bounded mode: per partition, the high watermark at start (stop there).
@@ -136,7 +137,7 @@ impl Source {
         let targets = if bounded { Some(high_watermarks(&consumer, topic, &global.brokers).await?) } else { None };
         consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?;
         let done = targets.iter().flatten().map(|(p, hi)| (*p, *hi == 0)).collect();
-        Ok(Self { consumer, topic: topic.to_owned(), group: group.to_owned(), targets, done })
+        Ok(Self { consumer, profile: *profile, topic: topic.to_owned(), group: group.to_owned(), targets, done })
     }
 
     /// True once every partition has been read up to its start-time high

@@ -69,7 +69,6 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let dlq_topic = args.consume.dlq_topic.as_str();
 
     let (totals, result) = stage::drive(
-        &PROFILE,
         &mut source,
         &args.consume,
         &producer,

@@ -64,7 +64,6 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let mut worker = Relay::new(());
     let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
     let (totals, result) = stage::drive(
-        &PROFILE,
         &mut source,
         &args.consume,
         &stage.producer,
