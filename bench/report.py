@@ -8,7 +8,7 @@ import sys
 
 results_path, criterion_dir, n, png = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rows = [json.loads(line) for line in open(results_path)]
-batch = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
+steps = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
 realtime = [r for r in rows if r["name"].startswith("rt")]
 dag = [r for r in rows if r["name"].startswith("dag_")]
 
@@ -21,19 +21,45 @@ def num(v, fmt):
     return "" if v is None else format(v, fmt)
 
 
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def merge(steps):
+    """A step and its repeat (NAME_2: the bench runs each pair A-B-B-A) as one row with the
+    mean rate, wall, CPU and MB/s of its runs and the larger peak RSS."""
+    groups = {}
+    for r in steps:
+        groups.setdefault(r["name"].removesuffix("_2"), []).append(r)
+    merged = []
+    for name, runs in groups.items():
+        m = dict(runs[0], name=name, runs=len(runs))
+        m["baseline_of"] = (m.get("baseline_of") or "").removesuffix("_2") or None
+        m["rate"] = mean(rate(r) for r in runs)
+        m["wall_s"] = mean(r["wall_s"] for r in runs)
+        m["cpu_s"] = mean(r["cpu_s"] for r in runs)
+        m["peak_rss_mb"] = max((r["peak_rss_mb"] or 0 for r in runs), default=0) or None
+        m["mbs"] = mean(r["summary"]["bytes"] / 1e6 / r["wall_s"] for r in runs if r["summary"].get("bytes"))
+        merged.append(m)
+    return merged
+
+
+batch = merge(steps)
+
+
 print(f"## rtds benchmark, {n:,} records\n")
-print("| step | records/s | MB/s | wall s | CPU s | peak RSS MB | vs baseline |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("Each step and its baseline ran in A-B-B-A order; the figures are the mean of its runs.\n")
+print("| step | runs | records/s | MB/s | wall s | CPU s | peak RSS MB | vs baseline |")
+print("|---|---:|---:|---:|---:|---:|---:|---|")
 for r in batch:
-    mb = r["summary"].get("bytes")
-    mbs = f"{mb / 1e6 / r['wall_s']:.1f}" if mb else ""
     ratio = ""
     for other in batch:
         if other.get("baseline_of") == r["name"]:
-            ratio = f"{rate(r) / rate(other):.0%} of {other['name']}"
+            ratio = f"{r['rate'] / other['rate']:.0%} of {other['name']}"
     print(
-        f"| {r['name']} | {rate(r):,.0f} | {mbs} | {r['wall_s']:.1f} | {num(r['cpu_s'], '.1f')} "
-        f"| {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
+        f"| {r['name']} | {r['runs']} | {r['rate']:,.0f} | {num(r['mbs'], '.1f')} | {r['wall_s']:.1f} "
+        f"| {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
     )
 
 if realtime:
@@ -80,7 +106,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
 names = [r["name"] for r in batch]
 colors = ["tab:gray" if r.get("baseline_of") else "tab:blue" for r in batch]
-left.barh(names, [rate(r) for r in batch], color=colors)
+left.barh(names, [r["rate"] for r in batch], color=colors)
 left.set_xlabel("records/s (grey: bare baseline)")
 left.invert_yaxis()
 right.barh(names, [r["peak_rss_mb"] or 0 for r in batch], color=colors)

@@ -77,16 +77,30 @@ drop_data() {
     --if-exists --topic "$1_$RUN" >/dev/null 2>&1 || true
 }
 
+# Each rtds step and its baseline run in A-B-B-A order (the second runs are named *_2 and
+# report.py takes the mean of each side), so that neither side gains from running second on a
+# stack that is still warming up (one run on a fresh stack, rtds first: ingest, Cassandra and
+# PostgreSQL at 71% of their baselines; on a stack up for hours: 102-125%).
+
 # 1. ingest against a bare rdkafka producer of the same payloads
 measure ingest "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw_$RUN"
 topic "bareraw_$RUN"
 measure bare_producer ingest "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw_$RUN" "$N" 1
+topic "bareraw2_$RUN"
+measure bare_producer_2 ingest_2 "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw2_$RUN" "$N" 1
+measure ingest_2 "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw2_$RUN"
+drop_data '(bareraw|bareraw2|raw2)'
 
 # 2. transform against a bare consume-and-produce passthrough
 measure transform "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created_$RUN" \
   --dlq-topic "dlq_$RUN" --group "t_$RUN"
 topic "pass_$RUN"
 measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN"
+topic "pass2_$RUN"
+measure bare_passthrough_2 transform_2 "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass2_$RUN" "p2_$RUN"
+measure transform_2 "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created2_$RUN" \
+  --dlq-topic "dlq_$RUN" --group "t2_$RUN"
+drop_data '(pass|pass2|created2)'
 
 # 3. loads: Cassandra against a bare scylla-driver loop, PostgreSQL against psql \copy, Parquet.
 # A freshly started Cassandra compiles its write path during its first minute of writes (its
@@ -112,10 +126,18 @@ drop_data 'bench_rtds'
 sync
 measure bare_cassandra load_cassandra "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc_$RUN" \
   127.0.0.1:9042 "bench_bare_$RUN" "$CONCURRENCY"
+drop_data 'bench_bare'
+sync
+measure bare_cassandra_2 load_cassandra_2 "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc2_$RUN" \
+  127.0.0.1:9042 "bench_bare2_$RUN" "$CONCURRENCY"
+drop_data 'bench_bare2'
+sync
+measure load_cassandra_2 "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc2_$RUN" \
+  --keyspace "bench_rtds2_$RUN" --concurrency "$CONCURRENCY"
 # Cassandra compacts its 2M fresh rows for minutes: drop them (and write back
 # the dirty pages) so that the PostgreSQL load and psql \copy share the CPU
 # with nothing else, as psql \copy did when it ran later than the load.
-drop_data 'bench_(rtds|bare)'
+drop_data 'bench_(rtds|rtds2|bare|bare2)'
 sync
 measure load_postgres "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp_$RUN" \
   --pg-schema "bench_rtds_$RUN"
@@ -133,7 +155,14 @@ with open(sys.argv[2], "w", newline="") as f:
 PY
 sync
 postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
-measure psql_copy load_postgres bash -c "PGPASSWORD=\$(cat '$STACK_DIR/postgres/password') psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c \"\\copy bench_copy_$RUN.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '$WORK/rows.csv' CSV\" && echo '{\"stage\":\"psql_copy\",\"in\":$N}'"
+# psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c).
+copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c "\copy $1.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '"'"'$2'"'"' CSV" && echo "{\"stage\":\"psql_copy\",\"in\":$3}"'
+postgres_psql -q -c "CREATE SCHEMA bench_copy2_$RUN; CREATE TABLE bench_copy2_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
+measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N"
+measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N"
+sync
+measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
+  --pg-schema "bench_rtds2_$RUN"
 measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
 
 say "bench: dropping the 1M-record steps' data"
