@@ -81,6 +81,13 @@ pub enum Command {
     Load(LoadArgs),
     /// Connect to Kafka, Cassandra and PostgreSQL as configured and report each one's state and version.
     Check(CheckArgs),
+    /// Prove one run's chain from its stages' JSON summaries: every record ingest produced was
+    /// transformed, every row reached each store (read back by id), every dead letter is in the DLQ.
+    #[command(after_help = "Examples:\n  \
+        rtds reconcile \"$(rtds ingest ...)\" \"$(rtds transform ...)\" \"$(rtds load --sink postgres ...)\"\n  \
+        cat summaries.jsonl | rtds reconcile\n\
+        Exit 1 names what is missing (the first 20 ids or offset ranges, and the count).")]
+    Reconcile(ReconcileArgs),
 }
 
 /// Options shared by the stages that consume Kafka: how long they run and in what batches.
@@ -101,6 +108,11 @@ pub struct ConsumeOpts {
     /// Dead-letter topic for records that cannot be processed.
     #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]
     pub dlq_topic: String,
+    /// Read exactly the records an upstream run produced to the input topic, given its JSON summary
+    /// line (as the DAG passes the previous task's): a bounded batch over those offsets, without a
+    /// consumer group, so nothing is committed and a --follow service of the stage is never in the way.
+    #[arg(long, env = "RTDS_FROM_SUMMARY", conflicts_with_all = ["follow", "group"])]
+    pub from_summary: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -295,6 +307,20 @@ pub struct CheckArgs {
     #[arg(long, env = "RTDS_CHECK", value_enum, value_delimiter = ',',
           default_values_t = [Service::Kafka, Service::Cassandra, Service::Postgres])]
     pub only: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// The stages' JSON summary lines (or, in RTDS_SUMMARIES, one a line); none: read them from stdin.
+    #[arg(env = "RTDS_SUMMARIES", value_delimiter = '\n')]
+    pub summaries: Vec<String>,
+    /// How long reading an offset range back from Kafka may stall before reconcile gives up.
+    #[arg(long, env = "RTDS_READ_TIMEOUT", default_value = "60s", value_parser = names::parse_duration)]
+    pub read_timeout: Duration,
+    #[command(flatten)]
+    pub cassandra: CassandraOpts,
+    #[command(flatten)]
+    pub postgres: PostgresOpts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod delivery;
 pub mod error;
 pub mod ingest;
 pub mod kafka;
@@ -12,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod progress;
+pub mod reconcile;
 pub mod secrets;
 pub mod shutdown;
 pub mod sinks;
@@ -29,5 +31,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transform(args) => transform::run(global, args).await,
         Command::Load(args) => load::run(global, args).await,
         Command::Check(args) => check::run(global, args).await,
+        Command::Reconcile(args) => reconcile::run(global, args).await,
     }
 }

@@ -2,19 +2,15 @@
 //! long-running `--follow` stages: records in/out/DLQ, batch latency, lag.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-/// How often the consumer lag is measured (it asks the brokers).
-const LAG_EVERY: Duration = Duration::from_secs(5);
-
 pub struct StageMetrics {
     stage: &'static str,
     enabled: bool,
-    lag_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl StageMetrics {
@@ -29,11 +25,15 @@ impl StageMetrics {
                 .with_context(|| format!("serving metrics on {addr}"))?;
             tracing::info!(%addr, "metrics on http://{addr}/metrics");
         }
-        Ok(Self { stage, enabled: addr.is_some(), lag_at: std::sync::Mutex::new(None) })
+        Ok(Self { stage, enabled: addr.is_some() })
     }
 
-    /// Record one batch; `lag` is asked for at most every few seconds.
-    pub fn batch(&self, received: u64, out: u64, dlq: u64, took: Duration, lag: impl FnOnce() -> Option<i64>) {
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Record one committed batch.
+    pub fn batch(&self, received: u64, out: u64, dlq: u64, took: Duration) {
         if !self.enabled {
             return;
         }
@@ -42,17 +42,10 @@ impl StageMetrics {
         counter!("rtds_records_out_total", "stage" => stage).increment(out);
         counter!("rtds_records_dlq_total", "stage" => stage).increment(dlq);
         histogram!("rtds_batch_seconds", "stage" => stage).record(took.as_secs_f64());
-        let due = self.lag_at.lock().map(|mut at| {
-            let due = at.is_none_or(|t| t.elapsed() >= LAG_EVERY);
-            if due {
-                *at = Some(Instant::now());
-            }
-            due
-        });
-        if due.unwrap_or(false)
-            && let Some(lag) = lag()
-        {
-            gauge!("rtds_consumer_lag", "stage" => stage).set(lag as f64);
-        }
+    }
+
+    /// The consumer-lag gauge of this stage.
+    pub fn lag_gauge(&self) -> metrics::Gauge {
+        gauge!("rtds_consumer_lag", "stage" => self.stage)
     }
 }

@@ -1,74 +1,91 @@
 //! The batch loop shared by the consuming stages (transform, load): take a
-//! batch, let the stage write every output of it, wait for Kafka to acknowledge
-//! what was produced (outputs, DLQ records), and only then commit the offsets.
-//! Counts, progress, metrics and the summary line live here too.
+//! batch, let the stage make every output of it, and commit as the delivery
+//! rule says (`crate::delivery`). Totals, progress, metrics and the summary's
+//! common part live here too.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::TopicPartitionList;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::cli::ConsumeOpts;
-use crate::kafka::{self, BatchAck, Consumed, Deliveries, Hold, Producer, Profile, Source};
+use crate::delivery::{self, BatchAck, Committer, Counts, Deliveries, Hold, Pending, Ranges};
+use crate::error::usage;
+use crate::kafka::{self, Consumed, Producer, Profile, Reading, Source};
 use crate::metrics::StageMetrics;
 
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Batches that may wait for their acknowledgements while the next is processed.
 const MAX_PENDING: usize = 4;
+/// How often the consumer lag is measured (it asks the brokers).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
-/// What one batch gave.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub out: u64,
-    pub dlq: u64,
-    /// Records a custom SQL filtered out (in = out + dlq + filtered).
-    pub filtered: u64,
-}
-
-/// The run's totals, the common part of every consuming stage's summary.
+/// The run's totals, the common part of every consuming stage's summary:
+/// counts of committed batches, the offsets they were read from, and where
+/// every record the run produced landed (outputs and dead letters).
 #[derive(Debug, Default, Serialize)]
 pub struct Totals {
     pub stage: &'static str,
     #[serde(rename = "in")]
     pub received: u64,
-    pub out: u64,
-    pub dlq: u64,
-    pub filtered: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub batches: u64,
     pub seconds: f64,
     pub records_per_s: f64,
+    /// The topics read and written: the summary says which produced ranges are outputs and which dead letters.
+    pub input_topic: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_topic: Option<String>,
+    pub dlq_topic: String,
+    pub consumed: Ranges,
+    pub produced: Ranges,
+}
+
+impl Totals {
+    /// Count a committed batch.
+    fn settle(&mut self, p: &Pending, counts: Counts, metrics: &StageMetrics) {
+        self.counts += counts;
+        self.consumed.merge(&p.consumed);
+        metrics.batch(p.received, counts.out, counts.dlq, p.took);
+    }
+}
+
+/// How the stage reads `topic`: the offsets an upstream run produced there
+/// (`--from-summary`), or as a consumer group (`--group`, else `default_group`)
+/// up to the end seen at start, or on and on with `--follow`.
+pub fn reading(opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<Reading> {
+    if let Some(line) = &opts.from_summary {
+        #[derive(serde::Deserialize)]
+        struct Upstream {
+            produced: Ranges,
+        }
+        return match serde_json::from_str::<Upstream>(line) {
+            Ok(up) => Ok(Reading::Ranges(up.produced.of(topic))),
+            Err(e) => usage(format!("--from-summary is not an rtds summary with `produced` offsets: {e}")),
+        };
+    }
+    let group = opts.group.clone().unwrap_or_else(|| default_group.to_owned());
+    Ok(if opts.follow { Reading::Follow { group } } else { Reading::ToEnd { group } })
 }
 
 /// How offsets get committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
-    /// After every produced record of the batch is acknowledged (at least once).
+    /// After every output of the batch is acknowledged (at least once).
     AfterAck,
-    /// The stage commits them itself, inside a Kafka transaction.
+    /// In the Kafka transaction that carries the batch's outputs (exactly once).
     InTransaction,
 }
 
-/// A batch handed on, waiting for its outputs to be acknowledged.
-struct Pending {
-    offsets: TopicPartitionList,
-    ack: Arc<BatchAck>,
-    received: u64,
-    counts: Counts,
-    took: Duration,
-}
-
 /// Run batches through `process` until the source is drained (bounded) or a
-/// signal arrives (`--follow`). The totals are returned even when a batch
-/// fails, so the summary line can still be printed. A batch's counts are
-/// final when it is committed: `process` may leave outputs in flight under a
-/// `Hold` of the batch's ack, which reports them when released.
-#[allow(clippy::too_many_arguments)]
+/// signal arrives (`--follow`). `process` makes the batch's outputs under its
+/// ack and counts them there; the batch is committed as `commit` says. The
+/// totals are returned even when a batch fails, so the summary line can still
+/// be printed.
 pub async fn drive(
     source: &mut Source,
     opts: &ConsumeOpts,
@@ -76,105 +93,77 @@ pub async fn drive(
     deliveries: &Deliveries,
     commit: Commit,
     metrics: &StageMetrics,
-    mut process: impl AsyncFnMut(&Source, &Arc<Consumed>, &Arc<BatchAck>) -> Result<Counts>,
+    mut process: impl AsyncFnMut(&Arc<Consumed>, &Arc<BatchAck>) -> Result<()>,
 ) -> (Totals, Result<()>) {
     let Profile { stage, batch_size, .. } = source.profile;
     let batch_size = opts.batch_size.map_or(batch_size, |n| n as usize);
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(None, stage);
     let start = Instant::now();
-    let mut totals = Totals { stage, ..Default::default() };
-    // Batches whose outputs are still being acknowledged, oldest first: the
-    // next batch is processed meanwhile, and each is committed once complete.
-    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut totals = Totals { stage, dlq_topic: opts.dlq_topic.clone(), ..Default::default() };
+    // The lag keeps being measured while a batch waits (a store that is down).
+    let lag = metrics.enabled().then(|| spawn_lag_gauge(source, metrics));
+    let mut committer = Committer::default();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(batch_size, opts.max_wait, &mut shutdown).await? {
             if batch.messages.is_empty() {
                 // Idle input: commit the batches acknowledged meanwhile, without waiting.
-                commit_acknowledged(source, deliveries, &mut pending, usize::MAX, &mut totals, metrics).await?;
+                committer.commit_ready(usize::MAX, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await?;
                 continue;
             }
             let t = Instant::now();
             let batch = Arc::new(batch);
             let ack = Arc::new(BatchAck::default());
-            let counts = process(source, &batch, &ack).await?;
             let received = batch.messages.len() as u64;
             totals.received += received;
             totals.batches += 1;
             bar.set_position(totals.received);
-            let done = Pending { offsets: batch.offsets()?, ack, received, counts, took: t.elapsed() };
+            let offsets = batch.offsets()?;
+            let consumed = batch.spans();
             match commit {
                 Commit::AfterAck => {
-                    pending.push_back(done);
-                    commit_acknowledged(source, deliveries, &mut pending, MAX_PENDING, &mut totals, metrics).await?;
+                    process(&batch, &ack).await?;
+                    committer.push(Pending { offsets, ack, received, consumed, took: t.elapsed() });
+                    committer
+                        .commit_ready(MAX_PENDING, |o| source.commit(o), |p, c| totals.settle(p, c, metrics))
+                        .await?;
                 }
-                Commit::InTransaction => settle(&done, &mut totals, metrics, source),
+                Commit::InTransaction => {
+                    let group = source.group_metadata();
+                    let counts =
+                        delivery::commit_in_transaction(producer, group, &offsets, &ack, process(&batch, &ack)).await?;
+                    totals.settle(&Pending { offsets, ack, received, consumed, took: t.elapsed() }, counts, metrics);
+                }
             }
         }
-        kafka::flush(producer, FLUSH_TIMEOUT)?;
-        commit_acknowledged(source, deliveries, &mut pending, 0, &mut totals, metrics).await
+        kafka::flush(producer, delivery::ACK_TIMEOUT)?;
+        committer.commit_ready(0, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await
     }
     .await;
+    if let Some(lag) = lag {
+        lag.abort();
+    }
     bar.finish_and_clear();
+    totals.produced = deliveries.produced();
     totals.seconds = start.elapsed().as_secs_f64();
     totals.records_per_s = if totals.seconds > 0.0 { totals.received as f64 / totals.seconds } else { 0.0 };
     (totals, result)
 }
 
-/// Count a batch whose outputs are all acknowledged.
-fn settle(done: &Pending, totals: &mut Totals, metrics: &StageMetrics, source: &Source) {
-    let late = done.ack.late_counts();
-    let out = done.counts.out + late.out;
-    let dlq = done.counts.dlq + late.dlq;
-    totals.out += out;
-    totals.dlq += dlq;
-    totals.filtered += done.counts.filtered + late.filtered;
-    metrics.batch(done.received, out, dlq, done.took, || source.lag());
-}
-
-/// Commit the oldest pending batches whose outputs are all acknowledged, waiting
-/// until at most `keep` remain. A failed output stops the run, uncommitted.
-async fn commit_acknowledged(
-    source: &Source,
-    deliveries: &Deliveries,
-    pending: &mut VecDeque<Pending>,
-    keep: usize,
-    totals: &mut Totals,
-    metrics: &StageMetrics,
-) -> Result<()> {
-    let mut start = Instant::now();
-    while let Some(front) = pending.front() {
-        let ack = &front.ack;
-        if ack.failed() > 0 {
-            if let Some(why) = ack.error() {
-                anyhow::bail!("{why}; the batch's offsets were not committed");
+/// Measure the consumer lag every `LAG_EVERY` on a task of its own, so the
+/// gauge moves even while the batch loop waits for a store.
+fn spawn_lag_gauge(source: &Source, metrics: &StageMetrics) -> JoinHandle<()> {
+    let consumer = source.consumer.clone();
+    let gauge = metrics.lag_gauge();
+    tokio::spawn(async move {
+        loop {
+            let consumer = consumer.clone();
+            if let Ok(Some(lag)) = tokio::task::spawn_blocking(move || kafka::lag(&consumer)).await {
+                gauge.set(lag as f64);
             }
-            anyhow::bail!(
-                "{} record(s) of a batch were not acknowledged by Kafka ({}); its offsets were not committed",
-                ack.failed(),
-                deliveries.first_error().unwrap_or_default()
-            );
+            tokio::time::sleep(LAG_EVERY).await;
         }
-        if ack.complete() {
-            source.commit(&front.offsets)?;
-            settle(front, totals, metrics, source);
-            pending.pop_front();
-        } else if pending.len() > keep {
-            // A hold's owner keeps its own deadline (a store retried for
-            // --retry-for); the timeout is for Kafka's acknowledgements.
-            if ack.holding() {
-                start = Instant::now();
-            } else if start.elapsed() > FLUSH_TIMEOUT {
-                anyhow::bail!(
-                    "Kafka did not acknowledge a batch's records within {FLUSH_TIMEOUT:?}; offsets not committed"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        } else {
-            break;
-        }
-    }
-    Ok(())
+    })
 }
 
 /// The second half of a stage (the transform and its sends, a store write) on
@@ -197,8 +186,8 @@ impl<S: Send + 'static> Relay<S> {
     /// Run `work` for the batch of `hold` once the previous batch's work is
     /// done; if that failed, stop here with its error (nothing more is tried).
     /// `work` gets the state and the batch's ack (to send outputs under) and
-    /// gives back the state and the batch's counts, which release the hold; an
-    /// error fails it, so the batch is never committed.
+    /// gives back the state and the counts of what it made, which release the
+    /// hold; an error fails it, so the batch is never committed.
     pub async fn start<F>(&mut self, hold: Hold, work: impl FnOnce(S, Arc<BatchAck>) -> F) -> Result<()>
     where
         F: Future<Output = (S, Result<Counts>)> + Send + 'static,
@@ -230,24 +219,36 @@ impl<S: Send + 'static> Relay<S> {
     }
 }
 
-/// The original record, untouched, to the DLQ with why, which stage, and where from.
+/// Which stage sends a record to the DLQ (and, for a load, which sink).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub stage: &'a str,
+    pub sink: Option<&'a str>,
+}
+
+/// The original record, untouched, to the DLQ with why, which stage (and
+/// sink), and where from.
 pub async fn dead_letter(
     producer: &Producer,
     ack: &Arc<BatchAck>,
     dlq_topic: &str,
-    stage: &str,
+    origin: Origin<'_>,
     m: &OwnedMessage,
     reason: &str,
 ) -> Result<()> {
     let partition = m.partition().to_string();
     let offset = m.offset().to_string();
-    let headers = kafka::headers(&[
+    let mut pairs: Vec<(&str, &[u8])> = vec![
         ("rtds-error", reason.as_bytes()),
-        ("rtds-stage", stage.as_bytes()),
+        ("rtds-stage", origin.stage.as_bytes()),
         ("rtds-source-topic", m.topic().as_bytes()),
         ("rtds-source-partition", partition.as_bytes()),
         ("rtds-source-offset", offset.as_bytes()),
-    ]);
+    ];
+    if let Some(sink) = origin.sink {
+        pairs.push(("rtds-sink", sink.as_bytes()));
+    }
+    let headers = kafka::headers(&pairs);
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);
     if let Some(k) = m.key() {
         record = record.key(k);
@@ -255,6 +256,6 @@ pub async fn dead_letter(
     if let Some(p) = m.payload() {
         record = record.payload(p);
     }
-    tracing::debug!(stage, partition = m.partition(), offset = m.offset(), "to DLQ: {reason}");
+    tracing::debug!(stage = origin.stage, partition = m.partition(), offset = m.offset(), "to DLQ: {reason}");
     kafka::send(producer, ack, record).await
 }

@@ -34,6 +34,8 @@ struct Summary<'a> {
     bytes: u64,
     seconds: f64,
     records_per_s: f64,
+    /// Where the delivered records landed: what the next stage must read.
+    produced: crate::delivery::Ranges,
 }
 
 /// Where records come from.
@@ -128,6 +130,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
         bytes: out.bytes,
         seconds,
         records_per_s: if seconds > 0.0 { received as f64 / seconds } else { 0.0 },
+        produced: deliveries.produced(),
     };
     crate::summary::print(&summary)?;
     fed?;
@@ -148,7 +151,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
 struct Output<'a> {
     producer: &'a kafka::Producer,
     /// Ingest commits nothing: one ack group for the whole run.
-    ack: std::sync::Arc<kafka::BatchAck>,
+    ack: std::sync::Arc<crate::delivery::BatchAck>,
     topic: &'a str,
     source: &'static str,
     pacer: Pacer,

@@ -1,8 +1,12 @@
-//! Consuming in batches with commit-after-ack: a stage takes a batch, writes
-//! every output of it, and only then commits the batch's offsets. Bounded runs
-//! stop at the high watermarks seen at start; `--follow` runs until a signal.
+//! Consuming in batches: a stage takes a batch, writes every output of it, and
+//! only then commits the batch's offsets (`crate::delivery`). Three ways to
+//! read (`Reading`): `--follow` as a consumer group until a signal; bounded, as
+//! a consumer group, up to the high watermarks seen at start; or exactly the
+//! offset ranges an upstream run produced (`--from-summary`), with no group at
+//! all, as Spark's batch queries read `startingOffsets`..`endingOffsets`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,6 +19,7 @@ use tokio::sync::watch;
 
 use super::{METADATA_TIMEOUT, client_config};
 use crate::cli::GlobalOpts;
+use crate::delivery::{Ranges, Span};
 
 /// What sets one consuming stage apart from another: its name (in logs and
 /// metrics) and its defaults for batch size and prefetch.
@@ -76,6 +81,15 @@ pub struct Consumed {
 }
 
 impl Consumed {
+    /// Where the batch's records were: per partition, first and last offset.
+    pub fn spans(&self) -> Ranges {
+        let mut r = Ranges::default();
+        for m in &self.messages {
+            r.add(m.topic(), m.partition(), m.offset());
+        }
+        r
+    }
+
     /// The offsets to commit for this batch: per partition, the last offset + 1.
     pub fn offsets(&self) -> Result<TopicPartitionList> {
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
@@ -92,52 +106,124 @@ impl Consumed {
     }
 }
 
-/// A topic read in batches by a consumer group.
+/// How a stage reads its input topic.
+#[derive(Debug, Clone)]
+pub enum Reading {
+    /// As consumer group `group`, until a signal (`--follow`).
+    Follow { group: String },
+    /// As consumer group `group`, up to the end each partition had at start.
+    ToEnd { group: String },
+    /// Exactly these offsets per partition (an upstream run's output), with no
+    /// consumer group: nothing is committed, a rerun reads the same records.
+    Ranges(BTreeMap<i32, Span>),
+}
+
+impl Reading {
+    /// The consumer group, or `range` for a run over explicit offsets.
+    pub fn name(&self) -> &str {
+        match self {
+            Reading::Follow { group } | Reading::ToEnd { group } => group,
+            Reading::Ranges(_) => "range",
+        }
+    }
+}
+
+/// A topic read in batches.
 pub struct Source {
-    pub consumer: StreamConsumer<Rebalances>,
+    /// Shared with the task that measures the lag.
+    pub consumer: Arc<StreamConsumer<Rebalances>>,
     pub profile: Profile,
     topic: String,
-    group: String,
-    /// Bounded mode: per partition, the high watermark at start (stop there).
+    /// The consumer group, unless the run reads explicit ranges.
+    group: Option<String>,
+    /// Bounded mode: per partition, the offset to stop before.
     targets: Option<HashMap<i32, i64>>,
     /// Bounded mode: partitions that reached their target.
     done: HashMap<i32, bool>,
 }
 
 impl Source {
-    /// Subscribe `group` to `topic`, prefetching as the stage's profile says.
-    /// `bounded` records the high watermarks now.
-    pub async fn open(global: &GlobalOpts, profile: &Profile, topic: &str, group: &str, bounded: bool) -> Result<Self> {
+    /// Open `topic` for reading as `reading` says, prefetching as the stage's profile says.
+    pub async fn open(global: &GlobalOpts, profile: &Profile, topic: &str, reading: &Reading) -> Result<Self> {
         let mb = profile.prefetch_mb;
         let (queued_kb, fetch_bytes, partition_bytes) =
             ((mb * 1024).to_string(), (mb << 20).to_string(), (mb << 19).to_string());
-        let consumer: StreamConsumer<Rebalances> = client_config(
-            global,
-            &[
-                ("group.id", group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("isolation.level", "read_committed"),
-                ("enable.partition.eof", "true"),
-                // Prefetch bounded to about a batch: enough to keep a stage busy
-                // (it works on one batch while the next is read), little memory.
-                // A record larger than these still comes through (the broker
-                // returns at least one record batch per fetch). Once the queue
-                // is full, fetching pauses for fetch.queue.backoff.ms (default
-                // 1 s: a stall per batch); resume almost at once instead.
-                ("queued.max.messages.kbytes", &queued_kb),
-                ("fetch.queue.backoff.ms", "5"),
-                ("fetch.max.bytes", &fetch_bytes),
-                ("max.partition.fetch.bytes", &partition_bytes),
-            ],
-        )?
-        .create_with_context(Rebalances { stage: profile.stage })
-        .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
-        let targets = if bounded { Some(high_watermarks(&consumer, topic, &global.brokers).await?) } else { None };
-        consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?;
+        let group = match reading {
+            Reading::Follow { group } | Reading::ToEnd { group } => Some(group.clone()),
+            Reading::Ranges(_) => None,
+        };
+        let mut settings = vec![
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+            // Prefetch bounded to about a batch: enough to keep a stage busy
+            // (it works on one batch while the next is read), little memory.
+            // A record larger than these still comes through (the broker
+            // returns at least one record batch per fetch). Once the queue
+            // is full, fetching pauses for fetch.queue.backoff.ms (default
+            // 1 s: a stall per batch); resume almost at once instead.
+            ("queued.max.messages.kbytes", &queued_kb),
+            ("fetch.queue.backoff.ms", "5"),
+            ("fetch.max.bytes", &fetch_bytes),
+            ("max.partition.fetch.bytes", &partition_bytes),
+        ];
+        // librdkafka wants a group id even to assign partitions: a reader of
+        // explicit ranges gets one of its own, never joined, never committed to.
+        let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
+        settings.push(("group.id", group.as_deref().unwrap_or(&reader)));
+        let consumer: StreamConsumer<Rebalances> = client_config(global, &settings)?
+            .create_with_context(Rebalances { stage: profile.stage })
+            .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
+        let targets = match reading {
+            Reading::Follow { .. } => None,
+            Reading::ToEnd { .. } => Some(high_watermarks(&consumer, topic, &global.brokers).await?),
+            Reading::Ranges(spans) => Some(spans.iter().map(|(p, s)| (*p, s.last + 1)).collect()),
+        };
+        match reading {
+            Reading::Ranges(spans) => {
+                let mut tpl = TopicPartitionList::new();
+                for (p, s) in spans {
+                    tpl.add_partition_offset(topic, *p, Offset::Offset(s.first))
+                        .context("building the offsets to read")?;
+                }
+                consumer.assign(&tpl).with_context(|| format!("reading {topic} at the offsets given"))?;
+            }
+            _ => consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?,
+        }
         let done = targets.iter().flatten().map(|(p, hi)| (*p, *hi == 0)).collect();
-        Ok(Self { consumer, profile: *profile, topic: topic.to_owned(), group: group.to_owned(), targets, done })
+        Ok(Self { consumer: Arc::new(consumer), profile: *profile, topic: topic.to_owned(), group, targets, done })
+    }
+
+    /// The consumer group's metadata, for a transaction to commit offsets
+    /// with; `None` when the run reads explicit ranges (no group).
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.group.as_ref().and_then(|_| self.consumer.group_metadata())
+    }
+
+    /// A bounded run in a group that a `--follow` service of the same stage is
+    /// also in may hold only some partitions, or none: a partition whose
+    /// committed offset reached the target was done by another member.
+    fn done_by_the_group(&mut self) -> Result<()> {
+        let (Some(targets), Some(group)) = (&self.targets, &self.group) else { return Ok(()) };
+        let mut open = TopicPartitionList::new();
+        for (p, _) in self.done.iter().filter(|(_, d)| !**d) {
+            open.add_partition(&self.topic, *p);
+        }
+        if open.count() == 0 {
+            return Ok(());
+        }
+        let committed = tokio::task::block_in_place(|| self.consumer.committed_offsets(open, METADATA_TIMEOUT))
+            .with_context(|| format!("reading the committed offsets of group {group}"))?;
+        for e in committed.elements() {
+            if let (Offset::Offset(at), Some(target)) = (e.offset(), targets.get(&e.partition()))
+                && at >= *target
+            {
+                self.done.insert(e.partition(), true);
+            }
+        }
+        Ok(())
     }
 
     /// True once every partition has been read up to its start-time high
@@ -179,14 +265,18 @@ impl Source {
             match received {
                 // Nothing for a while: an empty batch, so the caller can commit
                 // what was acknowledged meanwhile.
-                Err(_) => break,
+                Err(_) => {
+                    self.done_by_the_group()?;
+                    break;
+                }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     if self.targets.is_some() {
                         self.done.insert(p, true);
                     }
                 }
                 Ok(Err(e)) => {
-                    return Err(e).with_context(|| format!("consuming {} as group {}", self.topic, self.group));
+                    let by = self.group.as_deref().map_or_else(|| "offset range".to_owned(), |g| format!("group {g}"));
+                    return Err(e).with_context(|| format!("consuming {} ({by})", self.topic));
                 }
                 Ok(Ok(m)) => {
                     let p = m.partition();
@@ -212,28 +302,31 @@ impl Source {
         Ok(Some(Consumed { messages }))
     }
 
-    /// Commit the offsets of a batch whose outputs are all acknowledged.
+    /// Commit the offsets of a batch whose outputs are all acknowledged (a
+    /// run over explicit ranges has no group and commits nothing).
     pub fn commit(&self, offsets: &TopicPartitionList) -> Result<()> {
+        let Some(group) = &self.group else { return Ok(()) };
         if offsets.count() == 0 {
             return Ok(());
         }
         self.consumer
             .commit(offsets, CommitMode::Sync)
-            .with_context(|| format!("committing offsets of {} for group {}", self.topic, self.group))
+            .with_context(|| format!("committing offsets of {} for group {group}", self.topic))
     }
+}
 
-    /// Records between the group's position and the end of each assigned partition.
-    pub fn lag(&self) -> Option<i64> {
-        let position = self.consumer.position().ok()?;
-        let mut lag = 0;
-        for e in position.elements() {
-            let (_, hi) = self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2)).ok()?;
-            if let Offset::Offset(pos) = e.offset() {
-                lag += (hi - pos).max(0);
-            }
+/// Records between the consumer's position and the end of each partition it
+/// holds (blocking: it asks the brokers).
+pub fn lag(consumer: &StreamConsumer<Rebalances>) -> Option<i64> {
+    let position = consumer.position().ok()?;
+    let mut lag = 0;
+    for e in position.elements() {
+        let (_, hi) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2)).ok()?;
+        if let Offset::Offset(pos) = e.offset() {
+            lag += (hi - pos).max(0);
         }
-        Some(lag)
     }
+    Some(lag)
 }
 
 /// Per partition of `topic`, its high watermark now.
@@ -261,4 +354,64 @@ async fn high_watermarks(
         out.insert(p, hi);
     }
     Ok(out)
+}
+
+/// Hand every record of `topic` at the offsets of `spans` to `each`, reading
+/// as the stages do (read_committed: records of aborted transactions are
+/// skipped). Blocking; fails if no record arrives for `stall`.
+pub fn read_spans(
+    global: &GlobalOpts,
+    topic: &str,
+    spans: &BTreeMap<i32, Span>,
+    stall: Duration,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> Result<()> {
+    use rdkafka::consumer::BaseConsumer;
+    if spans.is_empty() {
+        return Ok(());
+    }
+    let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
+    let consumer: BaseConsumer = client_config(
+        global,
+        &[
+            ("group.id", &reader),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+        ],
+    )?
+    .create()
+    .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, s) in spans {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(s.first)).context("building the offsets to read")?;
+    }
+    consumer.assign(&tpl).with_context(|| format!("reading {topic} on Kafka at {}", global.brokers))?;
+    let mut open: HashMap<i32, i64> = spans.iter().map(|(p, s)| (*p, s.last)).collect();
+    let mut last_progress = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic} back")),
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let Some(last) = open.get(&m.partition()).copied() else { continue };
+                if m.offset() <= last {
+                    each(&m);
+                }
+                if m.offset() >= last {
+                    open.remove(&m.partition());
+                }
+                continue;
+            }
+        }
+        if last_progress.elapsed() > stall {
+            let left: Vec<String> = open.iter().map(|(p, last)| format!("{topic}/{p} up to {last}")).collect();
+            anyhow::bail!("reading {topic} back stalled for {stall:?} before {}", left.join(", "));
+        }
+    }
+    Ok(())
 }

@@ -6,8 +6,8 @@
 mod consume;
 mod produce;
 
-pub use consume::{Consumed, Profile, Source};
-pub use produce::{BatchAck, Deliveries, Hold, PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
+pub use consume::{Consumed, Profile, Reading, Rebalances, Source, lag, read_spans};
+pub use produce::{PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,20 +1,20 @@
-//! Producing with DESIGN.md's delivery settings, counting delivery reports so a
-//! stage knows, after a flush, that every record it sent was acknowledged.
+//! Producing with our delivery settings (`PRODUCER_DEFAULTS`); each delivery
+//! report goes to the batch the record was sent under and to the run's
+//! `Deliveries` (the delivery rule itself is in `crate::delivery`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client_config;
 use crate::cli::{Compression, GlobalOpts};
-use crate::stage::Counts;
+use crate::delivery::{BatchAck, Deliveries};
 
 /// Our producer defaults (DESIGN.md): idempotent, acks=all, keyed partitioning
 /// (murmur2, as the Java client), batched for throughput.
@@ -36,122 +36,6 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
 ];
 
-/// Delivery reports, counted: after a flush, `delivered + failed` equals what was sent.
-#[derive(Debug, Default)]
-pub struct Deliveries {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Deliveries {
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Acquire)
-    }
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Acquire)
-    }
-    /// The first delivery error seen, for the failure message.
-    pub fn first_error(&self) -> Option<String> {
-        self.first_error.lock().ok().and_then(|e| e.clone())
-    }
-}
-
-/// The delivery reports of one group of records (a consumed batch's outputs):
-/// the batch may be committed once every record sent under it is acknowledged,
-/// and every `Hold` on it (an output that is not a Kafka record, such as a
-/// store write still running) is released.
-#[derive(Debug, Default)]
-pub struct BatchAck {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    failed: AtomicU64,
-    holds: AtomicU64,
-    /// What released holds reported: records out, dead-lettered, filtered.
-    late_out: AtomicU64,
-    late_dlq: AtomicU64,
-    late_filtered: AtomicU64,
-    error: Mutex<Option<String>>,
-}
-
-impl BatchAck {
-    /// Every record sent under this ack has its delivery report, every hold is released.
-    pub fn complete(&self) -> bool {
-        self.holds.load(Ordering::Acquire) == 0
-            && self.acked.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
-    }
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Acquire)
-    }
-    /// Some output is still being written by its owner (which has its own deadline).
-    pub fn holding(&self) -> bool {
-        self.holds.load(Ordering::Acquire) > 0
-    }
-    /// Why a hold failed, if one did.
-    pub fn error(&self) -> Option<String> {
-        self.error.lock().ok().and_then(|e| e.clone())
-    }
-    /// What released holds reported.
-    pub fn late_counts(&self) -> Counts {
-        Counts {
-            out: self.late_out.load(Ordering::Acquire),
-            dlq: self.late_dlq.load(Ordering::Acquire),
-            filtered: self.late_filtered.load(Ordering::Acquire),
-        }
-    }
-    /// Keep the batch uncommitted until the returned hold is released.
-    pub fn hold(self: &Arc<Self>) -> Hold {
-        self.holds.fetch_add(1, Ordering::AcqRel);
-        Hold { ack: self.clone(), live: true }
-    }
-}
-
-/// Outputs of a batch made elsewhere (on a stage's worker task). A hold
-/// dropped without `release` fails the batch: it is never committed.
-#[derive(Debug)]
-pub struct Hold {
-    ack: Arc<BatchAck>,
-    /// Still counted in `ack.holds` (until released or failed).
-    live: bool,
-}
-
-impl Hold {
-    /// The batch this hold keeps uncommitted: its other outputs (DLQ records)
-    /// are sent under it.
-    pub fn ack(&self) -> &Arc<BatchAck> {
-        &self.ack
-    }
-    /// The outputs are made: what they were (records sent under the batch's
-    /// ack are still awaited).
-    pub fn release(mut self, counts: Counts) {
-        self.ack.late_out.fetch_add(counts.out, Ordering::AcqRel);
-        self.ack.late_dlq.fetch_add(counts.dlq, Ordering::AcqRel);
-        self.ack.late_filtered.fetch_add(counts.filtered, Ordering::AcqRel);
-        self.ack.holds.fetch_sub(1, Ordering::AcqRel);
-        self.live = false;
-    }
-    /// The output could not be written: the batch stays uncommitted.
-    pub fn fail(mut self, why: String) {
-        self.failing(why);
-    }
-    fn failing(&mut self, why: String) {
-        if let Ok(mut e) = self.ack.error.lock() {
-            e.get_or_insert(why);
-        }
-        self.ack.failed.fetch_add(1, Ordering::AcqRel);
-        self.ack.holds.fetch_sub(1, Ordering::AcqRel);
-        self.live = false;
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if self.live {
-            self.failing("an output of the batch was abandoned before it was written".into());
-        }
-    }
-}
-
 /// Producer context that counts delivery reports, in total and per batch.
 pub struct Counting(pub Arc<Deliveries>);
 
@@ -160,19 +44,14 @@ impl ClientContext for Counting {}
 impl ProducerContext for Counting {
     type DeliveryOpaque = Arc<BatchAck>;
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAck>) {
-        if result.is_err() {
-            batch.failed.fetch_add(1, Ordering::AcqRel);
-        }
-        batch.acked.fetch_add(1, Ordering::AcqRel);
         match result {
-            Ok(_) => {
-                self.0.delivered.fetch_add(1, Ordering::AcqRel);
+            Ok(m) => {
+                self.0.record(Ok((m.topic(), m.partition(), m.offset())));
+                batch.reported(Ok(()));
             }
             Err((e, _)) => {
-                self.0.failed.fetch_add(1, Ordering::AcqRel);
-                if let Ok(mut first) = self.0.first_error.lock() {
-                    first.get_or_insert_with(|| e.to_string());
-                }
+                self.0.record(Err(e.to_string()));
+                batch.reported(Err(format!("Kafka did not take a record: {e}")));
             }
         }
     }
@@ -227,7 +106,7 @@ pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord
         headers: record.headers,
         delivery_opaque: batch.clone(),
     };
-    batch.sent.fetch_add(1, Ordering::AcqRel);
+    batch.sending();
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -235,7 +114,11 @@ pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord
                 record = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, r)) => anyhow::bail!("producing to topic {}: {e}", r.topic),
+            Err((e, r)) => {
+                let why = format!("producing to topic {}: {e}", r.topic);
+                batch.reported(Err(why.clone()));
+                anyhow::bail!(why)
+            }
         }
     }
 }
@@ -252,35 +135,4 @@ pub fn headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
     pairs
         .iter()
         .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_waits_for_its_holds_and_counts_what_they_report() {
-        let ack = Arc::new(BatchAck::default());
-        assert!(ack.complete(), "nothing sent, nothing held");
-        let hold = ack.hold();
-        assert!(!ack.complete() && ack.holding());
-        hold.release(Counts { out: 7, dlq: 2, filtered: 1 });
-        assert!(ack.complete() && !ack.holding());
-        let late = ack.late_counts();
-        assert_eq!((late.out, late.dlq, late.filtered), (7, 2, 1));
-        assert_eq!(ack.failed(), 0);
-    }
-
-    #[test]
-    fn a_failed_or_dropped_hold_fails_the_batch_with_why() {
-        let ack = Arc::new(BatchAck::default());
-        ack.hold().fail("store down".into());
-        assert_eq!(ack.failed(), 1);
-        assert_eq!(ack.error().as_deref(), Some("store down"));
-        let other = Arc::new(BatchAck::default());
-        drop(other.hold());
-        assert_eq!(other.failed(), 1);
-        assert!(other.error().unwrap().contains("abandoned"));
-        assert!(!other.holding());
-    }
 }

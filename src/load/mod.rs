@@ -16,10 +16,11 @@ use anyhow::Result;
 use rdkafka::message::Message;
 
 use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
-use crate::kafka::{self, BatchAck, Consumed, Producer, Profile, Source};
+use crate::delivery::{BatchAck, Counts};
+use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
 use crate::sinks::{self, Rejected, Sink, WriteError};
-use crate::stage::{self, Commit, Counts, Relay};
+use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles};
 use row::UserRow;
 
@@ -36,6 +37,8 @@ struct Summary<'a> {
     #[serde(flatten)]
     totals: stage::Totals,
     sink: &'a str,
+    /// Where the rows went (`keyspace.table`, `schema.table`, a directory), for reconcile to read back.
+    store: String,
     retried: u64,
     /// From ingest to the store's acknowledgement, over the rows written.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,11 +54,12 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
         SinkKind::Parquet => Sink::Parquet(sinks::parquet::ParquetSink::open(&args.out, &args.table)?),
     };
     let name = sink.name();
-    let group = args.consume.group.clone().unwrap_or_else(|| format!("rtds-load-{name}"));
+    let store = sink.location();
+    let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
     kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], 3, 1).await?;
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
     let producer = Arc::new(producer);
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &group, !args.consume.follow).await?;
+    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let shared = Arc::new(Shared {
         producer: producer.clone(),
@@ -67,16 +71,17 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     // The store writes one batch while the next is consumed and parsed.
     let mut writer = Relay::new(sink);
     let dlq_topic = args.consume.dlq_topic.as_str();
+    let parse_failure = stage::Origin { stage: STAGE, sink: Some(name) };
 
-    let (totals, result) = stage::drive(
+    let (mut totals, result) = stage::drive(
         &mut source,
         &args.consume,
         &producer,
         &deliveries,
         Commit::AfterAck,
         &metrics,
-        async |_, batch, ack| {
-            let mut counts = Counts::default();
+        async |batch, ack| {
+            let mut dlq = 0;
             let mut rows = Vec::with_capacity(batch.messages.len());
             let mut origin = Vec::with_capacity(batch.messages.len());
             for (i, m) in batch.messages.iter().enumerate() {
@@ -86,12 +91,13 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                         origin.push(i);
                     }
                     Err(why) => {
-                        stage::dead_letter(&producer, ack, dlq_topic, STAGE, m, &why).await?;
-                        counts.dlq += 1;
+                        stage::dead_letter(&producer, ack, dlq_topic, parse_failure, m, &why).await?;
+                        dlq += 1;
                     }
                 }
             }
-            // The rows' count and rejects arrive with the hold's release.
+            ack.count(Counts { dlq, ..Counts::default() });
+            // The rows written and refused are counted with the hold's release.
             let w = Written { batch: batch.clone(), rows, origin };
             let shared = shared.clone();
             writer
@@ -99,14 +105,14 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
                     let result = finish_batch(&mut sink, &w, &shared, &ack).await;
                     (sink, result)
                 })
-                .await?;
-            Ok(counts)
+                .await
         },
     )
     .await;
     let latency_ms = shared.e2e.lock().ok().and_then(|e| e.percentiles());
     let retried = shared.retried.load(Ordering::Acquire);
-    crate::summary::print(&Summary { totals, sink: name, retried, latency_ms })?;
+    totals.input_topic.clone_from(&args.input_topic);
+    crate::summary::print(&Summary { totals, sink: name, store, retried, latency_ms })?;
     result
 }
 
@@ -146,7 +152,8 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<B
     for (i, why) in &rejected {
         let m = &w.batch.messages[w.origin[*i]];
         let reason = format!("{name}: {why}");
-        stage::dead_letter(&shared.producer, ack, &shared.dlq_topic, STAGE, m, &reason).await?;
+        let origin = stage::Origin { stage: STAGE, sink: Some(name) };
+        stage::dead_letter(&shared.producer, ack, &shared.dlq_topic, origin, m, &reason).await?;
     }
     Ok(Counts { out: (w.rows.len() - rejected.len()) as u64, dlq: rejected.len() as u64, filtered: 0 })
 }

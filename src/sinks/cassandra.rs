@@ -2,10 +2,13 @@
 //! credentials only from RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD(_FILE).
 //! Rows are upserted by id with a prepared INSERT, at bounded concurrency.
 
+use std::collections::HashSet;
+
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -16,6 +19,8 @@ use crate::load::row::{COLUMNS, UserRow};
 use crate::secrets;
 
 pub struct CassandraSink {
+    /// `keyspace.table`.
+    pub table: String,
     session: Session,
     insert: PreparedStatement,
     concurrency: usize,
@@ -50,24 +55,84 @@ impl CassandraSink {
             .with_context(|| format!("preparing the INSERT into {ks}.{table}"))?;
         insert.set_consistency(consistency);
         insert.set_is_idempotent(true);
-        Ok(Self { session, insert, concurrency: opts.concurrency as usize })
+        Ok(Self { table: format!("{ks}.{table}"), session, insert, concurrency: opts.concurrency as usize })
     }
 
+    /// Upsert every row; a row Cassandra refuses for its content (an invalid
+    /// request: a value too large, say) is rejected with the server's reason,
+    /// the rest are written. Any other failure is the cluster's (down,
+    /// overloaded, timed out): the upserts are idempotent, so the whole batch
+    /// is retried.
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let session = &self.session;
         let insert = &self.insert;
-        futures::stream::iter(rows.iter().map(Ok))
-            .try_for_each_concurrent(self.concurrency, |row| async move {
-                let t = row.texts();
-                let values = (row.uuid(), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11]);
-                session.execute_unpaged(insert, values).await.map(|_| ())
-            })
-            .await
-            // Every failure here is the cluster's (down, overloaded, timed out):
-            // the upserts are idempotent, so the whole batch is retried.
-            .map_err(|e| WriteError::Transient(anyhow::Error::from(e).context("writing rows to Cassandra")))?;
-        Ok(Vec::new())
+        // The futures are made first (a stream mapping rows to futures does not
+        // prove itself `Send` for every lifetime when spawned), then run at
+        // bounded concurrency.
+        let upserts: Vec<_> = rows.iter().enumerate().map(|(i, row)| upsert(session, insert, i, row)).collect();
+        let results: Vec<(usize, Result<(), ExecutionError>)> =
+            futures::stream::iter(upserts).buffer_unordered(self.concurrency).collect().await;
+        let mut rejected = Vec::new();
+        for (i, result) in results {
+            match result {
+                Ok(()) => {}
+                Err(e) if refused_for_its_content(&e) => rejected.push((i, e.to_string())),
+                Err(e) => {
+                    return Err(WriteError::Transient(anyhow::Error::from(e).context("writing rows to Cassandra")));
+                }
+            }
+        }
+        rejected.sort_by_key(|(i, _)| *i);
+        Ok(rejected)
     }
+}
+
+async fn upsert(
+    session: &Session,
+    insert: &PreparedStatement,
+    i: usize,
+    row: &UserRow,
+) -> (usize, Result<(), ExecutionError>) {
+    let t = row.texts();
+    let values = (row.uuid(), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11]);
+    (i, session.execute_unpaged(insert, values).await.map(|_| ()))
+}
+
+/// An error that is the row's fault, not the cluster's: the server found the
+/// request invalid, or the driver could not serialize its values.
+fn refused_for_its_content(e: &ExecutionError) -> bool {
+    matches!(
+        e,
+        ExecutionError::BadQuery(_)
+            | ExecutionError::LastAttemptError(
+                RequestAttemptError::DbError(DbError::Invalid, _)
+                    | RequestAttemptError::SerializationError(_)
+                    | RequestAttemptError::CqlRequestSerialization(_)
+            )
+    )
+}
+
+/// Which of `ids` the table `keyspace.table` holds (for `rtds reconcile`).
+pub async fn present(session: &Session, table: &str, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>> {
+    let query = session
+        .prepare(format!("SELECT id FROM {table} WHERE id IN ?"))
+        .await
+        .with_context(|| format!("preparing a read of {table}"))?;
+    let chunks = ids.chunks(100).map(|chunk| {
+        let query = &query;
+        async move {
+            let rows = session.execute_unpaged(query, (chunk,)).await?.into_rows_result()?;
+            let found: Vec<uuid::Uuid> =
+                rows.rows::<(uuid::Uuid,)>()?.map(|r| r.map(|(id,)| id)).collect::<Result<_, _>>()?;
+            Ok::<_, anyhow::Error>(found)
+        }
+    });
+    let mut found = HashSet::new();
+    let mut reads = futures::stream::iter(chunks).buffer_unordered(16);
+    while let Some(chunk) = reads.next().await {
+        found.extend(chunk.with_context(|| format!("reading ids back from {table}"))?);
+    }
+    Ok(found)
 }
 
 /// An existing table must have every column we write, with the right type.

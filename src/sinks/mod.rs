@@ -37,6 +37,15 @@ impl Sink {
         }
     }
 
+    /// Where the rows go: `keyspace.table`, `schema.table`, or a directory.
+    pub fn location(&self) -> String {
+        match self {
+            Sink::Cassandra(s) => s.table.clone(),
+            Sink::Postgres(s) => s.table.clone(),
+            Sink::Parquet(s) => s.dir.display().to_string(),
+        }
+    }
+
     /// Write `rows` (upsert by id where the store can).
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         match self {

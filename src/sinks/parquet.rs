@@ -18,7 +18,7 @@ use super::{Rejected, WriteError};
 use crate::load::row::{COLUMNS, UserRow};
 
 pub struct ParquetSink {
-    dir: PathBuf,
+    pub dir: PathBuf,
     schema: SchemaRef,
 }
 
@@ -51,6 +51,32 @@ impl ParquetSink {
             .collect();
         RecordBatch::try_new(self.schema.clone(), columns).context("building the Parquet batch")
     }
+}
+
+/// Every id in the finished files of `dir`, as often as it occurs (files are
+/// append-only: a replayed batch gives an id twice), for `rtds reconcile`.
+pub fn ids(dir: &Path) -> Result<Vec<String>> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut ids = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !(name.starts_with("part-") && name.ends_with(".parquet")) {
+            continue;
+        }
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", path.display()))?;
+        let mask = ProjectionMask::columns(builder.parquet_schema(), ["id"]);
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+            let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("the id column is not text")?;
+            ids.extend(column.iter().flatten().map(str::to_owned));
+        }
+    }
+    Ok(ids)
 }
 
 fn write_file(dir: &Path, batch: &RecordBatch) -> Result<PathBuf> {

@@ -46,7 +46,7 @@ const STAGED_AFTER_CONFLICT: u32 = 16;
 pub struct PostgresSink {
     opts: PostgresOpts,
     /// `schema.table`, both validated identifiers.
-    table: String,
+    pub table: String,
     /// Batches still to upsert through staging before a plain COPY is tried again.
     staged_next: u32,
     /// One per share; dropped after a connection failure, the next write reconnects.
@@ -80,12 +80,15 @@ impl PostgresSink {
         Ok(Self { opts: opts.clone(), table, staged_next: 0, clients })
     }
 
+    /// Upsert `rows`. A row PostgreSQL refuses for its content (a value it
+    /// cannot hold: class 22, or a constraint: class 23) is rejected with the
+    /// server's message and the rest of its share is written.
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let mut rejected = Vec::new();
         let mut good = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             match timestamps(row) {
-                Ok(ts) => good.push((row, ts)),
+                Ok(ts) => good.push(Timed { i, row, ts }),
                 Err(why) => rejected.push((i, why)),
             }
         }
@@ -99,15 +102,24 @@ impl PostgresSink {
         // Every share runs to its end (none is cut off mid-transaction); a fatal
         // error outranks a transient one.
         let mut results = futures::future::join_all(writes).await;
-        let conflicted = results.iter().any(|r| matches!(r, Ok(Upserted::AfterConflict)));
+        let conflicted = results.iter().any(|r| matches!(r, Ok((Upserted::AfterConflict, _))));
         self.staged_next = if conflicted { STAGED_AFTER_CONFLICT } else { self.staged_next.saturating_sub(1) };
         results.sort_by_key(|r| !matches!(r, Err(WriteError::Fatal(_))));
-        results.into_iter().find(Result::is_err).unwrap_or(Ok(Upserted::Copied))?;
+        for result in results {
+            rejected.extend(result?.1);
+        }
+        rejected.sort_by_key(|(i, _)| *i);
         Ok(rejected)
     }
 }
 
-type Timed<'a> = (&'a UserRow, [Option<DateTime<Utc>>; 2]);
+/// A row with its place in the batch and its timestamps parsed.
+#[derive(Clone, Copy)]
+struct Timed<'a> {
+    i: usize,
+    row: &'a UserRow,
+    ts: [Option<DateTime<Utc>>; 2],
+}
 
 /// Spread rows over `n` shares by id, so one id always lands in the same share
 /// (two transactions never upsert the same row at once).
@@ -116,7 +128,7 @@ fn shard(rows: Vec<Timed<'_>>, n: usize) -> Vec<Vec<Timed<'_>>> {
     let mut shares: Vec<Vec<Timed<'_>>> = (0..n).map(|_| Vec::with_capacity(rows.len() / n + 1)).collect();
     let hasher = BuildHasherDefault::<DefaultHasher>::default();
     for row in rows {
-        shares[(hasher.hash_one(&row.0.id) % n as u64) as usize].push(row);
+        shares[(hasher.hash_one(&row.row.id) % n as u64) as usize].push(row);
     }
     shares
 }
@@ -133,23 +145,31 @@ enum Upserted {
     AfterConflict,
 }
 
-/// Upsert one share on its connection, (re)connecting first if needed.
+/// Upsert one share on its connection, (re)connecting first if needed; the
+/// rows refused for their content, found by `isolate`.
 async fn write_share(
     opts: &PostgresOpts,
     table: &str,
     client: &mut Option<Client>,
     rows: Vec<Timed<'_>>,
     copy_first: bool,
-) -> Result<Upserted, WriteError> {
+) -> Result<(Upserted, Rejected), WriteError> {
     if rows.is_empty() {
-        return Ok(Upserted::Copied);
+        return Ok((Upserted::Copied, Vec::new()));
     }
     if client.as_ref().is_none_or(Client::is_closed) {
         *client = None;
         *client = Some(connect_staging(opts, table).await.map_err(WriteError::Transient)?);
     }
-    let result = upsert(client.as_mut().expect("connected above"), table, rows, copy_first).await;
-    result.map_err(|e| {
+    let c = client.as_mut().expect("connected above");
+    let mut rejected = Vec::new();
+    let result = match upsert(c, table, rows.clone(), copy_first).await {
+        Err(e) if refused_for_its_content(&e) => {
+            isolate(c, table, rows, &mut rejected).await.map(|()| Upserted::AfterConflict)
+        }
+        other => other,
+    };
+    result.map(|u| (u, rejected)).map_err(|e| {
         let transient = is_transient(&e);
         if transient {
             *client = None;
@@ -157,6 +177,41 @@ async fn write_share(
         let e = anyhow::Error::from(e).context(format!("upserting into {table}"));
         if transient { WriteError::Transient(e) } else { WriteError::Fatal(e) }
     })
+}
+
+/// A value the table cannot hold (class 22: a NUL in text, say) or a
+/// constraint it breaks (class 23): the row's fault, not the server's.
+fn refused_for_its_content(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "23"))
+}
+
+/// Find the rows PostgreSQL refuses by halving: a part that goes in is
+/// committed, a part that fails is split again, down to single rows, which are
+/// rejected with the server's message. One bad row in 5,000 costs ~25 upserts.
+async fn isolate(
+    client: &mut Client,
+    table: &str,
+    rows: Vec<Timed<'_>>,
+    rejected: &mut Rejected,
+) -> Result<(), tokio_postgres::Error> {
+    let mut todo = vec![rows];
+    while let Some(mut part) = todo.pop() {
+        match upsert(client, table, part.clone(), false).await {
+            Ok(_) => {}
+            Err(e) if refused_for_its_content(&e) && part.len() == 1 => {
+                let why =
+                    e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} ({})", d.message(), d.code().code()));
+                rejected.push((part[0].i, why));
+            }
+            Err(e) if refused_for_its_content(&e) => {
+                let half = part.split_off(part.len() / 2);
+                todo.push(half);
+                todo.push(part);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A connection with its session's staging table, created once (outside any
@@ -192,7 +247,7 @@ async fn upsert(
 ) -> Result<Upserted, tokio_postgres::Error> {
     // ON CONFLICT cannot touch one row twice in a statement (nor COPY insert an
     // id twice): keep each id's last row.
-    let rows = last_per_id(rows, |(r, _)| &r.id);
+    let rows = last_per_id(rows, |t| &t.row.id);
     if copy_first {
         let tx = client.transaction().await?;
         match copy_rows(&tx, table, &rows).await {
@@ -231,7 +286,7 @@ async fn copy_rows(
     let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for (row, [dob, registered]) in rows {
+    for Timed { row, ts: [dob, registered], .. } in rows {
         let t = row.texts();
         let id = row.uuid();
         let values: [&(dyn ToSql + Sync); 12] =
@@ -350,6 +405,23 @@ fn tls_connector() -> Result<postgres_openssl::MakeTlsConnector> {
     Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
 }
 
+/// Which of `ids` the table `schema.table` holds (for `rtds reconcile`).
+pub async fn present(
+    client: &Client,
+    table: &str,
+    ids: &[uuid::Uuid],
+) -> Result<std::collections::HashSet<uuid::Uuid>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(50_000) {
+        let rows = client
+            .query(&format!("SELECT id FROM {table} WHERE id = ANY($1)"), &[&chunk])
+            .await
+            .with_context(|| format!("reading ids back from {table}"))?;
+        found.extend(rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)));
+    }
+    Ok(found)
+}
+
 /// The server's version string.
 pub async fn server_version(client: &Client) -> Result<String> {
     let row = client.query_one("SHOW server_version", &[]).await.context("querying server_version")?;
@@ -372,15 +444,15 @@ mod tests {
         let ids: Vec<String> = (0..200).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
         // Every id twice: both copies must land in the same share.
         let rows: Vec<UserRow> = ids.iter().chain(&ids).map(|id| row(id)).collect();
-        let shares = shard(rows.iter().map(|r| (r, [None, None])).collect(), 3);
+        let shares = shard(rows.iter().enumerate().map(|(i, row)| Timed { i, row, ts: [None, None] }).collect(), 3);
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 400);
         assert!(shares.iter().all(|s| !s.is_empty()), "200 ids spread over 3 shares leave none empty");
         for id in &ids {
-            let holding = shares.iter().filter(|s| s.iter().any(|(r, _)| &r.id == id)).count();
+            let holding = shares.iter().filter(|s| s.iter().any(|t| &t.row.id == id)).count();
             assert_eq!(holding, 1, "{id} is in {holding} shares");
         }
         let one = row(&ids[0]);
-        assert_eq!(shard(vec![(&one, [None, None])], 1)[0].len(), 1);
+        assert_eq!(shard(vec![Timed { i: 0, row: &one, ts: [None, None] }], 1)[0].len(), 1);
     }
 }

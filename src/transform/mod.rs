@@ -9,17 +9,17 @@ pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::producer::BaseRecord;
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
+use crate::delivery::{BatchAck, Counts};
 use crate::error::usage;
-use crate::kafka::{self, BatchAck, Consumed, Producer, Profile, Source};
+use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
-use crate::stage::{self, Commit, Counts, Relay};
+use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
 /// A transform holds each batch in memory several times over (records, JSON
@@ -28,7 +28,6 @@ const STAGE: &str = "transform";
 /// are large: a small prefetch keeps the RSS down at the same speed (188 MB
 /// peak with 16 MB, 149 with 8, 95 with 2 and 2,000-record batches).
 const PROFILE: Profile = Profile { stage: STAGE, batch_size: 2000, prefetch_mb: 2 };
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let sql_text = match &args.sql {
@@ -44,14 +43,14 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     for _ in 0..parts {
         transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref()).await?));
     }
-    let group = args.consume.group.clone().unwrap_or_else(|| "rtds-transform".to_owned());
+    let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], 3, 1).await?;
     let transactional_id = args.exactly_once.then(|| {
         std::env::var("RTDS_TRANSACTIONAL_ID")
-            .unwrap_or_else(|_| format!("rtds-transform-{group}-{}", args.input_topic))
+            .unwrap_or_else(|_| format!("rtds-transform-{}-{}", reading.name(), args.input_topic))
     });
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &group, !args.consume.follow).await?;
+    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let stage = Arc::new(Stage {
         transformers,
@@ -63,27 +62,23 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     // while the next is consumed.
     let mut worker = Relay::new(());
     let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
-    let (totals, result) = stage::drive(
-        &mut source,
-        &args.consume,
-        &stage.producer,
-        &deliveries,
-        commit,
-        &metrics,
-        async |source, batch, ack| {
+    let (mut totals, result) =
+        stage::drive(&mut source, &args.consume, &stage.producer, &deliveries, commit, &metrics, async |batch, ack| {
             if args.exactly_once {
-                return stage.in_transaction(source, batch, ack).await;
+                // Inside the batch's transaction: made and counted here.
+                ack.count(stage.process(batch, ack).await?);
+                return Ok(());
             }
             let (stage, batch) = (stage.clone(), batch.clone());
-            worker.start(ack.hold(), move |(), ack| async move { ((), stage.process(&batch, &ack).await) }).await?;
-            // The counts arrive with the hold's release.
-            Ok(Counts::default())
-        },
-    )
-    .await;
+            // Counted with the hold's release.
+            worker.start(ack.hold(), move |(), ack| async move { ((), stage.process(&batch, &ack).await) }).await
+        })
+        .await;
+    totals.input_topic.clone_from(&args.input_topic);
+    totals.output_topic = Some(args.output_topic.clone());
     crate::summary::print(&totals)?;
     result?;
-    tracing::info!(records = totals.received, out = totals.out, dlq = totals.dlq, "transform finished");
+    tracing::info!(records = totals.received, out = totals.counts.out, dlq = totals.counts.dlq, "transform finished");
     Ok(())
 }
 
@@ -157,18 +152,28 @@ impl Transformer {
                 rows
             }
         };
-        let sql_failed = (rejected.len() - (payloads.len() - decoded.rows.len())) as u64;
-        let filtered = (decoded.rows.len() as u64 - sql_failed).saturating_sub(rows.len() as u64);
-        // The input record of each id, for the headers its row carries on.
-        let by_id: HashMap<&str, usize> =
-            decoded.ids.iter().map(String::as_str).zip(decoded.rows.iter().copied()).collect();
-        let rows = rows
+        // The input record of each row, for the headers it carries on: the
+        // next input of its id not yet taken (an id may come twice in a batch
+        // when a topic was replayed).
+        let mut by_id: HashMap<&str, std::collections::VecDeque<usize>> = HashMap::new();
+        for (id, input) in decoded.ids.iter().zip(&decoded.rows) {
+            by_id.entry(id.as_str()).or_default().push_back(*input);
+        }
+        let rows: Vec<_> = rows
             .into_iter()
             .map(|r| {
-                let input = by_id.get(r.id.as_str()).copied();
+                let input = by_id.get_mut(r.id.as_str()).and_then(|q| q.pop_front());
                 (r, input)
             })
             .collect();
+        // Filtered: decoded inputs the SQL neither failed on nor made a row
+        // of, counted one by one (a SQL that made two rows of one input, or a
+        // row of none, leaves in != out + dlq + filtered for reconcile to see).
+        let mut accounted = vec![false; payloads.len()];
+        for i in rows.iter().filter_map(|(_, i)| *i).chain(rejected.iter().map(|(i, _)| *i)) {
+            accounted[i] = true;
+        }
+        let filtered = decoded.rows.iter().filter(|i| !accounted[**i]).count() as u64;
         Ok(Applied { rows, rejected, filtered })
     }
 }
@@ -204,7 +209,8 @@ impl Stage {
         let msgs = &batch.messages;
         let applied = self.apply_in_parts(batch).await?;
         for (i, reason) in &applied.rejected {
-            stage::dead_letter(&self.producer, ack, &self.dlq_topic, STAGE, &msgs[*i], reason).await?;
+            let origin = stage::Origin { stage: STAGE, sink: None };
+            stage::dead_letter(&self.producer, ack, &self.dlq_topic, origin, &msgs[*i], reason).await?;
         }
         for (row, input) in &applied.rows {
             let ingested_at = input.and_then(|i| kafka::header(&msgs[i], "rtds-ingested-at").map(<[u8]>::to_vec));
@@ -243,37 +249,6 @@ impl Stage {
             applied.append(task.await.context("a transform task stopped")??, start);
         }
         Ok(applied)
-    }
-
-    /// `--exactly-once`: outputs, DLQ records and the consumed offsets commit
-    /// together or not at all.
-    async fn in_transaction(
-        self: &Arc<Self>,
-        source: &Source,
-        batch: &Arc<Consumed>,
-        ack: &Arc<BatchAck>,
-    ) -> Result<Counts> {
-        use rdkafka::consumer::Consumer;
-        let txn =
-            |what: &str, r: rdkafka::error::KafkaResult<()>| r.with_context(|| format!("Kafka transaction: {what}"));
-        txn("begin", self.producer.begin_transaction())?;
-        let attempt = async {
-            let counts = self.process(batch, ack).await?;
-            let group = source.consumer.group_metadata().context("reading the consumer group metadata")?;
-            let offsets = batch.offsets()?;
-            tokio::task::block_in_place(|| {
-                txn("send offsets", self.producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))?;
-                txn("commit", self.producer.commit_transaction(TXN_TIMEOUT))
-            })?;
-            Ok::<_, anyhow::Error>(counts)
-        };
-        match attempt.await {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                let _ = tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT));
-                Err(e.context("the batch was rolled back; nothing of it was committed"))
-            }
-        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! The checks `rtds reconcile` makes from the summaries alone: each stage
+//! accounts for what it read, and each stage read everything the one before it
+//! produced (offset ranges per partition).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::delivery::{Ranges, Span};
+
+/// What reconcile needs of a stage's JSON summary line.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct Summary {
+    pub stage: String,
+    #[serde(rename = "in", default)]
+    pub received: u64,
+    #[serde(default)]
+    pub out: u64,
+    #[serde(default)]
+    pub dlq: u64,
+    #[serde(default)]
+    pub filtered: u64,
+    /// Ingest: records the broker never acknowledged.
+    #[serde(default)]
+    pub failed: u64,
+    /// Ingest's output topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub input_topic: Option<String>,
+    #[serde(default)]
+    pub output_topic: Option<String>,
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+    #[serde(default)]
+    pub sink: Option<String>,
+    #[serde(default)]
+    pub store: Option<String>,
+    #[serde(default)]
+    pub consumed: Ranges,
+    #[serde(default)]
+    pub produced: Ranges,
+}
+
+impl Summary {
+    /// `ingest`, `transform`, or `load_<sink>`.
+    pub fn name(&self) -> String {
+        match &self.sink {
+            Some(sink) => format!("load_{sink}"),
+            None => self.stage.clone(),
+        }
+    }
+
+    /// The topic the stage wrote its outputs to.
+    pub fn output(&self) -> Option<&str> {
+        self.topic.as_deref().or(self.output_topic.as_deref())
+    }
+
+    /// Add the summary of another replica of the same stage in the same run.
+    pub fn merge(&mut self, o: &Summary) {
+        self.received += o.received;
+        self.out += o.out;
+        self.dlq += o.dlq;
+        self.filtered += o.filtered;
+        self.failed += o.failed;
+        self.consumed.merge(&o.consumed);
+        self.produced.merge(&o.produced);
+    }
+}
+
+/// One line of reconcile's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What is missing: the first ids or offset ranges.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    pub missing_count: u64,
+}
+
+/// How many missing items a report names.
+pub const NAMED: usize = 20;
+
+impl Check {
+    pub fn passed(check: String, detail: String) -> Self {
+        Self { check, ok: true, detail, missing: Vec::new(), missing_count: 0 }
+    }
+    pub fn failed(check: String, detail: String, missing: Vec<String>, missing_count: u64) -> Self {
+        Self { check, ok: false, detail, missing: missing.into_iter().take(NAMED).collect(), missing_count }
+    }
+}
+
+/// A stage accounts for every record it took in: in = out + dlq + filtered
+/// (ingest: every record it took was delivered), and the counts agree with
+/// where its records went (`consumed`, `produced`), counted elsewhere.
+pub fn accounts(s: &Summary) -> Check {
+    let name = s.name();
+    let mut wrong = Vec::new();
+    if s.stage == "ingest" {
+        if s.out != s.received || s.failed > 0 {
+            wrong.push(format!("in {} but delivered {} (failed {})", s.received, s.out, s.failed));
+        }
+        if let Some(t) = s.output()
+            && s.produced.count(t) != s.out
+        {
+            wrong.push(format!("out {} but {} delivery report(s) on {t}", s.out, s.produced.count(t)));
+        }
+    } else {
+        let accounted = s.out + s.dlq + s.filtered;
+        if s.received != accounted {
+            wrong.push(format!("in {} != out {} + dlq {} + filtered {}", s.received, s.out, s.dlq, s.filtered));
+        }
+        if let Some(t) = &s.input_topic
+            && s.consumed.count(t) != s.received
+        {
+            wrong.push(format!("in {} but {} record(s) read from {t}", s.received, s.consumed.count(t)));
+        }
+        if let Some(t) = &s.output_topic
+            && s.produced.count(t) != s.out
+        {
+            wrong.push(format!("out {} but {} record(s) delivered to {t}", s.out, s.produced.count(t)));
+        }
+        if let Some(t) = &s.dlq_topic
+            && s.produced.count(t) != s.dlq
+        {
+            wrong.push(format!("dlq {} but {} record(s) delivered to {t}", s.dlq, s.produced.count(t)));
+        }
+    }
+    let check = format!("{name}: every record accounted for");
+    if wrong.is_empty() {
+        let detail = format!("in {} = out {} + dlq {} + filtered {}", s.received, s.out, s.dlq, s.filtered);
+        Check::passed(check, detail)
+    } else {
+        Check::failed(check, wrong.join("; "), Vec::new(), 1)
+    }
+}
+
+/// `down` read every offset `up` produced to `topic`.
+pub fn covers(up: &Summary, down: &Summary, topic: &str) -> Check {
+    let produced = up.produced.of(topic);
+    let consumed = down.consumed.of(topic);
+    let mut missing = Vec::new();
+    let mut count = 0;
+    for (p, span) in &produced {
+        for (first, last) in uncovered(span, consumed.get(p)) {
+            missing.push(format!("{topic}/{p}: {first}..={last}"));
+            count += (last - first + 1) as u64;
+        }
+    }
+    let check = format!("{} -> {}: {topic}", up.name(), down.name());
+    let total: u64 = produced.values().map(|s| s.count).sum();
+    if missing.is_empty() {
+        Check::passed(check, format!("read all {total} record(s) in {} partition(s)", produced.len()))
+    } else {
+        let detail = format!("{} did not read {count} offset(s) {} produced", down.name(), up.name());
+        Check::failed(check, detail, missing, count)
+    }
+}
+
+/// The parts of `span` outside `read`.
+fn uncovered(span: &Span, read: Option<&Span>) -> Vec<(i64, i64)> {
+    let Some(r) = read else { return vec![(span.first, span.last)] };
+    let mut out = Vec::new();
+    if span.first < r.first {
+        out.push((span.first, span.last.min(r.first - 1)));
+    }
+    if span.last > r.last {
+        out.push((span.first.max(r.last + 1), span.last));
+    }
+    out
+}
+
+/// Is `offset` of partition `p` inside `spans`?
+pub fn within(spans: &BTreeMap<i32, Span>, p: i32, offset: i64) -> bool {
+    spans.get(&p).is_some_and(|s| s.first <= offset && offset <= s.last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(json: &str) -> Summary {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const INGEST: &str = r#"{"stage":"ingest","topic":"raw","in":5,"out":5,"failed":0,
+        "produced":[{"topic":"raw","partition":0,"first":0,"last":2,"count":3},{"topic":"raw","partition":1,"first":10,"last":11,"count":2}]}"#;
+    const TRANSFORM: &str = r#"{"stage":"transform","in":5,"out":3,"dlq":1,"filtered":1,
+        "input_topic":"raw","output_topic":"created","dlq_topic":"dlq",
+        "consumed":[{"topic":"raw","partition":0,"first":0,"last":2,"count":3},{"topic":"raw","partition":1,"first":10,"last":11,"count":2}],
+        "produced":[{"topic":"created","partition":0,"first":7,"last":9,"count":3},{"topic":"dlq","partition":2,"first":0,"last":0,"count":1}]}"#;
+
+    #[test]
+    fn a_clean_chain_passes() {
+        let (i, t) = (summary(INGEST), summary(TRANSFORM));
+        assert!(accounts(&i).ok, "{:?}", accounts(&i));
+        assert!(accounts(&t).ok, "{:?}", accounts(&t));
+        assert!(covers(&i, &t, "raw").ok);
+    }
+
+    #[test]
+    fn a_count_that_does_not_add_up_fails() {
+        let mut t = summary(TRANSFORM);
+        t.dlq -= 1;
+        let c = accounts(&t);
+        assert!(!c.ok);
+        assert!(c.detail.contains("in 5 != out 3 + dlq 0 + filtered 1"), "{}", c.detail);
+        assert!(c.detail.contains("dlq 0 but 1 record(s) delivered to dlq"), "{}", c.detail);
+        let mut t = summary(TRANSFORM);
+        t.received += 1;
+        t.filtered += 1;
+        assert!(accounts(&t).detail.contains("in 6 but 5 record(s) read from raw"));
+    }
+
+    #[test]
+    fn offsets_not_read_downstream_are_named() {
+        let i = summary(INGEST);
+        let mut t = summary(TRANSFORM);
+        t.consumed = Ranges::from_list(&[crate::delivery::TopicSpan {
+            topic: "raw".into(),
+            partition: 0,
+            span: Span { first: 1, last: 1, count: 1 },
+        }]);
+        let c = covers(&i, &t, "raw");
+        assert!(!c.ok);
+        assert_eq!(c.missing, ["raw/0: 0..=0", "raw/0: 2..=2", "raw/1: 10..=11"]);
+        assert_eq!(c.missing_count, 4);
+    }
+}
