@@ -102,3 +102,22 @@ def test_the_file_follows_the_compose_specification():
     broken = copy.deepcopy(COMPOSE)
     broken["services"]["kafka"]["imagee"] = broken["services"]["kafka"].pop("image")
     assert list(validator.iter_errors(broken))
+
+
+def test_every_follow_service_reads_as_a_consumer_group_of_its_own():
+    follow = {name: svc for name, svc in SERVICES.items() if "--follow" in (svc.get("command") or [])}
+    assert set(follow) >= {"rtds-transform", "rtds-load-cassandra", "rtds-load-postgres"}
+    groups = {}
+    for name, svc in follow.items():
+        env = svc.get("environment") or {}
+        assert isinstance(env, dict), f"{name}: environment should be a mapping"
+        group = env.get("RTDS_GROUP")
+        assert group, f"{name} runs --follow without a consumer group of its own (RTDS_GROUP)"
+        groups[name] = group
+    assert len(set(groups.values())) == len(groups), f"--follow services share a consumer group: {groups}"
+    # Not the group a plain `rtds transform` / `rtds load --sink X` falls back to either.
+    defaults = {"rtds-transform", *(f"rtds-load-{sink}" for sink in ["cassandra", "postgres", "parquet"])}
+    assert not set(groups.values()) & defaults, groups
+    # Everything else the services need still comes from the shared settings.
+    for name, svc in follow.items():
+        assert svc["environment"]["RTDS_BROKERS"] == "kafka:29092", name

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import DAGS, ROOT
 
 LOADS = ["load_cassandra", "load_postgres", "load_parquet"]
 
@@ -67,9 +69,88 @@ def test_no_bash_command_holds_templates_or_params(dagbag):
             if command is None:
                 continue
             assert "{{" not in command and "params" not in command, f"{dag_id}.{task.task_id}: {command}"
-            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load)', command), command
+            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile)', command), command
             assert task.append_env is True
             assert any("params." in str(v) for v in task.env.values()) or task.task_id != "ingest"
+
+
+def test_each_stage_reads_what_the_previous_one_produced(dagbag):
+    dag = dagbag.dags["user_automation"]
+    pulls = r"\{\{ ti\.xcom_pull\(task_ids='%s'\) \}\}"
+    assert re.fullmatch(pulls % "ingest", dag.get_task("transform").env["RTDS_FROM_SUMMARY"])
+    for load in LOADS:
+        assert re.fullmatch(pulls % "transform", dag.get_task(load).env["RTDS_FROM_SUMMARY"]), load
+    for task in dag.tasks:
+        env = getattr(task, "env", None) or {}
+        # A bounded run reads its upstream's offsets, never as a consumer group.
+        assert not {"RTDS_GROUP", "RTDS_FOLLOW"} & set(env), task.task_id
+
+
+def topics(dag) -> dict[str, str]:
+    """The topics each task of user_automation is given, checked to be the same from stage to stage."""
+    ingest, transform = dag.get_task("ingest").env, dag.get_task("transform").env
+    assert transform["RTDS_INPUT_TOPIC"] == ingest["RTDS_TOPIC"]
+    for load in LOADS:
+        env = dag.get_task(load).env
+        assert env["RTDS_INPUT_TOPIC"] == transform["RTDS_OUTPUT_TOPIC"], load
+        assert env["RTDS_DLQ_TOPIC"] == transform["RTDS_DLQ_TOPIC"], load
+    return {"raw": ingest["RTDS_TOPIC"], "created": transform["RTDS_OUTPUT_TOPIC"], "dlq": transform["RTDS_DLQ_TOPIC"]}
+
+
+def test_topics_flow_from_stage_to_stage(dagbag):
+    assert topics(dagbag.dags["user_automation"]) == {
+        "raw": os.environ.get("RTDS_RAW_TOPIC", "users_raw"),
+        "created": os.environ.get("RTDS_CREATED_TOPIC", "users_created"),
+        "dlq": os.environ.get("RTDS_DLQ_TOPIC", "users_dlq"),
+    }
+
+
+def test_topics_come_from_the_environment_the_dag_is_parsed_in(tmp_path):
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "RTDS_RAW_TOPIC": "t_raw",
+        "RTDS_CREATED_TOPIC": "t_created",
+        "RTDS_DLQ_TOPIC": "t_dlq",
+    }
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import user_automation as ua; "
+        "print(json.dumps([ua.RAW_TOPIC, ua.CREATED_TOPIC, ua.DLQ_TOPIC]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(DAGS)], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == ["t_raw", "t_created", "t_dlq"]
+
+
+def test_reconcile_runs_rtds_reconcile_over_every_summary_of_the_run(dagbag):
+    from airflow.providers.standard.operators.bash import BashOperator
+
+    reconcile = dagbag.dags["user_automation"].get_task("reconcile")
+    assert isinstance(reconcile, BashOperator)
+    assert reconcile.bash_command == '"$RTDS_BIN" reconcile'
+    assert reconcile.trigger_rule == "none_failed_min_one_success"
+    summaries = reconcile.env["RTDS_SUMMARIES"]
+    for task_id in ["ingest", "transform", *LOADS]:
+        assert f"ti.xcom_pull(task_ids='{task_id}')" in summaries, task_id
+    # It reads the stores back: the connection settings are there too.
+    assert {"RTDS_BROKERS", "RTDS_CASSANDRA_NODES", "RTDS_POSTGRES_URL"} <= set(reconcile.env)
+
+
+def test_reconcile_summaries_render_one_a_line_and_nothing_for_loads_not_chosen(dagbag):
+    import jinja2
+
+    summaries = dagbag.dags["user_automation"].get_task("reconcile").env["RTDS_SUMMARIES"]
+    pushed = {"ingest": '{"stage":"ingest"}', "transform": '{"stage":"transform"}', "load_parquet": '{"stage":"load"}'}
+
+    class TI:
+        def xcom_pull(self, task_ids):
+            return pushed.get(task_ids)
+
+    rendered = jinja2.Environment().from_string(summaries).render(ti=TI())
+    lines = [line for line in rendered.splitlines() if line.strip()]
+    assert lines == ['{"stage":"ingest"}', '{"stage":"transform"}', '{"stage":"load"}'], rendered
+    assert "None" not in rendered
 
 
 def dags_test(env: dict, conf: dict) -> subprocess.CompletedProcess:
@@ -86,36 +167,78 @@ def dags_test(env: dict, conf: dict) -> subprocess.CompletedProcess:
     return result
 
 
-def psql(sql: str) -> str:
-    script = f'. scripts/stack/lib.sh; . scripts/stack/postgres.sh; postgres_psql -qAt -c "{sql}"'
-    return subprocess.run(
-        ["bash", "-c", f"ROOT={ROOT}; {script}"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
+def stack(part: str, command: str, check: bool = True) -> str:
+    """Run a command of scripts/stack/<part>.sh (postgres_psql, cassandra_cql, kafka_cli) against the local stack."""
+    script = f"ROOT={ROOT}; . scripts/stack/lib.sh; . scripts/stack/{part}.sh; {command}"
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, check=check, capture_output=True, text=True).stdout.strip()
 
 
-def cql(query: str) -> str:
-    script = f'. scripts/stack/lib.sh; . scripts/stack/cassandra.sh; cassandra_cql "{query}"'
-    return subprocess.run(
-        ["bash", "-c", f"ROOT={ROOT}; {script}"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
+def psql(sql: str, check: bool = True) -> str:
+    return stack("postgres", f'postgres_psql -qAt -c "{sql}"', check)
 
 
-def test_a_real_run_fills_every_store_and_reconciles(airflow_env):
-    started = time.time()
-    before_pg = int(psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'created_users'") or 0)
-    result = dags_test(
-        airflow_env, {"count": 2000, "seed": int(started) % 100000, "sinks": ["cassandra", "postgres", "parquet"]}
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
-    assert finished and "state=success" in finished[-1], finished
-    recent = int(psql(f"SELECT count(*) FROM created_users WHERE loaded_at >= to_timestamp({started})"))
-    assert recent >= 2000, f"only {recent} rows loaded into PostgreSQL by the run"
-    assert before_pg >= 0
-    cassandra_rows = int(cql("SELECT count(*) FROM spark_streams.created_users"))
-    assert cassandra_rows >= 2000
-    files = list(Path(airflow_env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
-    assert files, "no Parquet file written"
+def cql(query: str, check: bool = True) -> str:
+    return stack("cassandra", f'cassandra_cql "{query}"', check)
+
+
+def drop_run_data(name: str) -> None:
+    """Drop what a run isolated under `name` left: schema, keyspace, topics (best effort)."""
+    psql(f"DROP SCHEMA IF EXISTS {name} CASCADE", check=False)
+    cql(f"DROP KEYSPACE IF EXISTS {name}", check=False)
+    for topic in [f"{name}_raw", f"{name}_created", f"{name}_dlq"]:
+        stack(
+            "kafka",
+            "kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:$KAFKA_PORT"
+            f" --delete --if-exists --topic {topic}",
+            check=False,
+        )
+
+
+def reconcile_reports(output: str) -> list[dict]:
+    """The JSON reports `rtds reconcile` printed, as they appear in the task log lines of `airflow dags test`."""
+    reports = []
+    for line in output.splitlines():
+        start = line.find("{")
+        if start < 0 or '"reconcile"' not in line:
+            continue
+        try:
+            report, _ = json.JSONDecoder().raw_decode(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(report, dict) and report.get("stage") == "reconcile" and "checks" in report:
+            reports.append(report)
+    return reports
+
+
+def test_a_real_run_fills_every_store_and_reconciles(airflow_env, tmp_path):
+    # A keyspace, schema, topics and Parquet directory of its own: exact counts, whatever ran before.
+    name = f"dagtest_{uuid.uuid4().hex[:8]}"
+    env = {
+        **airflow_env,
+        "RTDS_KEYSPACE": name,
+        "RTDS_PG_SCHEMA": name,
+        "RTDS_RAW_TOPIC": f"{name}_raw",
+        "RTDS_CREATED_TOPIC": f"{name}_created",
+        "RTDS_DLQ_TOPIC": f"{name}_dlq",
+        "RTDS_OUT": str(tmp_path / "parquet"),
+    }
+    try:
+        result = dags_test(
+            env, {"count": 2000, "seed": int(time.time()) % 100000, "sinks": ["cassandra", "postgres", "parquet"]}
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
+        assert finished and "state=success" in finished[-1], finished
+        # The task's output is in the run's log: rtds reconcile's report, the last one (after any retry), holds.
+        reports = reconcile_reports(result.stdout + result.stderr)
+        assert reports, "no rtds reconcile report in the output of airflow dags test"
+        assert reports[-1]["ok"] is True, reports[-1]
+        assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == 2000
+        assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
+        files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
+        assert files, "no Parquet file written"
+    finally:
+        drop_run_data(name)
 
 
 def test_shell_metacharacters_in_a_param_execute_nothing(airflow_env, tmp_path):

@@ -43,9 +43,9 @@ pub(crate) fn clean_rows(name: &str, n: usize, seed: &str) -> (String, Rows) {
 
 /// One store per test: its own keyspace / schema / directory.
 pub(crate) struct Target {
-    keyspace: String,
-    schema: String,
-    out: PathBuf,
+    pub(crate) keyspace: String,
+    pub(crate) schema: String,
+    pub(crate) out: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -56,8 +56,21 @@ impl Target {
     }
 
     pub(crate) fn load(&self, sink: &str, topic: &str, group: &str) -> std::process::Command {
+        let mut cmd = self.load_into(sink, topic);
+        cmd.args(["--group", group]);
+        cmd
+    }
+
+    /// A load of what an upstream run produced to `topic` (its summary line), without a group.
+    pub(crate) fn load_from(&self, sink: &str, topic: &str, upstream: &str) -> std::process::Command {
+        let mut cmd = self.load_into(sink, topic);
+        cmd.env("RTDS_FROM_SUMMARY", upstream);
+        cmd
+    }
+
+    fn load_into(&self, sink: &str, topic: &str) -> std::process::Command {
         let mut cmd = rtds();
-        cmd.args(["load", "--sink", sink, "--input-topic", topic, "--group", group, "--keyspace", &self.keyspace])
+        cmd.args(["load", "--sink", sink, "--input-topic", topic, "--keyspace", &self.keyspace])
             .args(["--pg-schema", &self.schema, "--out"])
             .arg(&self.out);
         cmd

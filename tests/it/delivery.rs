@@ -1,0 +1,385 @@
+//! Delivery you can prove: `rtds reconcile` passes a clean run and names what
+//! is missing from a broken one; a failed delivery commits nothing; rows a
+//! store refuses go to the DLQ; a bounded run ends beside a `--follow` service;
+//! the lag gauge moves while a store is blocked.
+
+use std::collections::HashSet;
+use std::process::Output;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::load::{Target, clean_rows, ok};
+
+const RUN: Duration = Duration::from_secs(180);
+
+/// The summary line of a run that succeeded.
+fn line(o: &Output) -> String {
+    assert!(o.status.success(), "stage failed: {}", stderr(o));
+    stdout(o).lines().last().unwrap_or_default().to_owned()
+}
+
+fn ingest(topic: &str, n: usize, seed: &str) -> String {
+    line(&run(
+        rtds().args(["ingest", "--source", "generate", "--count", &n.to_string(), "--seed", seed, "--topic", topic]),
+        RUN,
+    ))
+}
+
+/// The topics and store of one pipeline run, and its summaries.
+struct Chain {
+    target: Target,
+    ingest: String,
+    transform: String,
+    loads: Vec<String>,
+}
+
+impl Chain {
+    /// Ingest `n` users, transform what ingest produced, load what transform
+    /// produced into each of `sinks`: the DAG's way.
+    fn run(name: &str, n: usize, sinks: &[&str]) -> Self {
+        let (raw, created, dlq) =
+            (unique(&format!("{name}_raw")), unique(&format!("{name}_c")), unique(&format!("{name}_d")));
+        let ingest = ingest(&raw, n, "31");
+        let transform = line(&run(
+            rtds()
+                .args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq])
+                .env("RTDS_FROM_SUMMARY", &ingest),
+            RUN,
+        ));
+        let target = Target::new(name);
+        let loads = sinks
+            .iter()
+            .map(|sink| line(&run(target.load_from(sink, &created, &transform).args(["--dlq-topic", &dlq]), RUN)))
+            .collect();
+        Self { target, ingest, transform, loads }
+    }
+
+    fn summaries(&self) -> Vec<String> {
+        [self.ingest.clone(), self.transform.clone()].into_iter().chain(self.loads.iter().cloned()).collect()
+    }
+}
+
+fn reconcile(summaries: &[String]) -> Output {
+    run(rtds().arg("reconcile").args(summaries), RUN)
+}
+
+#[test]
+fn a_clean_run_reconciles_and_rows_deleted_from_each_store_are_named() {
+    require_kafka();
+    let _stores = stores_shared();
+    let chain = Chain::run("it_rec", 600, &["postgres", "cassandra", "parquet"]);
+    let out = reconcile(&chain.summaries());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = summary(&out);
+    assert_eq!(report["ok"], true, "{report}");
+    for load in ["load_postgres", "load_cassandra", "load_parquet"] {
+        assert_eq!(report["stores"][load]["found"], 600, "{report}");
+    }
+    assert_eq!(report["stores"]["load_parquet"]["duplicated"], 0, "{report}");
+
+    // Rows go missing from every store between load and reconcile.
+    let rt = runtime();
+    let pg = postgres(&rt);
+    let t = &chain.target;
+    let gone_pg: Vec<String> = rt
+        .block_on(pg.query(
+            &format!(
+                "DELETE FROM {}.created_users WHERE id IN (SELECT id FROM {}.created_users LIMIT 3) RETURNING id::text",
+                t.schema, t.schema
+            ),
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(gone_pg.len(), 3);
+    let cql = cassandra(&rt);
+    let victim = gone_pg[0].clone();
+    let other: uuid::Uuid = rt.block_on(async {
+        let rows =
+            cql.query_unpaged(format!("SELECT id FROM {}.created_users LIMIT 1", t.keyspace), &[]).await.unwrap();
+        rows.into_rows_result().unwrap().first_row::<(uuid::Uuid,)>().unwrap().0
+    });
+    rt.block_on(cql.query_unpaged(format!("DELETE FROM {}.created_users WHERE id = ?", t.keyspace), (other,))).unwrap();
+    let parquet_dir = t.out.join("created_users");
+    let file = std::fs::read_dir(&parquet_dir).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&file).unwrap();
+
+    let out = reconcile(&chain.summaries());
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("load_postgres: rows in the store: 3 of 600 id(s) not in {}.created_users", t.schema)),
+        "{err}"
+    );
+    assert!(err.contains(&victim), "names a missing id: {err}");
+    assert!(err.contains("load_cassandra: rows in the store: 1 of 600") && err.contains(&other.to_string()), "{err}");
+    assert!(err.contains("load_parquet: rows in the store:"), "{err}");
+    let report = summary(&out);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["stores"]["load_postgres"]["missing"], 3, "{report}");
+    assert_eq!(report["stores"]["load_cassandra"]["missing"], 1, "{report}");
+    assert!(report["stores"]["load_parquet"]["missing"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn a_dead_letter_missing_from_the_count_or_a_record_left_unread_fails_reconcile() {
+    require_kafka();
+    let t = (unique("it_rec_dlq_raw"), unique("it_rec_dlq_c"), unique("it_rec_dlq_d"));
+    let ingested = ingest(&t.0, 300, "32");
+    produce(&t.0, &[(None, Some(b"{broken")), (None, Some(b"null")), (None, None)]);
+    let transform = line(&run(
+        rtds()
+            .args(["transform", "--input-topic", &t.0, "--output-topic", &t.1, "--dlq-topic", &t.2])
+            .args(["--group", &unique("g")]),
+        RUN,
+    ));
+    let good = reconcile(std::slice::from_ref(&transform));
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert_eq!(summary(&good)["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == true).count(), 2);
+
+    // One dead letter taken out of the count (and the totals kept adding up).
+    let mut tampered: Value = serde_json::from_str(&transform).unwrap();
+    tampered["dlq"] = (tampered["dlq"].as_u64().unwrap() - 1).into();
+    tampered["filtered"] = (tampered["filtered"].as_u64().unwrap() + 1).into();
+    let out = reconcile(&[tampered.to_string()]);
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("transform: dead letters in the DLQ: counted 2 dead letter(s), 3 in"), "{err}");
+
+    // A record ingest produced that the transform never read.
+    let mut partial: Value = serde_json::from_str(&transform).unwrap();
+    let consumed = partial["consumed"].as_array_mut().unwrap();
+    consumed[0]["first"] = (consumed[0]["first"].as_i64().unwrap() + 1).into();
+    let out = reconcile(&[ingested, partial.to_string()]);
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains("ingest -> transform"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_last_delivery_of_a_batch_failing_commits_nothing_and_exits_1() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    require_kafka();
+    let (raw, created, dlq, group) = (unique("it_fail_raw"), unique("it_fail_c"), unique("it_fail_d"), unique("g"));
+    let valid = {
+        let seed_topic = unique("it_fail_seed");
+        ingest(&seed_topic, 1, "5");
+        consume(&seed_topic, 1, RUN)[0].payload().unwrap().to_vec()
+    };
+    let text = String::from_utf8(valid).unwrap();
+    // Random letters: the compressed record stays larger than the topic allows.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: String = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect();
+    let huge = text.replacen("\"first\":\"", &format!("\"first\":\"{noise}"), 1);
+    let rt = runtime();
+    rt.block_on(async {
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+        let topics = [
+            NewTopic::new(&raw, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&created, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "100000"),
+        ];
+        for r in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+    });
+    // Ten good records, the oversized one last: its row is the batch's last delivery.
+    let mut records: Vec<Record> = vec![(None, Some(text.as_bytes())); 10];
+    records.push((None, Some(huge.as_bytes())));
+    produce(&raw, &records);
+    let out = run(
+        rtds()
+            .args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq])
+            .args(["--group", &group]),
+        RUN,
+    );
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("too large") && err.contains("offsets were not committed"), "{err}");
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&raw, 0);
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    assert_eq!(committed.elements()[0].offset(), rdkafka::Offset::Invalid, "the group committed an offset");
+}
+
+/// A clean row as JSON with its own id and one column changed.
+fn variant(row: &Value, column: &str, value: &str) -> Vec<u8> {
+    let mut v = row.clone();
+    v["id"] = uuid::Uuid::new_v4().to_string().into();
+    v[column] = value.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn rows_a_store_refuses_go_to_the_dlq_and_the_rest_of_the_batch_is_written() {
+    require_kafka();
+    let _stores = stores_shared();
+    let (source, rows) = clean_rows("it_poison", 20, "62");
+    let good: Vec<Vec<u8>> = consume(&source, 20, RUN).iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    let row: Value = serde_json::from_slice(&good[0]).unwrap();
+    let big: String = "abcdefghij".repeat(500_000);
+    let nul = variant(&row, "first_name", "nul\u{0}here");
+    let dob = variant(&row, "dob", "the 30th of February");
+    let oversized = variant(&row, "picture", &big);
+    let topic = unique("it_poison_t");
+    let mut records: Vec<Record> = good.iter().map(|p| (None, Some(p.as_slice()))).collect();
+    for p in [&nul, &dob, &oversized] {
+        records.insert(7, (None, Some(p.as_slice())));
+    }
+    produce(&topic, &records);
+    let target = Target::new("it_poison");
+    let dlq = unique("it_poison_dlq");
+    // (sink, rows refused, what its reason says)
+    let expect = [
+        ("postgres", 2, vec!["0x00", "dob is not an RFC 3339 timestamp"]),
+        ("cassandra", 1, vec!["cassandra:"]),
+        ("parquet", 0, vec![]),
+    ];
+    let mut dead = 0;
+    for (sink, refused, reasons) in &expect {
+        let group = unique("g");
+        let s = ok(&run(target.load(sink, &topic, &group).args(["--dlq-topic", &dlq, "--batch-size", "1000"]), RUN));
+        assert_eq!((s["in"].as_u64(), s["dlq"].as_u64()), (Some(23), Some(*refused)), "{sink}: {s}");
+        dead += refused;
+        let letters = consume(&dlq, dead as usize, RUN);
+        let mine: Vec<String> = letters
+            .iter()
+            .filter(|m| header(m, "rtds-sink").as_deref() == Some(sink))
+            .map(|m| {
+                assert_eq!(header(m, "rtds-stage").as_deref(), Some("load"));
+                header(m, "rtds-error").unwrap()
+            })
+            .collect();
+        assert_eq!(mine.len() as u64, *refused, "{sink}: {mine:?}");
+        for r in reasons {
+            assert!(mine.iter().any(|m| m.contains(r)), "{sink}: no reason mentions {r:?}: {mine:?}");
+        }
+        // A rerun in the same group changes nothing.
+        let again = ok(&run(&mut target.load(sink, &topic, &group), RUN));
+        assert_eq!(again["in"].as_u64(), Some(0), "{sink}: {again}");
+    }
+    let rt = runtime();
+    let in_pg = target.postgres_rows(&rt, &postgres(&rt));
+    let in_cql = target.cassandra_rows(&rt, &cassandra(&rt));
+    assert_eq!(in_pg.len(), 21, "the good rows and the oversized one");
+    assert_eq!(in_cql.len(), 22, "the good rows, the NUL and the bad dob");
+    for id in rows.keys() {
+        assert!(in_pg.contains_key(id) && in_cql.contains_key(id), "{id} missing");
+    }
+}
+
+#[test]
+fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
+    require_kafka();
+    let (raw, created, dlq, group) = (unique("it_side_raw"), unique("it_side_c"), unique("it_side_d"), unique("g"));
+    ingest(&raw, 1000, "33");
+    let transform = |extra: &[&str]| {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq]).args(extra);
+        cmd
+    };
+    let service = spawn(&mut transform(&["--follow", "--group", &group, "--max-wait", "50ms"]));
+    wait_for("the service's first 1000 rows", RUN, || (topic_len(&created) >= 1000).then_some(()));
+    // The DAG's way: exactly what this ingest produced, no group.
+    let ingested = ingest(&raw, 500, "34");
+    let bounded = run(transform(&[]).env("RTDS_FROM_SUMMARY", &ingested), Duration::from_secs(90));
+    let bounded = line(&bounded);
+    let s: Value = serde_json::from_str(&bounded).unwrap();
+    assert_eq!(s["in"].as_u64(), Some(500), "{s}");
+    let rec = reconcile(&[ingested, bounded]);
+    assert!(rec.status.success(), "{}", stderr(&rec));
+    // By hand, in the service's own group: it ends too, once the group is past the end.
+    let same_group = run(&mut transform(&["--group", &group]), Duration::from_secs(90));
+    assert!(same_group.status.success(), "{}", stderr(&same_group));
+    terminate(&service);
+    let out = wait_child(service, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: HashSet<String> = consume(&created, topic_len(&created) as usize, RUN)
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(ids.len(), 1500, "every user came out");
+}
+
+/// GET http://addr/metrics: the value of the gauge `name`.
+fn gauge(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn the_lag_gauge_moves_while_the_store_is_blocked() {
+    require_kafka();
+    let _stores = stores_shared();
+    let (source, _) = clean_rows("it_lag", 1500, "63");
+    let records: Vec<(Vec<u8>, Vec<u8>)> = consume(&source, 1500, RUN)
+        .iter()
+        .map(|m| (m.key().unwrap().to_vec(), m.payload().unwrap().to_vec()))
+        .collect();
+    let send = |topic: &str, part: &[(Vec<u8>, Vec<u8>)]| {
+        let recs: Vec<Record> = part.iter().map(|(k, p)| (Some(k.as_slice()), Some(p.as_slice()))).collect();
+        produce(topic, &recs);
+    };
+    let topic = unique("it_lag_t");
+    send(&topic, &records[..100]);
+    let target = Target::new("it_lag");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let child = spawn(target.load("postgres", &topic, &unique("g")).args([
+        "--follow",
+        "--batch-size",
+        "100",
+        "--max-wait",
+        "20ms",
+        "--metrics-addr",
+        &addr,
+    ]));
+    let rt = runtime();
+    let pg = postgres(&rt);
+    let count = || {
+        rt.block_on(pg.query_one(&format!("SELECT count(*) FROM {}.created_users", target.schema), &[]))
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    wait_for("the first 100 rows", RUN, || (count() == 100).then_some(()));
+    // Another session holds the table: every write waits.
+    let (locker, conn) =
+        rt.block_on(tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)).expect("connecting to PostgreSQL");
+    rt.spawn(conn);
+    rt.block_on(
+        locker.batch_execute(&format!("BEGIN; LOCK TABLE {}.created_users IN ACCESS EXCLUSIVE MODE", target.schema)),
+    )
+    .unwrap();
+    send(&topic, &records[100..800]);
+    let lag = "rtds_consumer_lag{stage=\"load\"}";
+    let first = wait_for("a lag while the store is blocked", RUN, || gauge(&addr, lag).filter(|l| *l >= 300.0));
+    send(&topic, &records[800..]);
+    wait_for("the lag to grow while the store is still blocked", RUN, || {
+        gauge(&addr, lag).filter(|l| *l >= first + 600.0)
+    });
+    rt.block_on(locker.batch_execute("ROLLBACK")).unwrap();
+    wait_for("every row once the store is free", RUN, || (count() == 1500).then_some(()));
+    wait_for("the lag back to 0", RUN, || gauge(&addr, lag).filter(|l| *l == 0.0));
+    terminate(&child);
+    let s = ok(&wait_child(child, Duration::from_secs(60)));
+    assert_eq!(s["out"].as_u64(), Some(1500), "{s}");
+}
