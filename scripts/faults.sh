@@ -9,7 +9,7 @@ scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 log="$ROOT/.stack/faults.log"
 set +e
-cargo test --test it -- --include-ignored --test-threads=1 --nocapture faults:: kill_9 outage restart 2>&1 | tee "$log"
+cargo test --test it -- --include-ignored --test-threads=1 --nocapture faults:: kill_9 outage restart delivery:: 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # The decode path under libFuzzer for FUZZ_SECONDS (cargo-fuzz needs a nightly
@@ -27,7 +27,7 @@ if [ "${FUZZ_SECONDS:-300}" -gt 0 ]; then
   if CARGO_TARGET_DIR="$HOME/.cache/rtds/fuzz-target" cargo +nightly fuzz run --sanitizer none --fuzz-dir fuzz decode "$corpus" -- -max_total_time="${FUZZ_SECONDS:-300}" \
     -max_len=65536 >"$fuzz_log" 2>&1; then
     runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$fuzz_log" | tail -n 1)
-    printf 'FAULT {"scenario": "cargo-fuzz decode for %ss, no crash", "records": %s, "lost": 0, "duplicated": 0, "recovery_s": null}\n' \
+    printf 'FAULT {"scenario": "cargo-fuzz decode for %ss, no crash", "records": %s, "lost": null, "duplicated": null, "recovery_s": null}\n' \
       "${FUZZ_SECONDS:-300}" "${runs:-0}" >>"$log"
   else
     tail -n 30 "$fuzz_log"
@@ -39,9 +39,11 @@ fi
 printf '\n| scenario | records | lost | duplicated | recovery s |\n|---|---:|---:|---:|---:|\n'
 grep -o 'FAULT {.*}' "$log" | sed 's/^FAULT //' | python3 -c '
 import json, sys
+def shown(v):
+    return "not measured" if v is None else v
 for line in sys.stdin:
     f = json.loads(line)
     rec = "" if f["recovery_s"] is None else f["recovery_s"]
-    print("| {} | {:,} | {} | {} | {} |".format(f["scenario"], f["records"], f["lost"], f["duplicated"], rec))
+    print("| {} | {:,} | {} | {} | {} |".format(f["scenario"], f["records"], shown(f["lost"]), shown(f["duplicated"]), rec))
 '
 exit "$rc"

@@ -140,7 +140,13 @@ pub struct Source {
     targets: Option<HashMap<i32, i64>>,
     /// Bounded mode: partitions that reached their target.
     done: HashMap<i32, bool>,
+    /// When the group's committed offsets were last read (`done_by_the_group`).
+    group_checked: Option<Instant>,
 }
+
+/// How often an idle bounded run asks for its group's committed offsets, and how long it waits.
+const GROUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+const GROUP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Source {
     /// Open `topic` for reading as `reading` says, prefetching as the stage's profile says.
@@ -193,7 +199,8 @@ impl Source {
             _ => consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?,
         }
         let done = targets.iter().flatten().map(|(p, hi)| (*p, *hi == 0)).collect();
-        Ok(Self { consumer: Arc::new(consumer), profile: *profile, topic: topic.to_owned(), group, targets, done })
+        let consumer = Arc::new(consumer);
+        Ok(Self { consumer, profile: *profile, topic: topic.to_owned(), group, targets, done, group_checked: None })
     }
 
     /// The consumer group's metadata, for a transaction to commit offsets
@@ -204,8 +211,20 @@ impl Source {
 
     /// A bounded run in a group that a `--follow` service of the same stage is
     /// also in may hold only some partitions, or none: a partition whose
-    /// committed offset reached the target was done by another member.
-    fn done_by_the_group(&mut self) -> Result<()> {
+    /// committed offset reached the target was done by another member. Asked
+    /// when the input is idle, at most every `GROUP_CHECK_EVERY`; an answer
+    /// that does not come (the group is rebalancing) is asked again later.
+    fn done_by_the_group(&mut self) {
+        if self.group_checked.is_some_and(|t| t.elapsed() < GROUP_CHECK_EVERY) {
+            return;
+        }
+        self.group_checked = Some(Instant::now());
+        if let Err(e) = self.read_group_progress() {
+            tracing::debug!("{e:#}");
+        }
+    }
+
+    fn read_group_progress(&mut self) -> Result<()> {
         let (Some(targets), Some(group)) = (&self.targets, &self.group) else { return Ok(()) };
         let mut open = TopicPartitionList::new();
         for (p, _) in self.done.iter().filter(|(_, d)| !**d) {
@@ -214,7 +233,7 @@ impl Source {
         if open.count() == 0 {
             return Ok(());
         }
-        let committed = tokio::task::block_in_place(|| self.consumer.committed_offsets(open, METADATA_TIMEOUT))
+        let committed = tokio::task::block_in_place(|| self.consumer.committed_offsets(open, GROUP_CHECK_TIMEOUT))
             .with_context(|| format!("reading the committed offsets of group {group}"))?;
         for e in committed.elements() {
             if let (Offset::Offset(at), Some(target)) = (e.offset(), targets.get(&e.partition()))
@@ -266,7 +285,7 @@ impl Source {
                 // Nothing for a while: an empty batch, so the caller can commit
                 // what was acknowledged meanwhile.
                 Err(_) => {
-                    self.done_by_the_group()?;
+                    self.done_by_the_group();
                     break;
                 }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {

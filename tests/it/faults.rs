@@ -1,7 +1,10 @@
 //! Fault injection. Every scenario ends with a reconciliation: at each stage
 //! `in = out + dlq (+ filtered)`, and every id exactly once in Cassandra and
-//! PostgreSQL. Each prints one `FAULT {json}` line (records, lost, duplicated,
-//! recovery seconds) that `make faults` gathers into a table.
+//! PostgreSQL. Each prints one `FAULT {json}` line that `make faults` gathers
+//! into a table: records, lost (ids expected minus ids found, counted in each
+//! store or topic), duplicated (ids found more than once where a duplicate can
+//! show: a topic, Parquet files; `null`, "not measured", where it cannot, as in
+//! a table keyed by id), recovery seconds.
 //!
 //! Scenarios that stop a shared service (the Kafka broker, Cassandra) are
 //! `#[ignore]`d, so `make test` (tests in parallel) never sees the outage:
@@ -20,7 +23,13 @@ use crate::load::{Target, ok, survives_outage};
 const RUN: Duration = Duration::from_secs(300);
 
 /// The scenario's figures, for `make faults` (scripts/faults.sh) to collect.
-fn report(scenario: &str, records: usize, lost: usize, duplicated: usize, recovery: Option<Duration>) {
+pub(crate) fn report(
+    scenario: &str,
+    records: usize,
+    lost: Option<usize>,
+    duplicated: Option<usize>,
+    recovery: Option<Duration>,
+) {
     let recovery_s = recovery.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0);
     let line = json!({"scenario": scenario, "records": records, "lost": lost, "duplicated": duplicated, "recovery_s": recovery_s});
     eprintln!("FAULT {line}");
@@ -33,6 +42,15 @@ fn reconciled(out: &std::process::Output) -> Value {
     let n = |k: &str| s[k].as_u64().unwrap_or(0);
     assert_eq!(n("in"), n("out") + n("dlq") + n("filtered"), "in != out + dlq + filtered: {s}");
     s
+}
+
+/// A summary as the line it was printed as.
+fn stdout_line(s: &Value) -> String {
+    s.to_string()
+}
+
+fn out_rows(s: &Value) -> u64 {
+    s["out"].as_u64().unwrap_or_else(|| panic!("no out in {s}"))
 }
 
 /// The keys of every record in `topic`.
@@ -90,7 +108,8 @@ fn kill_9_of_ingest_then_rerun_leaves_every_id_once_in_the_stores() {
     let distinct: HashSet<String> = keys(&raw).into_iter().collect();
     assert_eq!(distinct.len(), N);
     let (pg, cql) = through_the_stores(&raw, "it_fault_ingest");
-    report("kill -9 ingest, rerun same seed", N, N - pg.min(cql), 0, Some(recovery));
+    // The stores key rows by id: a duplicate cannot show there, so it is not measured.
+    report("kill -9 ingest, rerun same seed", N, Some(N - pg.min(cql)), None, Some(recovery));
     assert_eq!((pg, cql), (N, N), "ids in PostgreSQL, Cassandra ({partial} records before the kill)");
 }
 
@@ -184,7 +203,7 @@ fn ten_thousand_adversarial_records_reconcile_through_every_stage() {
         RUN,
     ));
     assert_eq!(t["in"].as_u64(), Some(10_000), "{t}");
-    let out = t["out"].as_u64().unwrap() as usize;
+    let out = out_rows(&t) as usize;
     assert!(out >= 2000, "the 2000 generated users come through: {t}");
     assert_eq!(topic_len(&dlq) as usize, 10_000 - out, "every other record is in the DLQ");
     let reasons = consume(&dlq, 10_000 - out, RUN);
@@ -192,11 +211,21 @@ fn ten_thousand_adversarial_records_reconcile_through_every_stage() {
 
     // The rows that made it, into every store: whatever a store refuses goes to the DLQ.
     let target = Target::new("it_fault_adv");
+    let mut summaries = vec![stdout_line(&t)];
     for sink in ["postgres", "cassandra", "parquet"] {
-        let s = reconciled(&run(target.load(sink, &created, &unique("g")).args(["--dlq-topic", &dlq]), RUN));
-        assert_eq!(s["in"].as_u64(), Some(out as u64), "{sink}: {s}");
+        let out = run(target.load(sink, &created, &unique("g")).args(["--dlq-topic", &dlq]), RUN);
+        let s = reconciled(&out);
+        assert_eq!(s["in"].as_u64(), Some(out_rows(&t)), "{sink}: {s}");
+        summaries.push(stdout_line(&s));
     }
-    report("10,000 adversarial records", 10_000, 0, 0, None);
+    // rtds reconcile reads each store back by id: lost = ids expected minus ids found.
+    let rec = run(rtds().arg("reconcile").args(&summaries), RUN);
+    let figures = summary(&rec);
+    let stores = figures["stores"].as_object().unwrap_or_else(|| panic!("{figures}"));
+    let lost = stores.values().map(|s| s["missing"].as_u64().unwrap()).max().unwrap() as usize;
+    let duplicated = stores["load_parquet"]["duplicated"].as_u64().unwrap() as usize;
+    report("10,000 adversarial records", 10_000, Some(lost), Some(duplicated), None);
+    assert!(rec.status.success(), "reconcile: {}", stderr(&rec));
 }
 
 #[test]
@@ -281,7 +310,7 @@ fn through_a_broker_restart(
 fn every_id_in(topic: &str, n: usize, scenario: &str, recovery: Duration) {
     let ids = keys(topic);
     let distinct: HashSet<&String> = ids.iter().collect();
-    report(scenario, n, n - distinct.len(), ids.len() - distinct.len(), Some(recovery));
+    report(scenario, n, Some(n - distinct.len()), Some(ids.len() - distinct.len()), Some(recovery));
     assert_eq!(distinct.len(), n, "every id reached {topic}");
 }
 
@@ -320,8 +349,8 @@ fn kafka_broker_restart_during_transform_loses_nothing() {
     report(
         "Kafka broker down 10 s during transform",
         N,
-        N - distinct.len(),
-        ids.len() - distinct.len(),
+        Some(N - distinct.len()),
+        Some(ids.len() - distinct.len()),
         Some(recovery),
     );
     assert_eq!(distinct.len(), N, "every user reached users_created");
@@ -332,13 +361,13 @@ fn kafka_broker_restart_during_transform_loses_nothing() {
 #[test]
 #[ignore = "stops Cassandra for 30 s: run by `make faults`"]
 fn cassandra_down_30s_during_follow_loses_nothing() {
-    let (rows, recovery) = survives_outage("cassandra", "cassandra", Duration::from_secs(30));
-    report("Cassandra down 30 s during load --follow", rows, 0, 0, Some(recovery));
+    let (rows, found, recovery) = survives_outage("cassandra", "cassandra", Duration::from_secs(30));
+    report("Cassandra down 30 s during load --follow", rows, Some(rows - found), None, Some(recovery));
 }
 
 #[test]
 #[ignore = "restarts PostgreSQL: run by `make faults`"]
 fn postgres_restart_during_load_loses_nothing() {
-    let (rows, recovery) = survives_outage("postgres", "postgres", Duration::from_secs(5));
-    report("PostgreSQL restarted during load --follow", rows, 0, 0, Some(recovery));
+    let (rows, found, recovery) = survives_outage("postgres", "postgres", Duration::from_secs(5));
+    report("PostgreSQL restarted during load --follow", rows, Some(rows - found), None, Some(recovery));
 }

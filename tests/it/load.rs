@@ -246,8 +246,9 @@ fn as_refs(part: &[Owned]) -> Vec<Record<'_>> {
 }
 
 /// A `--follow` load keeps going through an outage of its store. Returns the
-/// rows and how long after the store came back every row was there.
-pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> (usize, Duration) {
+/// rows sent, the ids found in the store, and how long after the store came
+/// back every row was there.
+pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> (usize, usize, Duration) {
     require_kafka();
     let _stores = stores_exclusive();
     let (source, want) = clean_rows(&format!("it_out_{sink}"), 3000, "71");
@@ -279,8 +280,10 @@ pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> 
     let out = wait_child(child, Duration::from_secs(60));
     let s = ok(&out);
     assert_eq!(s["out"].as_u64(), Some(3000), "{s}");
-    assert_eq!(complete(), want);
-    (want.len(), recovery)
+    let found = complete();
+    let found_ids = want.keys().filter(|id| found.contains_key(*id)).count();
+    assert_eq!(found, want);
+    (want.len(), found_ids, recovery)
 }
 
 #[test]

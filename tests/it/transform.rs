@@ -275,6 +275,14 @@ fn exactly_once_survives_kill_9_without_duplicates() {
     let msgs = consume(&t.output, 30_000, RUN);
     let out_ids: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
     let unique: HashSet<String> = out_ids.iter().cloned().collect();
+    let lost = ids.iter().filter(|id| !unique.contains(*id)).count();
+    crate::faults::report(
+        "kill -9 transform --exactly-once, rerun",
+        ids.len(),
+        Some(lost),
+        Some(out_ids.len() - unique.len()),
+        None,
+    );
     assert_eq!(out_ids.len(), unique.len(), "duplicates in users_created");
     assert_eq!(unique, ids);
 }
