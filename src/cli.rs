@@ -10,6 +10,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::names;
 
+/// The settings read only from the environment or a file (secrets, and what
+/// names them), for the --help of every subcommand that reads them.
+macro_rules! store_env_only {
+    () => {
+        "\nRead only from the environment (secrets never go on the command line):\n  \
+         RTDS_POSTGRES_URL          PostgreSQL URL, with its password (or RTDS_POSTGRES_URL_FILE: a file holding it)\n  \
+         RTDS_POSTGRES_CA_FILE      CA certificate(s) to verify PostgreSQL's TLS certificate\n  \
+         RTDS_CASSANDRA_USER        Cassandra user\n  \
+         RTDS_CASSANDRA_PASSWORD    Cassandra password (or RTDS_CASSANDRA_PASSWORD_FILE: a file holding it)\n  \
+         RTDS_CASSANDRA_CA_FILE     CA certificate(s) to verify Cassandra's TLS certificate\n"
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rtds",
@@ -71,22 +84,26 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         rtds transform                       # drain users_raw up to its end, then exit\n  \
         rtds transform --follow              # run until SIGTERM\n  \
-        rtds transform --sql my_rules.sql    # replace the built-in SQL (input table: users_raw)")]
+        rtds transform --sql my_rules.sql    # replace the built-in SQL (input table: users_raw)\n\n\
+        Read only from the environment:\n  \
+        RTDS_TRANSACTIONAL_ID      the Kafka transactional id of --exactly-once (default rtds-transform-<group>-<input topic>):\n                             \
+        give each replica its own\n")]
     Transform(TransformArgs),
     /// Consume clean rows and upsert them into Cassandra, PostgreSQL or Parquet files.
-    #[command(after_help = "Examples:\n  \
+    #[command(after_help = concat!("Examples:\n  \
         rtds load --sink cassandra\n  \
         RTDS_POSTGRES_URL=postgres://... rtds load --sink postgres\n  \
-        rtds load --sink parquet --out ./data --follow")]
+        rtds load --sink parquet --out ./data --follow\n", store_env_only!()))]
     Load(LoadArgs),
     /// Connect to Kafka, Cassandra and PostgreSQL as configured and report each one's state and version.
+    #[command(after_help = store_env_only!())]
     Check(CheckArgs),
     /// Prove one run's chain from its stages' JSON summaries: every record ingest produced was
     /// transformed, every row reached each store (read back by id), every dead letter is in the DLQ.
-    #[command(after_help = "Examples:\n  \
+    #[command(after_help = concat!("Examples:\n  \
         rtds reconcile \"$(rtds ingest ...)\" \"$(rtds transform ...)\" \"$(rtds load --sink postgres ...)\"\n  \
         cat summaries.jsonl | rtds reconcile\n\
-        Exit 1 names what is missing (the first 20 ids or offset ranges, and the count).")]
+        Exit 1 names what is missing (the first 20 ids or offset ranges, and the count).\n", store_env_only!()))]
     Reconcile(ReconcileArgs),
 }
 
@@ -345,6 +362,30 @@ mod tests {
     fn bad_count_is_a_usage_error() {
         let err = Cli::try_parse_from(["rtds", "ingest", "--count", "-1"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn help_lists_the_settings_read_only_from_the_environment() {
+        let help = |sub: &str| {
+            let mut cmd = Cli::command();
+            cmd.build();
+            cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string()
+        };
+        for sub in ["load", "check", "reconcile"] {
+            let text = help(sub);
+            for var in [
+                "RTDS_POSTGRES_URL ",
+                "RTDS_POSTGRES_URL_FILE",
+                "RTDS_POSTGRES_CA_FILE",
+                "RTDS_CASSANDRA_USER",
+                "RTDS_CASSANDRA_PASSWORD ",
+                "RTDS_CASSANDRA_PASSWORD_FILE",
+                "RTDS_CASSANDRA_CA_FILE",
+            ] {
+                assert!(text.contains(var), "rtds {sub} --help lacks {var}");
+            }
+        }
+        assert!(help("transform").contains("RTDS_TRANSACTIONAL_ID"));
     }
 
     #[test]

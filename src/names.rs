@@ -18,20 +18,175 @@ pub fn parse_topic(s: &str) -> Result<String, String> {
     }
 }
 
-/// CQL/SQL identifier for keyspaces and tables: a letter, then letters, digits or
-/// underscores, at most 48 characters (Cassandra's limit). Never quoted, so no
-/// quoting tricks can reach a statement.
+/// CQL/SQL identifier for keyspaces, schemas and tables: a lower-case letter,
+/// then lower-case letters, digits or underscores, at most 48 characters
+/// (Cassandra's limit), and not a reserved word of CQL or PostgreSQL. Never
+/// quoted, so no quoting tricks can reach a statement; lower case because both
+/// fold an unquoted name to it (`MyKs` would be created as `myks`, then not
+/// found by its own name).
 pub fn parse_identifier(s: &str) -> Result<String, String> {
     let mut bytes = s.bytes();
     let ok = s.len() <= 48
         && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("invalid name {s:?}: use a letter then up to 47 letters, digits or '_'"))
+    if !ok {
+        return Err(format!("invalid name {s:?}: use a letter then up to 47 letters, digits or '_'"));
     }
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "invalid name {s:?}: use lower case ({:?}); CQL and PostgreSQL fold unquoted names to it",
+            s.to_ascii_lowercase()
+        ));
+    }
+    if RESERVED.contains(&s) {
+        return Err(format!("invalid name {s:?}: a reserved word of CQL or PostgreSQL"));
+    }
+    Ok(s.to_owned())
 }
+
+/// Reserved words of CQL (Cassandra 5) and PostgreSQL 15 (those not allowed
+/// as a table or schema name), lower case.
+const RESERVED: &[&str] = &[
+    "add",
+    "all",
+    "allow",
+    "alter",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "apply",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "authorize",
+    "batch",
+    "begin",
+    "binary",
+    "both",
+    "by",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "columnfamily",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "delete",
+    "desc",
+    "describe",
+    "distinct",
+    "do",
+    "drop",
+    "else",
+    "end",
+    "entries",
+    "except",
+    "execute",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "if",
+    "ilike",
+    "in",
+    "index",
+    "infinity",
+    "initially",
+    "inner",
+    "insert",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "keyspace",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "materialized",
+    "mbean",
+    "mbeans",
+    "modify",
+    "nan",
+    "natural",
+    "norecursive",
+    "not",
+    "notnull",
+    "null",
+    "of",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "rename",
+    "replace",
+    "returning",
+    "revoke",
+    "right",
+    "schema",
+    "select",
+    "session_user",
+    "set",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "token",
+    "trailing",
+    "true",
+    "truncate",
+    "union",
+    "unique",
+    "unlogged",
+    "unset",
+    "update",
+    "use",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "view",
+    "when",
+    "where",
+    "window",
+    "with",
+];
 
 /// Comma-separated `host:port` list.
 pub fn parse_brokers(s: &str) -> Result<String, String> {
@@ -122,8 +277,12 @@ mod tests {
     #[test]
     fn identifiers() {
         assert!(parse_identifier("spark_streams").is_ok());
-        for bad in ["x; DROP", "1abc", "", "a-b", "\"q\"", &"k".repeat(49)] {
+        for bad in ["x; DROP", "1abc", "", "a-b", "\"q\"", &"k".repeat(49), "MyKs", "Created_users"] {
             assert!(parse_identifier(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_identifier("MyKs").unwrap_err().contains("use lower case (\"myks\")"));
+        for reserved in ["table", "select", "user", "keyspace", "order"] {
+            assert!(parse_identifier(reserved).unwrap_err().contains("reserved"), "{reserved}");
         }
     }
 

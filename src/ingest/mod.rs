@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::cli::{GlobalOpts, IngestArgs, Source};
 use crate::error::usage;
 use crate::kafka;
+use crate::metrics::StageMetrics;
 
 /// Records the generator writes between two checks of the bounds and signals.
 const GENERATE_CHUNK: u64 = 1000;
@@ -64,6 +65,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
     };
     kafka::ensure_topics(global, &[&args.topic], args.partitions, args.replication_factor).await?;
     let (producer, deliveries) = kafka::producer(global, args.compression, None)?;
+    let metrics = StageMetrics::new("ingest", global.metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(args.count, "ingest");
     let start = Instant::now();
@@ -72,28 +74,30 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
         ack: Default::default(),
         topic: &args.topic,
         source: source_name,
-        pacer: Pacer { rate: args.rate, start, sent: 0 },
+        pacer: Pacer { rate: args.rate, start, sent: 0, deadline: args.duration.map(|d| start + d) },
         bytes: 0,
     };
 
     let fed: Result<()> = async {
-        let deadline = args.duration.map(|d| start + d);
+        let mut delivered = 0;
         loop {
-            let remaining = args.count.map_or(u64::MAX, |c| c - out.pacer.sent);
-            if remaining == 0 || *shutdown.borrow() || deadline.is_some_and(|d| Instant::now() >= d) {
+            let remaining = args.count.map_or(u64::MAX, |c| c.saturating_sub(out.pacer.sent));
+            if remaining == 0 || *shutdown.borrow() || out.pacer.over() {
                 return Ok(());
             }
-            // With a rate, take about a tenth of a second's worth at a time, so
-            // bounds and signals are noticed promptly.
-            let per_step = args.rate.map_or(u64::MAX, |r| (r / 10.0).ceil() as u64).max(1);
+            let (t, sent) = (Instant::now(), out.pacer.sent);
             match &mut feed {
                 Feed::Generate { generator, next } => {
+                    // With a rate, about a tenth of a second's worth at a time,
+                    // so signals are noticed promptly.
+                    let per_step = args.rate.map_or(u64::MAX, |r| (r / 10.0).ceil() as u64).max(1);
                     let n = remaining.min(GENERATE_CHUNK).min(per_step);
-                    out.generated(generator, *next, n, &mut shutdown).await?;
-                    *next += n;
+                    *next += out.generated(generator, *next, n, &mut shutdown).await?;
                 }
                 Feed::Api(api) => {
-                    let n = remaining.min(u64::from(args.page_size)).min(per_step.max(1)) as u32;
+                    // One request for what the next second needs (the API serves up to 5,000).
+                    let per_second = args.rate.map_or(u64::MAX, |r| r.ceil() as u64).max(1);
+                    let n = remaining.min(u64::from(args.page_size)).min(per_second) as u32;
                     let users = tokio::select! {
                         users = api.fetch(n) => users?,
                         _ = shutdown.changed() => return Ok(()),
@@ -101,12 +105,27 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
                     if users.is_empty() {
                         anyhow::bail!("{} returned no users for results={n}", args.url);
                     }
-                    // A page the API sent is produced whole: nothing fetched is dropped.
-                    for u in &users {
-                        out.send(u.key.as_deref().map(str::as_bytes), u.json.get().as_bytes(), &mut shutdown).await?;
+                    if users.len() > n as usize {
+                        tracing::debug!(
+                            asked = n,
+                            got = users.len(),
+                            "the API sent more users than asked; the rest is not taken"
+                        );
+                    }
+                    // Never more than --count: a page larger than asked is cut there.
+                    for u in users.iter().take(n as usize) {
+                        if !out
+                            .send(u.key.as_deref().map(str::as_bytes), u.json.get().as_bytes(), &mut shutdown)
+                            .await?
+                        {
+                            break;
+                        }
                     }
                 }
             }
+            let now_delivered = deliveries.delivered();
+            metrics.batch(out.pacer.sent - sent, now_delivered - delivered, 0, t.elapsed());
+            delivered = now_delivered;
             bar.set_position(out.pacer.sent);
         }
     }
@@ -159,8 +178,12 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    async fn send(&mut self, key: Option<&[u8]>, payload: &[u8], shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        self.pacer.wait(shutdown).await;
+    /// Send one record when its time comes; false (and nothing sent) once the
+    /// run's `--duration` is over.
+    async fn send(&mut self, key: Option<&[u8]>, payload: &[u8], shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
+        if !self.pacer.wait(shutdown).await {
+            return Ok(false);
+        }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let headers = kafka::headers(&[("rtds-source", self.source.as_bytes()), ("rtds-ingested-at", now.as_bytes())]);
         let mut record = BaseRecord::to(self.topic).payload(payload).headers(headers);
@@ -169,24 +192,26 @@ impl Output<'_> {
         }
         kafka::send(self.producer, &self.ack, record).await?;
         self.bytes += payload.len() as u64;
-        Ok(())
+        Ok(true)
     }
 
-    /// Generate and send records `first .. first + n`.
+    /// Generate and send records `first .. first + n`; how many were sent.
     async fn generated(
         &mut self,
         generator: &generate::Generator,
         first: u64,
         n: u64,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut buf = Vec::with_capacity(1400);
         for i in first..first + n {
             buf.clear();
             let key = generator.write_record(i, &mut buf);
-            self.send(Some(&key), &buf, shutdown).await?;
+            if !self.send(Some(&key), &buf, shutdown).await? {
+                return Ok(i - first);
+            }
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -196,17 +221,37 @@ impl Output<'_> {
 /// threads. The rate over any second is unchanged.
 const PACE_SLACK: Duration = Duration::from_millis(5);
 
-/// Holds the send rate to `--rate` records per second, if set.
+/// Holds the send rate to `--rate` records per second, if set, and ends the
+/// run at `--duration`: at a rate, exactly rate × duration records.
 struct Pacer {
     rate: Option<f64>,
     start: Instant,
     sent: u64,
+    deadline: Option<Instant>,
 }
 
 impl Pacer {
-    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) {
-        if let Some(rate) = self.rate {
-            let due = self.start + Duration::from_secs_f64(self.sent as f64 / rate);
+    /// When the next record is due (now, without a rate).
+    fn due(&self) -> Instant {
+        match self.rate {
+            Some(rate) => self.start + Duration::from_secs_f64(self.sent as f64 / rate),
+            None => Instant::now(),
+        }
+    }
+
+    /// The run's time is up: the next record would be due at or after the deadline.
+    fn over(&self) -> bool {
+        self.deadline.is_some_and(|d| self.due() >= d)
+    }
+
+    /// Wait until the next record is due and count it; false if it would be
+    /// due after the deadline (it is not sent).
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        if self.over() {
+            return false;
+        }
+        if self.rate.is_some() {
+            let due = self.due();
             if due > Instant::now() + PACE_SLACK {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
@@ -217,5 +262,6 @@ impl Pacer {
             }
         }
         self.sent += 1;
+        true
     }
 }

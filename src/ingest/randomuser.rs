@@ -135,10 +135,15 @@ fn request_error(e: &reqwest::Error) -> Attempt {
     }
 }
 
-/// `Retry-After` in seconds (the form rate limiters send).
+/// `Retry-After` (RFC 9110): seconds, or an HTTP date (the wait until then;
+/// none if it has passed).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
 }
 
 /// Full-jitter exponential backoff: uniform in [0, base * 2^attempt], at least 1 ms.
@@ -195,6 +200,22 @@ mod tests {
         assert!(parse_page(b"{\"results\":[{").unwrap_err().contains("not valid JSON"));
         assert!(parse_page(b"{\"results\":{}}").unwrap_err().contains("no `results` array"));
         assert!(parse_page(b"{\"error\":\"busy\"}").unwrap_err().contains("no `results` array"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let wait = with(&soon).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None, "a date in the past: no wait");
+        assert_eq!(with("soon"), None);
     }
 
     #[test]

@@ -67,3 +67,20 @@ fn help_lists_the_stages() {
         assert!(stdout(&out).contains(stage), "{stage} missing from --help");
     }
 }
+
+#[test]
+fn a_stage_that_logs_more_than_a_pipe_holds_still_finishes() {
+    require_kafka();
+    let topic = unique("it_cli_chatty");
+    // librdkafka's debug log through tracing: far more than a 64 KiB pipe.
+    let out = run(
+        rtds()
+            .args(["ingest", "--source", "generate", "--count", "2000", "--topic", &topic])
+            .env("RTDS_KAFKA_OPTIONS", "debug=all")
+            .env("RTDS_LOG", "debug"),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.len() > 1 << 16, "only {} bytes of logs", out.stderr.len());
+    assert_eq!(summary(&out)["out"], 2000);
+}

@@ -88,20 +88,28 @@ pub fn rtds() -> Command {
 
 /// Run and capture, with a deadline so a hang fails the test instead of the suite.
 pub fn run(cmd: &mut Command, deadline: Duration) -> Output {
-    use std::process::Stdio;
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait rtds").is_some() {
-            return child.wait_with_output().expect("collect rtds output");
+    wait_child(spawn(cmd), deadline)
+}
+
+/// Threads reading a child's stdout and stderr from its start, by pid: a
+/// stage that writes more than a pipe holds never blocks on it.
+type Drains = (std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>);
+static DRAINS: std::sync::Mutex<Option<std::collections::HashMap<u32, Drains>>> = std::sync::Mutex::new(None);
+
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
         }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("rtds did not finish within {deadline:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        buf
+    })
+}
+
+/// What a child wrote, once it has exited (its pipes closed).
+fn collected(child: &std::process::Child) -> (Vec<u8>, Vec<u8>) {
+    let drains = DRAINS.lock().unwrap_or_else(|e| e.into_inner()).as_mut().and_then(|d| d.remove(&child.id()));
+    drains.map_or_else(Default::default, |(o, e)| (o.join().unwrap_or_default(), e.join().unwrap_or_default()))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -253,10 +261,14 @@ pub fn produce(topic: &str, records: &[Record<'_>]) {
     });
 }
 
-/// Start `rtds` in the background (stdout/stderr captured) for tests that kill it.
+/// Start `rtds` in the background, its stdout and stderr read as it goes
+/// (`wait_child` hands them over).
 pub fn spawn(cmd: &mut Command) -> std::process::Child {
     use std::process::Stdio;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds")
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rtds");
+    let drains = (drain(child.stdout.take()), drain(child.stderr.take()));
+    DRAINS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(child.id(), drains);
+    child
 }
 
 /// Tests that use a store hold this shared; a test that stops a store holds it
@@ -284,16 +296,20 @@ pub fn terminate(child: &std::process::Child) {
     assert!(status.success());
 }
 
-/// Wait for a child with a deadline; kill it and panic if it does not exit.
+/// Wait for a child with a deadline, and what it wrote; kill it and panic if it does not exit.
 pub fn wait_child(mut child: std::process::Child, deadline: Duration) -> Output {
     let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait rtds") {
+            let (stdout, stderr) = collected(&child);
+            return Output { status, stdout, stderr };
+        }
         if start.elapsed() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("rtds did not exit within {deadline:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let _ = child.wait();
+            let (_, stderr) = collected(&child);
+            panic!("rtds did not finish within {deadline:?}\nstderr: {}", String::from_utf8_lossy(&stderr));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
 }

@@ -243,7 +243,7 @@ fn kill_mid_run_then_finish(t: &Topics, extra: &[&str]) {
         (topic_len(&t.output) >= 2000).then_some(false)
     });
     if exited {
-        panic!("transform exited before the kill: {}", stderr(&child.wait_with_output().unwrap()));
+        panic!("transform exited before the kill: {}", stderr(&wait_child(child, RUN)));
     }
     child.kill().expect("kill -9");
     child.wait().unwrap();
