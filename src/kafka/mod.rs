@@ -1,5 +1,5 @@
 //! Kafka for every stage: client configuration (brokers, user settings, secrets
-//! from files), the producer settings of DESIGN.md, topic creation and the
+//! from files), the producer settings of docs/ARCHITECTURE.md, topic creation and the
 //! cluster probe of `rtds check`; producing (`produce`) and consuming with
 //! commit-after-ack (`consume`) live in the submodules.
 

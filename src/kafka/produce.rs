@@ -16,7 +16,7 @@ use super::client_config;
 use crate::cli::{Compression, GlobalOpts};
 use crate::delivery::{BatchAck, Deliveries};
 
-/// Our producer defaults (DESIGN.md): idempotent, acks=all, keyed partitioning
+/// Our producer defaults (docs/ARCHITECTURE.md): idempotent, acks=all, keyed partitioning
 /// (murmur2, as the Java client), batched for throughput.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
@@ -59,7 +59,7 @@ impl ProducerContext for Counting {
 
 pub type Producer = ThreadedProducer<Counting>;
 
-/// A producer with DESIGN.md's delivery settings: idempotent, acks=all,
+/// A producer with our delivery settings (docs/ARCHITECTURE.md): idempotent, acks=all,
 /// compressed, keyed partitioning, batched for throughput. Its delivery reports
 /// are counted in the returned `Deliveries`. With a `transactional_id` the
 /// producer is transactional, its transactions initialised.
