@@ -290,7 +290,8 @@ pub struct CassandraOpts {
     #[arg(long, env = "RTDS_CONCURRENCY", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
-    /// Use TLS to Cassandra (CA from RTDS_CASSANDRA_CA_FILE if set).
+    /// Use TLS to Cassandra, verifying each node's certificate against RTDS_CASSANDRA_CA_FILE (else the
+    /// system's CAs) and the node's address.
     #[arg(long, env = "RTDS_CASSANDRA_TLS")]
     pub cassandra_tls: bool,
     /// Connect timeout.
@@ -305,7 +306,8 @@ pub struct PostgresOpts {
     /// PostgreSQL schema of the table (created if absent).
     #[arg(long, env = "RTDS_PG_SCHEMA", default_value = "public", value_parser = names::parse_identifier)]
     pub pg_schema: String,
-    /// Require TLS to PostgreSQL (CA from RTDS_POSTGRES_CA_FILE if set).
+    /// Require TLS to PostgreSQL (a server without it is refused), verifying its certificate against
+    /// RTDS_POSTGRES_CA_FILE (else the system's CAs) and the host name connected to.
     #[arg(long, env = "RTDS_POSTGRES_TLS")]
     pub postgres_tls: bool,
     /// Connections a batch is spread over (by id), each upserting its share in its own transaction.

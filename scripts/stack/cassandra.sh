@@ -39,7 +39,10 @@ cassandra_up() {
     die "cassandra: port $CASSANDRA_PORT or 7000 is taken by another process (not started by this stack)"
   fi
   mkdir -p "$CASSANDRA_DIR/conf" "$CASSANDRA_DIR/logs"
-  sed "s|@DIR@|$CASSANDRA_DIR|g" "$CASSANDRA_SRC/cassandra.yaml.in" >"$CASSANDRA_DIR/conf/cassandra.yaml"
+  tls_certs
+  sed -e "s|@DIR@|$CASSANDRA_DIR|g" -e "s|@TLS_DIR@|$TLS_DIR|g" -e "s|@TLS_PASSWORD@|$(cat "$TLS_DIR/server.p12.password")|g" \
+    "$CASSANDRA_SRC/cassandra.yaml.in" >"$CASSANDRA_DIR/conf/cassandra.yaml"
+  chmod 600 "$CASSANDRA_DIR/conf/cassandra.yaml"
   if ! is_running cassandra; then
     jamm=$(tr ':' '\n' <"$CASSANDRA_CP_FILE" | grep '/jamm-' | head -n 1)
     mapfile -t opts < <(grep -v '^\s*#' "$CASSANDRA_SRC/jvm17.options" | grep -v '^\s*$')

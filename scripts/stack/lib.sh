@@ -95,3 +95,32 @@ maven_classpath() {
     die "maven could not resolve $pomdir/pom.xml (log: $log)"
   fi
 }
+
+# TLS for the stack's PostgreSQL and Cassandra (both also accept plaintext):
+# a CA of the stack's own, a server certificate for `localhost` and 127.0.0.1
+# (the scylla driver checks a node's certificate against the node's address),
+# a second, unrelated CA (a wrong CA for the tests), and the server key and
+# certificate as a PKCS12 keystore for Cassandra with a generated password.
+# Made once, under .stack/tls.
+TLS_DIR="$STACK_DIR/tls"
+tls_certs() {
+  [ -s "$TLS_DIR/server.p12" ] && return 0
+  command -v openssl >/dev/null || apt_ensure openssl
+  mkdir -p "$TLS_DIR"
+  (
+    umask 077
+    cd "$TLS_DIR"
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=rtds local $ca" \
+        -keyout "$ca.key" -out "$ca.crt" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.crt 2>/dev/null
+    head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >server.p12.password
+    openssl pkcs12 -export -inkey server.key -in server.crt -name server -passout "file:server.p12.password" \
+      -out server.p12.tmp && mv server.p12.tmp server.p12
+    chmod 644 ca.crt other-ca.crt server.crt
+  ) || die "creating the stack's TLS certificates in $TLS_DIR failed"
+}

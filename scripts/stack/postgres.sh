@@ -53,6 +53,24 @@ postgres_psql() {
 
 pg_answers() { postgres_psql -qAtc 'SELECT 1' 2>/dev/null | grep -qx 1; }
 
+# TLS on (clients may still connect without it): the stack's server
+# certificate, a copy the postgres user owns (it refuses a key others can read).
+pg_tls() {
+  tls_certs
+  mkdir -p "$PG_DIR/tls"
+  cp "$TLS_DIR/server.crt" "$TLS_DIR/server.key" "$PG_DIR/tls/"
+  chmod 600 "$PG_DIR/tls/server.key"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$PG_DIR/tls"
+  grep -q "rtds-tls.conf" "$PG_DATA/postgresql.conf" || echo "include_if_exists = 'rtds-tls.conf'" >>"$PG_DATA/postgresql.conf"
+  cat >"$PG_DATA/rtds-tls.conf" <<CONF
+ssl = on
+ssl_cert_file = '$PG_DIR/tls/server.crt'
+ssl_key_file = '$PG_DIR/tls/server.key'
+CONF
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PG_DATA/rtds-tls.conf"
+  return 0
+}
+
 pg_init() {
   [ -f "$PG_DATA/PG_VERSION" ] && return 0
   say "postgres: initialising a cluster in $PG_DATA"
@@ -72,6 +90,7 @@ unix_socket_directories = '$PG_DIR'
 max_connections = 100
 shared_buffers = 128MB
 logging_collector = off
+include_if_exists = 'rtds-tls.conf'
 CONF
   cat >"$PG_DATA/pg_hba.conf" <<CONF
 local all postgres peer
@@ -92,6 +111,7 @@ postgres_up() {
     die "postgres: port $PG_PORT is taken by another process (not started by this stack)"
   fi
   pg_init
+  pg_tls
   rm -f "$PG_DATA/postmaster.pid.stale"
   if ! is_running postgres; then
     : >"$PG_DIR/postgres.log"

@@ -223,6 +223,9 @@ pub async fn connect(opts: &CassandraOpts) -> Result<Session> {
     Ok(session)
 }
 
+/// TLS that verifies the server: its certificate against RTDS_CASSANDRA_CA_FILE
+/// (else the system's CAs); the driver checks each node's certificate against
+/// the address it connects to.
 fn tls_context() -> Result<openssl::ssl::SslContext> {
     use openssl::ssl::{SslContextBuilder, SslMethod, SslVerifyMode};
     let mut ctx = SslContextBuilder::new(SslMethod::tls()).context("creating a TLS context")?;

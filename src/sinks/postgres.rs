@@ -368,8 +368,15 @@ pub fn describe(cfg: &Config) -> String {
 }
 
 /// Connect, spawning the connection task; fails after the connect timeout.
+/// With `--postgres-tls` TLS is required (a server that does not offer it is
+/// refused, never answered in plaintext) and the server's certificate is
+/// verified against RTDS_POSTGRES_CA_FILE (else the system's CAs), and its
+/// name against the host connected to.
 pub async fn connect(opts: &PostgresOpts) -> Result<Client> {
-    let cfg = config()?;
+    let mut cfg = config()?;
+    if opts.postgres_tls {
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     let target = describe(&cfg);
     let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
         if opts.postgres_tls { open(&cfg, tls_connector()?).await } else { open(&cfg, tokio_postgres::NoTls).await }

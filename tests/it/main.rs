@@ -8,4 +8,5 @@ mod harness;
 mod ingest;
 mod load;
 mod services;
+mod tls;
 mod transform;

@@ -1,0 +1,119 @@
+//! TLS to the stores is required when asked for, and verified: the right CA
+//! works; a wrong CA, a wrong host name and a server without TLS each fail
+//! with a one-line error and exit 1. The local stack's PostgreSQL and
+//! Cassandra offer TLS (optional for clients) with certificates of its own CA
+//! (.stack/tls, made by scripts/stack/lib.sh).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::harness::*;
+
+const RUN: Duration = Duration::from_secs(90);
+
+fn tls_file(name: &str) -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path =
+        std::env::var_os("RTDS_STACK_DIR").map_or_else(|| root.join(".stack"), PathBuf::from).join("tls").join(name);
+    assert!(path.exists(), "{} is missing: {START_HINT}", path.display());
+    path
+}
+
+/// A load that only has to connect to its store: its input topic is new and empty.
+fn load(sink: &str) -> Command {
+    let mut cmd = rtds();
+    cmd.args(["load", "--sink", sink, "--input-topic", &unique("it_tls"), "--keyspace", &unique("it_tls")]).args([
+        "--pg-schema",
+        &unique("it_tls"),
+        "--connect-timeout",
+        "5s",
+    ]);
+    cmd
+}
+
+fn postgres_tls(url: &str, ca: &str) -> Output {
+    run(
+        load("postgres")
+            .env("RTDS_POSTGRES_URL", url)
+            .env("RTDS_POSTGRES_TLS", "true")
+            .env("RTDS_POSTGRES_CA_FILE", tls_file(ca)),
+        RUN,
+    )
+}
+
+fn fails_with(out: &Output, why: &str) {
+    assert_one_line_error(out, 1);
+    let err = stderr(out);
+    assert!(err.lines().last().unwrap().contains(why), "expected {why:?}: {err}");
+}
+
+/// Run SQL as PostgreSQL's superuser (over the stack's socket).
+fn pg_admin(sql: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = format!(
+        ". scripts/stack/lib.sh; . scripts/stack/postgres.sh; pg_psql_raw -c \"{sql}\" -c 'SELECT pg_reload_conf()'"
+    );
+    let status =
+        Command::new("bash").arg("-c").arg(format!("ROOT={root}; {script}")).current_dir(root).status().unwrap();
+    assert!(status.success(), "{sql}");
+}
+
+/// Puts PostgreSQL's TLS back on when dropped, even if the test fails.
+struct TlsOff;
+impl TlsOff {
+    fn new() -> Self {
+        pg_admin("ALTER SYSTEM SET ssl = off");
+        TlsOff
+    }
+}
+impl Drop for TlsOff {
+    fn drop(&mut self) {
+        pg_admin("ALTER SYSTEM RESET ssl");
+    }
+}
+
+#[test]
+fn postgres_tls_is_required_and_verified() {
+    require_kafka();
+    require_postgres();
+    // Other tests keep connecting without TLS meanwhile; none asks for it.
+    let _stores = stores_exclusive();
+    let url = postgres_url();
+    let by_name = url.replacen("@127.0.0.1:", "@localhost:", 1);
+    let ok = postgres_tls(&by_name, "ca.crt");
+    assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
+    fails_with(&postgres_tls(&by_name, "other-ca.crt"), "certificate verify failed");
+    // The certificate is for localhost and 127.0.0.1: connect to 127.0.0.1 under another name.
+    let wrong_host = format!("{}?hostaddr=127.0.0.1", url.replacen("@127.0.0.1:", "@wronghost.invalid:", 1));
+    fails_with(&postgres_tls(&wrong_host, "ca.crt"), "hostname mismatch");
+    let off = TlsOff::new();
+    fails_with(&postgres_tls(&by_name, "ca.crt"), "server does not support TLS");
+    // Without --postgres-tls the same server is used in plaintext, as asked.
+    let plain = run(load("postgres").env("RTDS_POSTGRES_URL", &url), RUN);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    drop(off);
+}
+
+#[test]
+fn cassandra_tls_is_verified() {
+    require_kafka();
+    require_cassandra();
+    let _stores = stores_shared();
+    let tls = |nodes: &str, ca: &str| {
+        run(
+            load("cassandra")
+                .args(["--cassandra-nodes", nodes])
+                .env("RTDS_CASSANDRA_TLS", "true")
+                .env("RTDS_CASSANDRA_CA_FILE", tls_file(ca)),
+            RUN,
+        )
+    };
+    let node = cassandra_node();
+    let ok = tls(&node, "ca.crt");
+    assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
+    fails_with(&tls(&node, "other-ca.crt"), "certificate verify failed");
+    // Cassandra's internode port on the same server speaks no TLS to clients.
+    let plain_port = format!("{}:7000", node.rsplit_once(':').unwrap().0);
+    fails_with(&tls(&plain_port, "ca.crt"), "connecting to Cassandra at");
+}
