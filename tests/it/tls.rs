@@ -95,6 +95,32 @@ fn postgres_tls_is_required_and_verified() {
     drop(off);
 }
 
+/// A TCP relay on `ip` (a free port) to `target`, byte for byte, for the
+/// life of the test process: the TLS session is still the client's with the
+/// real server. Its address.
+fn relay(ip: &str, target: &str) -> String {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("binding a relay on {ip}: {e}"));
+    let addr = listener.local_addr().unwrap().to_string();
+    let target = target.to_owned();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else { continue };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c, mut s) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
 #[test]
 fn cassandra_tls_is_verified() {
     require_kafka();
@@ -113,6 +139,15 @@ fn cassandra_tls_is_verified() {
     let ok = tls(&node, "ca.crt");
     assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
     fails_with(&tls(&node, "other-ca.crt"), "certificate verify failed");
+    // The driver checks a node's certificate against the address it connects
+    // to. Reach the same Cassandra through a TCP relay on another loopback
+    // address, which its certificate does not name: refused. The same relay on
+    // 127.0.0.1, which it names, works (so the relay is not what fails).
+    let (host, port) = node.rsplit_once(':').unwrap();
+    let target = format!("{host}:{port}");
+    let named = tls(&relay("127.0.0.1", &target), "ca.crt");
+    assert!(named.status.success(), "through a relay on a named address: {}", stderr(&named));
+    fails_with(&tls(&relay("127.0.0.2", &target), "ca.crt"), "certificate verify failed");
     // Cassandra's internode port on the same server speaks no TLS to clients.
     let plain_port = format!("{}:7000", node.rsplit_once(':').unwrap().0);
     fails_with(&tls(&plain_port, "ca.crt"), "connecting to Cassandra at");
