@@ -141,12 +141,15 @@ drop_data 'bench_(rtds|rtds2|bare|bare2)'
 sync
 measure load_postgres "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp_$RUN" \
   --pg-schema "bench_rtds_$RUN"
+# The row contract's columns, in order, as rtds created them (not written out here).
+cols=$(postgres_psql -qAt -c "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+  WHERE table_schema = 'bench_rtds_$RUN' AND table_name = 'created_users' AND column_name <> 'loaded_at'")
 say "bench: exporting the rows to CSV for psql \\copy"
 kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic "created_$RUN" \
   --from-beginning --max-messages "$N" --timeout-ms 60000 2>/dev/null >"$WORK/rows.jsonl"
-python3 - "$WORK/rows.jsonl" "$WORK/rows.csv" <<'PY'
+python3 - "$WORK/rows.jsonl" "$WORK/rows.csv" "$cols" <<'PY'
 import csv, json, sys
-cols = ["id","first_name","last_name","gender","address","post_code","email","username","dob","registered_date","phone","picture"]
+cols = sys.argv[3].split(",")
 with open(sys.argv[2], "w", newline="") as f:
     w = csv.writer(f)
     for line in open(sys.argv[1]):
@@ -156,10 +159,10 @@ PY
 sync
 postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
 # psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c).
-copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c "\copy $1.created_users (id,first_name,last_name,gender,address,post_code,email,username,dob,registered_date,phone,picture) FROM '"'"'$2'"'"' CSV" && echo "{\"stage\":\"psql_copy\",\"in\":$3}"'
+copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c "\copy $1.created_users ($4) FROM '"'"'$2'"'"' CSV" && echo "{\"stage\":\"psql_copy\",\"in\":$3}"'
 postgres_psql -q -c "CREATE SCHEMA bench_copy2_$RUN; CREATE TABLE bench_copy2_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
-measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N"
-measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N"
+measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N" "$cols"
+measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N" "$cols"
 sync
 measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
   --pg-schema "bench_rtds2_$RUN"

@@ -11,24 +11,13 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rtds::load::row::COLUMNS;
+use rtds::row::{COLUMNS, Kind, names};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
+use scylla::value::CqlValue;
 
-type Row = (
-    uuid::Uuid,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// A row's values in the contract's column order.
+type Row = Vec<Option<CqlValue>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,11 +28,15 @@ async fn main() -> anyhow::Result<()> {
     session
         .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"), &[])
         .await?;
-    let cols: Vec<String> =
-        COLUMNS.iter().map(|c| if *c == "id" { "id uuid PRIMARY KEY".into() } else { format!("{c} text") }).collect();
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| if c.kind == Kind::Id { format!("{} uuid PRIMARY KEY", c.name) } else { format!("{} text", c.name) })
+        .collect();
     session.query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.created_users ({})", cols.join(", ")), &[]).await?;
+    let names: Vec<&str> = names().collect();
+    let marks = vec!["?"; names.len()];
     let mut insert = session
-        .prepare(format!("INSERT INTO {ks}.created_users ({}) VALUES ({})", COLUMNS.join(", "), ["?"; 12].join(", ")))
+        .prepare(format!("INSERT INTO {ks}.created_users ({}) VALUES ({})", names.join(", "), marks.join(", ")))
         .await?;
     insert.set_consistency(Consistency::LocalQuorum);
 
@@ -71,21 +64,15 @@ async fn main() -> anyhow::Result<()> {
                 Some(Err(e)) => anyhow::bail!("consume: {e}"),
                 Some(Ok(m)) => {
                     let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
-                    let t = |c: &str| v[c].as_str().map(str::to_owned);
-                    batch.push((
-                        uuid::Uuid::parse_str(v["id"].as_str().unwrap_or_default())?,
-                        t("first_name"),
-                        t("last_name"),
-                        t("gender"),
-                        t("address"),
-                        t("post_code"),
-                        t("email"),
-                        t("username"),
-                        t("dob"),
-                        t("registered_date"),
-                        t("phone"),
-                        t("picture"),
-                    ));
+                    let mut row = Row::with_capacity(COLUMNS.len());
+                    for c in &COLUMNS {
+                        let text = v[c.name].as_str();
+                        row.push(match c.kind {
+                            Kind::Id => Some(CqlValue::Uuid(uuid::Uuid::parse_str(text.unwrap_or_default())?)),
+                            _ => text.map(|s| CqlValue::Text(s.to_owned())),
+                        });
+                    }
+                    batch.push(row);
                 }
             }
             continue;

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod progress;
 pub mod reconcile;
+pub mod row;
 pub mod secrets;
 pub mod shutdown;
 pub mod sinks;

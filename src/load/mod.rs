@@ -5,7 +5,6 @@
 //! The store writes one batch while the next is consumed and parsed.
 
 pub mod latency;
-pub mod row;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +18,10 @@ use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
 use crate::delivery::{BatchAck, Counts};
 use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
+use crate::row::UserRow;
 use crate::sinks::{self, Rejected, Sink, WriteError};
 use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles};
-use row::UserRow;
 
 const STAGE: &str = "load";
 /// A store gains from larger writes (fewer commits). A store falling behind

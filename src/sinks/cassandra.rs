@@ -9,13 +9,14 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::serialize::value::SerializeValue;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{Rejected, WriteError};
 use crate::cli::CassandraOpts;
 use crate::error::{UsageError, usage};
-use crate::load::row::{COLUMNS, UserRow};
+use crate::row::{COLUMNS, Kind, UserRow, WIDTH, names};
 use crate::secrets;
 
 pub struct CassandraSink {
@@ -39,18 +40,15 @@ impl CassandraSink {
             .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
             .await
             .with_context(|| format!("creating keyspace {ks}"))?;
-        let columns: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| if *c == "id" { "id uuid PRIMARY KEY".to_owned() } else { format!("{c} text") })
-            .collect();
         session
-            .query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.{table} ({})", columns.join(", ")), &[])
+            .query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.{table} ({})", super::column_ddl(Kind::cql)), &[])
             .await
             .with_context(|| format!("creating table {ks}.{table}"))?;
         check_columns(&session, ks, table).await?;
-        let placeholders = vec!["?"; COLUMNS.len()].join(", ");
+        let placeholders = ["?"; WIDTH].join(", ");
+        let columns: Vec<&str> = names().collect();
         let mut insert = session
-            .prepare(format!("INSERT INTO {ks}.{table} ({}) VALUES ({placeholders})", COLUMNS.join(", ")))
+            .prepare(format!("INSERT INTO {ks}.{table} ({}) VALUES ({placeholders})", columns.join(", ")))
             .await
             .with_context(|| format!("preparing the INSERT into {ks}.{table}"))?;
         insert.set_consistency(consistency);
@@ -93,9 +91,13 @@ async fn upsert(
     i: usize,
     row: &UserRow,
 ) -> (usize, Result<(), ExecutionError>) {
-    let t = row.texts();
-    let values = (row.uuid(), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11]);
-    (i, session.execute_unpaged(insert, values).await.map(|_| ()))
+    let (id, texts) = (row.uuid(), row.texts());
+    // Each column as the contract says Cassandra holds it: the id a uuid, the rest text.
+    let values: [&(dyn SerializeValue + Sync); WIDTH] =
+        std::array::from_fn(
+            |i| if COLUMNS[i].kind == Kind::Id { &id as &(dyn SerializeValue + Sync) } else { &texts[i] },
+        );
+    (i, session.execute_unpaged(insert, &values[..]).await.map(|_| ()))
 }
 
 /// An error that is the row's fault, not the cluster's: the server found the
@@ -135,7 +137,7 @@ pub async fn present(session: &Session, table: &str, ids: &[uuid::Uuid]) -> Resu
     Ok(found)
 }
 
-/// An existing table must have every column we write, with the right type.
+/// An existing table must have every column of the row contract, with the right type.
 async fn check_columns(session: &Session, ks: &str, table: &str) -> Result<()> {
     let rows = session
         .query_unpaged(
@@ -148,17 +150,7 @@ async fn check_columns(session: &Session, ks: &str, table: &str) -> Result<()> {
         .with_context(|| format!("reading the columns of {ks}.{table}"))?;
     let have: std::collections::HashMap<String, String> =
         rows.rows::<(String, String)>().context("reading column names")?.collect::<Result<_, _>>()?;
-    for c in COLUMNS {
-        let want = if c == "id" { "uuid" } else { "text" };
-        match have.get(c) {
-            None => anyhow::bail!(
-                "table {ks}.{table} exists but has no column `{c}` ({want}); drop it or choose another --table"
-            ),
-            Some(t) if t != want => anyhow::bail!("column `{c}` of {ks}.{table} is {t}, expected {want}"),
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    super::check_columns(&format!("{ks}.{table}"), &have, Kind::cql, &[])
 }
 
 /// `SimpleStrategy:1` or `NetworkTopologyStrategy:dc1=3,dc2=2` as a CQL map.

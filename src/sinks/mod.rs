@@ -7,7 +7,7 @@ pub mod cassandra;
 pub mod parquet;
 pub mod postgres;
 
-use crate::load::row::UserRow;
+use crate::row::UserRow;
 
 /// Why a batch write failed: `Transient` is retried (store down, timeout),
 /// `Fatal` ends the run (a table that cannot take the rows).
@@ -17,6 +17,41 @@ pub enum WriteError {
     Transient(anyhow::Error),
     #[error("{0:#}")]
     Fatal(anyhow::Error),
+}
+
+/// An existing table must have every column of the row contract (and `extra`),
+/// each of the type `want` gives; `have` maps its column names to their types.
+pub fn check_columns(
+    table: &str,
+    have: &std::collections::HashMap<String, String>,
+    want: impl Fn(crate::row::Kind) -> &'static str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let wanted = crate::row::COLUMNS.iter().map(|c| (c.name, want(c.kind))).chain(extra.iter().copied());
+    for (c, want) in wanted {
+        match have.get(c) {
+            None => {
+                anyhow::bail!(
+                    "table {table} exists but has no column `{c}` ({want}); drop it or choose another --table"
+                )
+            }
+            Some(t) if t != want => anyhow::bail!("column `{c}` of {table} is {t}, expected {want}"),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The column definitions of a new table: each column with its type, the id the primary key.
+pub fn column_ddl(kind_type: impl Fn(crate::row::Kind) -> &'static str) -> String {
+    let defs: Vec<String> = crate::row::COLUMNS
+        .iter()
+        .map(|c| match c.kind {
+            crate::row::Kind::Id => format!("{} {} PRIMARY KEY", c.name, kind_type(c.kind)),
+            _ => format!("{} {}", c.name, kind_type(c.kind)),
+        })
+        .collect();
+    defs.join(", ")
 }
 
 /// Rows a store can never take, by index into the batch, with the reason.

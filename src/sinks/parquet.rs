@@ -15,7 +15,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{Rejected, WriteError};
-use crate::load::row::{COLUMNS, UserRow};
+use crate::row::{COLUMNS, Kind, UserRow, WIDTH};
 
 pub struct ParquetSink {
     pub dir: PathBuf,
@@ -30,7 +30,9 @@ impl ParquetSink {
         let probe = dir.join(format!(".rtds-write-test-{}", std::process::id()));
         File::create(&probe).with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
         let _ = std::fs::remove_file(&probe);
-        let fields: Vec<Field> = COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, *c != "id")).collect();
+        // Every column as text, as sent; the id never null.
+        let fields: Vec<Field> =
+            COLUMNS.iter().map(|c| Field::new(c.name, DataType::Utf8, c.kind != Kind::Id)).collect();
         Ok(Self { dir, schema: Arc::new(Schema::new(fields)) })
     }
 
@@ -46,9 +48,8 @@ impl ParquetSink {
     }
 
     fn batch(&self, rows: &[UserRow]) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = (0..COLUMNS.len())
-            .map(|c| Arc::new(rows.iter().map(|r| r.texts()[c]).collect::<StringArray>()) as ArrayRef)
-            .collect();
+        let columns: Vec<ArrayRef> =
+            (0..WIDTH).map(|c| Arc::new(rows.iter().map(|r| r.get(c)).collect::<StringArray>()) as ArrayRef).collect();
         RecordBatch::try_new(self.schema.clone(), columns).context("building the Parquet batch")
     }
 }
@@ -69,7 +70,7 @@ pub fn ids(dir: &Path) -> Result<Vec<String>> {
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", path.display()))?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), ["id"]);
+        let mask = ProjectionMask::columns(builder.parquet_schema(), [COLUMNS[0].name]);
         for batch in builder.with_projection(mask).build()? {
             let batch = batch.with_context(|| format!("reading {}", path.display()))?;
             let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("the id column is not text")?;

@@ -25,18 +25,21 @@ use tokio_postgres::{Client, Config, Socket};
 use super::{Rejected, WriteError};
 use crate::cli::PostgresOpts;
 use crate::error::usage;
-use crate::load::row::{COLUMNS, UserRow, last_per_id};
+use crate::row::{COLUMNS, Kind, UserRow, WIDTH, last_per_id, names};
 use crate::secrets;
 
-/// Columns held as timestamptz; the rest (but `id`) are text.
-const TIMESTAMPS: [&str; 2] = ["dob", "registered_date"];
-
-fn column_type(c: &str) -> Type {
-    match c {
-        "id" => Type::UUID,
-        c if TIMESTAMPS.contains(&c) => Type::TIMESTAMPTZ,
-        _ => Type::TEXT,
+/// How PostgreSQL holds a column of the row contract (for binary COPY).
+fn column_type(kind: Kind) -> Type {
+    match kind {
+        Kind::Id => Type::UUID,
+        Kind::Timestamp => Type::TIMESTAMPTZ,
+        Kind::Text => Type::TEXT,
     }
+}
+
+/// The contract's column names, comma-separated.
+fn column_list() -> String {
+    names().collect::<Vec<_>>().join(", ")
 }
 
 /// Batches upserted through the staging table, without trying a plain COPY
@@ -59,17 +62,9 @@ impl PostgresSink {
     pub async fn open(opts: &PostgresOpts, table: &str) -> Result<Self> {
         let client = connect(opts).await?;
         let schema = &opts.pg_schema;
-        let columns: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| match column_type(c) {
-                Type::UUID => format!("{c} uuid PRIMARY KEY"),
-                Type::TIMESTAMPTZ => format!("{c} timestamptz"),
-                _ => format!("{c} text"),
-            })
-            .collect();
         let ddl = format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
-            columns.join(", ")
+            super::column_ddl(Kind::postgres)
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
         check_columns(&client, schema, table).await?;
@@ -113,12 +108,13 @@ impl PostgresSink {
     }
 }
 
-/// A row with its place in the batch and its timestamps parsed.
+/// A row with its place in the batch and its timestamp columns parsed (the
+/// other slots stay empty).
 #[derive(Clone, Copy)]
 struct Timed<'a> {
     i: usize,
     row: &'a UserRow,
-    ts: [Option<DateTime<Utc>>; 2],
+    ts: [Option<DateTime<Utc>>; WIDTH],
 }
 
 /// Spread rows over `n` shares by id, so one id always lands in the same share
@@ -128,7 +124,7 @@ fn shard(rows: Vec<Timed<'_>>, n: usize) -> Vec<Vec<Timed<'_>>> {
     let mut shares: Vec<Vec<Timed<'_>>> = (0..n).map(|_| Vec::with_capacity(rows.len() / n + 1)).collect();
     let hasher = BuildHasherDefault::<DefaultHasher>::default();
     for row in rows {
-        shares[(hasher.hash_one(&row.row.id) % n as u64) as usize].push(row);
+        shares[(hasher.hash_one(row.row.id()) % n as u64) as usize].push(row);
     }
     shares
 }
@@ -228,15 +224,17 @@ async fn create_staging(client: &Client, table: &str) -> Result<()> {
     client.batch_execute(&ddl).await.context("creating the staging table")
 }
 
-/// dob and registered_date as timestamps; text that is not RFC 3339 is refused.
-fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; 2], String> {
-    let parse = |name: &str, v: &Option<String>| match v {
-        None => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| format!("{name} is not an RFC 3339 timestamp ({s:?}): {e}")),
-    };
-    Ok([parse("dob", &row.dob)?, parse("registered_date", &row.registered_date)?])
+/// The timestamp columns parsed; text that is not RFC 3339 is refused.
+fn timestamps(row: &UserRow) -> Result<[Option<DateTime<Utc>>; WIDTH], String> {
+    let mut ts = [None; WIDTH];
+    for (i, c) in COLUMNS.iter().enumerate().filter(|(_, c)| c.kind == Kind::Timestamp) {
+        if let Some(s) = row.get(i) {
+            let t = DateTime::parse_from_rfc3339(s)
+                .map_err(|e| format!("{} is not an RFC 3339 timestamp ({s:?}): {e}", c.name))?;
+            ts[i] = Some(t.with_timezone(&Utc));
+        }
+    }
+    Ok(ts)
 }
 
 async fn upsert(
@@ -247,7 +245,7 @@ async fn upsert(
 ) -> Result<Upserted, tokio_postgres::Error> {
     // ON CONFLICT cannot touch one row twice in a statement (nor COPY insert an
     // id twice): keep each id's last row.
-    let rows = last_per_id(rows, |t| &t.row.id);
+    let rows = last_per_id(rows, |t| t.row.id());
     if copy_first {
         let tx = client.transaction().await?;
         match copy_rows(&tx, table, &rows).await {
@@ -263,8 +261,8 @@ async fn upsert(
     }
     let tx = client.transaction().await?;
     copy_rows(&tx, "rtds_staging", &rows).await?;
-    let cols = COLUMNS.join(", ");
-    let updates: Vec<String> = COLUMNS.iter().skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let cols = column_list();
+    let updates: Vec<String> = names().skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
     tx.batch_execute(&format!(
         "INSERT INTO {table} ({cols}, loaded_at) SELECT {cols}, now() FROM rtds_staging \
          ON CONFLICT (id) DO UPDATE SET {}, loaded_at = EXCLUDED.loaded_at",
@@ -281,16 +279,18 @@ async fn copy_rows(
     table: &str,
     rows: &[Timed<'_>],
 ) -> Result<(), tokio_postgres::Error> {
-    let cols = COLUMNS.join(", ");
-    let sink = tx.copy_in(&format!("COPY {table} ({cols}) FROM STDIN (FORMAT binary)")).await?;
-    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c)).collect();
+    let sink = tx.copy_in(&format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", column_list())).await?;
+    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c.kind)).collect();
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for Timed { row, ts: [dob, registered], .. } in rows {
-        let t = row.texts();
-        let id = row.uuid();
-        let values: [&(dyn ToSql + Sync); 12] =
-            [&id, &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], dob, registered, &t[10], &t[11]];
+    for Timed { row, ts, .. } in rows {
+        let (id, texts) = (row.uuid(), row.texts());
+        // Each column as the contract says PostgreSQL holds it.
+        let values: [&(dyn ToSql + Sync); WIDTH] = std::array::from_fn(|i| match COLUMNS[i].kind {
+            Kind::Id => &id as &(dyn ToSql + Sync),
+            Kind::Timestamp => &ts[i],
+            Kind::Text => &texts[i],
+        });
         writer.as_mut().write(&values).await?;
     }
     writer.finish().await?;
@@ -309,7 +309,7 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// An existing table must have every column we write, with the right type.
+/// An existing table must have every column of the row contract, with the right type.
 async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()> {
     let rows = client
         .query(
@@ -319,21 +319,12 @@ async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()>
         .await
         .with_context(|| format!("reading the columns of {schema}.{table}"))?;
     let have: std::collections::HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for c in COLUMNS.iter().copied().chain(["loaded_at"]) {
-        let want = match column_type(c) {
-            Type::UUID => "uuid",
-            Type::TEXT if c != "loaded_at" => "text",
-            _ => "timestamp with time zone",
-        };
-        match have.get(c) {
-            None => anyhow::bail!(
-                "table {schema}.{table} exists but has no column `{c}` ({want}); drop it or choose another --table"
-            ),
-            Some(t) if t != want => anyhow::bail!("column `{c}` of {schema}.{table} is {t}, expected {want}"),
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    super::check_columns(
+        &format!("{schema}.{table}"),
+        &have,
+        Kind::postgres,
+        &[("loaded_at", "timestamp with time zone")],
+    )
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -451,15 +442,15 @@ mod tests {
         let ids: Vec<String> = (0..200).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
         // Every id twice: both copies must land in the same share.
         let rows: Vec<UserRow> = ids.iter().chain(&ids).map(|id| row(id)).collect();
-        let shares = shard(rows.iter().enumerate().map(|(i, row)| Timed { i, row, ts: [None, None] }).collect(), 3);
+        let shares = shard(rows.iter().enumerate().map(|(i, row)| Timed { i, row, ts: [None; WIDTH] }).collect(), 3);
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 400);
         assert!(shares.iter().all(|s| !s.is_empty()), "200 ids spread over 3 shares leave none empty");
         for id in &ids {
-            let holding = shares.iter().filter(|s| s.iter().any(|t| &t.row.id == id)).count();
+            let holding = shares.iter().filter(|s| s.iter().any(|t| t.row.id() == id)).count();
             assert_eq!(holding, 1, "{id} is in {holding} shares");
         }
         let one = row(&ids[0]);
-        assert_eq!(shard(vec![Timed { i: 0, row: &one, ts: [None, None] }], 1)[0].len(), 1);
+        assert_eq!(shard(vec![Timed { i: 0, row: &one, ts: [None; WIDTH] }], 1)[0].len(), 1);
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use rtds::load::row::COLUMNS;
+use rtds::row::{COLUMNS, Kind, names};
 use serde_json::Value;
 
 use crate::harness::*;
@@ -35,7 +35,7 @@ pub(crate) fn clean_rows(name: &str, n: usize, seed: &str) -> (String, Rows) {
         .iter()
         .map(|m| {
             let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            let cells: Vec<Option<String>> = COLUMNS.iter().map(|c| v[c].as_str().map(str::to_owned)).collect();
+            let cells: Vec<Option<String>> = names().map(|c| v[c].as_str().map(str::to_owned)).collect();
             (cells[0].clone().unwrap(), cells)
         })
         .collect();
@@ -84,29 +84,25 @@ impl Target {
         session: &scylla::client::session::Session,
     ) -> Rows {
         rt.block_on(async {
-            let sql = format!("SELECT {} FROM {}.created_users", COLUMNS.join(", "), self.keyspace);
+            let columns: Vec<&str> = names().collect();
+            let sql = format!("SELECT {} FROM {}.created_users", columns.join(", "), self.keyspace);
             let Ok(res) = session.query_unpaged(sql, &[]).await else { return Rows::new() };
             let res = res.into_rows_result().unwrap();
-            type R = (
-                uuid::Uuid,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            res.rows::<R>()
+            res.rows::<scylla::value::Row>()
                 .unwrap()
                 .map(|r| {
-                    let r = r.unwrap();
-                    let cells = vec![Some(r.0.to_string()), r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11];
-                    (r.0.to_string(), cells)
+                    let cells: Vec<Option<String>> = r
+                        .unwrap()
+                        .columns
+                        .into_iter()
+                        .map(|v| match v {
+                            None => None,
+                            Some(scylla::value::CqlValue::Uuid(u)) => Some(u.to_string()),
+                            Some(scylla::value::CqlValue::Text(t)) => Some(t),
+                            Some(other) => panic!("a column of an unexpected type: {other:?}"),
+                        })
+                        .collect();
+                    (cells[0].clone().unwrap(), cells)
                 })
                 .collect()
         })
@@ -117,12 +113,12 @@ impl Target {
     pub(crate) fn postgres_rows(&self, rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> Rows {
         let select: Vec<String> = COLUMNS
             .iter()
-            .map(|c| match *c {
-                "id" => "id::text".to_owned(),
-                "dob" | "registered_date" => {
-                    format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+            .map(|c| match c.kind {
+                Kind::Id => format!("{}::text", c.name),
+                Kind::Timestamp => {
+                    format!("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", c.name)
                 }
-                c => c.to_owned(),
+                Kind::Text => c.name.to_owned(),
             })
             .collect();
         let sql = format!("SELECT {} FROM {}.created_users", select.join(", "), self.schema);
@@ -151,8 +147,7 @@ impl Target {
             for batch in reader {
                 let batch = batch.unwrap();
                 total += batch.num_rows();
-                let cols: Vec<&StringArray> = COLUMNS
-                    .iter()
+                let cols: Vec<&StringArray> = names()
                     .map(|c| batch.column_by_name(c).unwrap().as_any().downcast_ref::<StringArray>().unwrap())
                     .collect();
                 for i in 0..batch.num_rows() {
@@ -194,6 +189,7 @@ fn every_sink_gets_every_column_and_reruns_are_idempotent() {
     assert_eq!(target.cassandra_rows(&rt, &session), want, "Cassandra rows differ from the input");
     assert_eq!(target.postgres_rows(&rt, &client), want, "PostgreSQL rows differ from the input");
     assert_eq!(target.parquet_rows(), (500, want.clone()), "Parquet rows differ from the input");
+    every_store_holds_the_contract_columns(&target, &rt, &session, &client);
 
     // The same input again, through a new group: upserts, still 500 rows. In
     // PostgreSQL the plain COPY meets the existing ids, and the rows staled
@@ -205,6 +201,57 @@ fn every_sink_gets_every_column_and_reruns_are_idempotent() {
     }
     assert_eq!(target.cassandra_rows(&rt, &session).len(), 500);
     assert_eq!(target.postgres_rows(&rt, &client), want, "PostgreSQL rows are upserted back to the input");
+}
+
+/// Each store's table has exactly the row contract's columns (PostgreSQL also
+/// `loaded_at`), of the type the contract says that store holds them as.
+fn every_store_holds_the_contract_columns(
+    target: &Target,
+    rt: &tokio::runtime::Runtime,
+    session: &scylla::client::session::Session,
+    client: &tokio_postgres::Client,
+) {
+    use std::collections::BTreeMap;
+    let contract = |ty: fn(Kind) -> &'static str| -> BTreeMap<String, String> {
+        COLUMNS.iter().map(|c| (c.name.to_owned(), ty(c.kind).to_owned())).collect()
+    };
+    let cql: BTreeMap<String, String> = rt.block_on(async {
+        let res = session
+            .query_unpaged(
+                "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = 'created_users'",
+                (&target.keyspace,),
+            )
+            .await
+            .unwrap();
+        res.into_rows_result().unwrap().rows::<(String, String)>().unwrap().map(Result::unwrap).collect()
+    });
+    assert_eq!(cql, contract(Kind::cql), "Cassandra's columns");
+    let pg: BTreeMap<String, String> = rt
+        .block_on(client.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'created_users'",
+            &[&target.schema],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut want = contract(Kind::postgres);
+    want.insert("loaded_at".into(), "timestamp with time zone".into());
+    assert_eq!(pg, want, "PostgreSQL's columns");
+    let dir = target.out.join("created_users");
+    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+            .unwrap();
+    let fields: Vec<(String, String, bool)> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+        .collect();
+    let want: Vec<(String, String, bool)> =
+        COLUMNS.iter().map(|c| (c.name.to_owned(), "Utf8".to_owned(), c.kind != Kind::Id)).collect();
+    assert_eq!(fields, want, "Parquet's columns, in order");
 }
 
 fn count_postgres(rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client, schema: &str) -> i64 {

@@ -1,0 +1,206 @@
+//! The row contract: the columns of a clean row (`users_created`), defined
+//! once — each one's name and kind, and from its kind how each store holds it.
+//! The sinks, the tests, the examples and the bench derive from `COLUMNS`:
+//! adding a column means the SQL (sql/format_users.sql) and one line here.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+/// What a column holds, which decides how each store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The row's key, a UUID: the primary key of Cassandra's and PostgreSQL's tables.
+    Id,
+    /// Text, as the API sent it.
+    Text,
+    /// An RFC 3339 timestamp: `timestamptz` in PostgreSQL, text as sent elsewhere.
+    Timestamp,
+}
+
+impl Kind {
+    /// The CQL type (as Cassandra's `system_schema.columns` names it).
+    pub fn cql(self) -> &'static str {
+        match self {
+            Kind::Id => "uuid",
+            Kind::Text | Kind::Timestamp => "text",
+        }
+    }
+
+    /// The PostgreSQL type (as `information_schema.columns` names it; valid in DDL too).
+    pub fn postgres(self) -> &'static str {
+        match self {
+            Kind::Id => "uuid",
+            Kind::Text => "text",
+            Kind::Timestamp => "timestamp with time zone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn column(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind }
+}
+
+/// The columns of a clean row, in the order of every store's schema. The id comes first.
+pub const COLUMNS: [Column; 12] = [
+    column("id", Kind::Id),
+    column("first_name", Kind::Text),
+    column("last_name", Kind::Text),
+    column("gender", Kind::Text),
+    column("address", Kind::Text),
+    column("post_code", Kind::Text),
+    column("email", Kind::Text),
+    column("username", Kind::Text),
+    column("dob", Kind::Timestamp),
+    column("registered_date", Kind::Timestamp),
+    column("phone", Kind::Text),
+    column("picture", Kind::Text),
+];
+
+/// Columns in a row.
+pub const WIDTH: usize = COLUMNS.len();
+
+/// The column names, in order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COLUMNS.iter().map(|c| c.name)
+}
+
+/// A clean row of `users_created`, as the load stage reads it: a value (or
+/// null) per column. A field that is not a column is an error (schema drift
+/// must not be silently dropped, as the classic stack dropped `dob`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// In `COLUMNS` order; the id (first) is always there and a UUID.
+    values: [Option<String>; WIDTH],
+    uuid: uuid::Uuid,
+}
+
+impl UserRow {
+    /// Parse one `users_created` payload; the error says why, for the DLQ.
+    pub fn parse(payload: Option<&[u8]>) -> Result<Self, String> {
+        let bytes = payload.ok_or("null payload (record has no value)")?;
+        let values = serde_json::from_slice::<Values>(bytes).map_err(|e| format!("not a users_created row: {e}"))?.0;
+        let id = values[0].as_deref().ok_or("not a users_created row: missing field `id`")?;
+        let uuid = uuid::Uuid::try_parse(id).map_err(|_| format!("id is not a UUID: {id:?}"))?;
+        Ok(Self { values, uuid })
+    }
+
+    pub fn id(&self) -> &str {
+        self.values[0].as_deref().unwrap_or_default()
+    }
+
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.uuid
+    }
+
+    /// Every column as text, in `COLUMNS` order.
+    pub fn texts(&self) -> [Option<&str>; WIDTH] {
+        std::array::from_fn(|i| self.values[i].as_deref())
+    }
+
+    /// The value of column `i` (of `COLUMNS`).
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.values[i].as_deref()
+    }
+
+    #[cfg(test)]
+    fn set(&mut self, name: &str, value: Option<&str>) {
+        let i = names().position(|n| n == name).unwrap();
+        self.values[i] = value.map(str::to_owned);
+    }
+}
+
+/// A JSON object read straight into the columns' slots.
+struct Values([Option<String>; WIDTH]);
+
+impl<'de> de::Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Slots;
+        impl<'de> Visitor<'de> for Slots {
+            type Value = Values;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of the row's columns")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
+                let mut values: [Option<String>; WIDTH] = Default::default();
+                let mut seen = [false; WIDTH];
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let Some(i) = names().position(|n| n == key) else {
+                        let known: Vec<&str> = names().collect();
+                        return Err(de::Error::custom(format!(
+                            "unknown field `{key}`, expected one of {}",
+                            known.join(", ")
+                        )));
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(de::Error::duplicate_field(COLUMNS[i].name));
+                    }
+                    values[i] = map.next_value()?;
+                }
+                Ok(Values(values))
+            }
+        }
+        d.deserialize_map(Slots)
+    }
+}
+
+/// Keep the last row of each id (a batch may carry a replayed row twice; the
+/// later one wins, as it would have in the store).
+pub fn last_per_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<T> = items.into_iter().rev().filter(|t| seen.insert(id(t).to_owned())).collect();
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROW: &str = r#"{"id":"0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40","first_name":"Tomás","last_name":null,"gender":"male","address":"a","post_code":"69002","email":"e","username":"u","dob":"1990-02-28T23:59:59.999Z","registered_date":"2015-06-01T00:00:00.000Z","phone":"p","picture":"x"}"#;
+
+    #[test]
+    fn rows_parse_and_drift_is_refused() {
+        let r = UserRow::parse(Some(ROW.as_bytes())).unwrap();
+        assert_eq!(r.get(1), Some("Tomás"));
+        assert_eq!(r.get(2), None);
+        assert_eq!(r.texts()[8], Some("1990-02-28T23:59:59.999Z"));
+        assert_eq!(r.uuid().to_string(), r.id());
+        let drift = ROW.replace(r#""phone":"p""#, r#""phone":"p","cell":"c""#);
+        assert!(UserRow::parse(Some(drift.as_bytes())).unwrap_err().contains("unknown field `cell`"));
+        let twice = ROW.replace(r#""phone":"p""#, r#""phone":"p","phone":"q""#);
+        assert!(UserRow::parse(Some(twice.as_bytes())).unwrap_err().contains("duplicate field `phone`"));
+        let bad_id = ROW.replace("0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40", "nope");
+        assert!(UserRow::parse(Some(bad_id.as_bytes())).unwrap_err().contains("not a UUID"));
+        let no_id = ROW.replace(r#""id":"0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40","#, "");
+        assert!(UserRow::parse(Some(no_id.as_bytes())).unwrap_err().contains("missing field `id`"));
+        let number = ROW.replace(r#""post_code":"69002""#, r#""post_code":69002"#);
+        assert!(UserRow::parse(Some(number.as_bytes())).unwrap_err().contains("invalid type"));
+        assert!(UserRow::parse(None).is_err());
+        assert!(UserRow::parse(Some(b"{")).is_err());
+        assert!(UserRow::parse(Some(b"[]")).is_err());
+    }
+
+    #[test]
+    fn last_row_of_an_id_wins() {
+        let a = UserRow::parse(Some(ROW.as_bytes())).unwrap();
+        let mut b = a.clone();
+        b.set("email", Some("newer"));
+        let out = last_per_id(vec![a, b.clone()], |r| r.id());
+        assert_eq!(out, vec![b]);
+    }
+
+    #[test]
+    fn the_id_comes_first_and_names_are_unique() {
+        assert_eq!(COLUMNS[0], column("id", Kind::Id));
+        assert!(COLUMNS[1..].iter().all(|c| c.kind != Kind::Id));
+        let unique: std::collections::HashSet<&str> = names().collect();
+        assert_eq!(unique.len(), WIDTH);
+    }
+}
