@@ -2,8 +2,8 @@
 # `make bench`: criterion micro-benchmarks, then each stage against its bare
 # baseline in one run on this machine (release build, local stack), 1,000,000
 # records by default; then the real-time path (fixed ingest rates, end-to-end
-# latency) and a user_automation DAG run. Writes bench/results/<run>.json, .md
-# and .png (and latest.md, latest.png).
+# latency) and a user_automation DAG run. Writes bench/results/latest.json, .md
+# and .png (git keeps only the latest run).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -20,7 +20,9 @@ TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}
 REL="$TARGET/release"
 RUN=$(date -u +%Y%m%dt%H%M%S)
 WORK="$STACK_DIR/bench-$RUN"
-RESULTS="$ROOT/bench/results/$RUN.jsonl"
+# Each step's figures, as the run goes; the report replaces bench/results/latest.*
+# (git keeps only the latest run: the earlier ones are in its history).
+RESULTS="$WORK/results.jsonl"
 mkdir -p "$WORK" "$ROOT/bench/results"
 : >"$RESULTS"
 
@@ -258,11 +260,9 @@ cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/crit
 BENCH_VENV="$STACK_DIR/bench-venv"
 [ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
 "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
-"$BENCH_VENV/bin/python" bench/report.py "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/$RUN.png" \
-  >"$ROOT/bench/results/$RUN.md"
-cp "$ROOT/bench/results/$RUN.md" "$ROOT/bench/results/latest.md"
-cp "$ROOT/bench/results/$RUN.png" "$ROOT/bench/results/latest.png"
-python3 -c "import json,sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1])], indent=1))" "$RESULTS" >"${RESULTS%.jsonl}.json"
-rm -f "$RESULTS"
-cat "$ROOT/bench/results/$RUN.md"
-say "results: bench/results/$RUN.json, .md and .png; scratch data in $WORK"
+"$BENCH_VENV/bin/python" bench/report.py "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/latest.png" \
+  >"$ROOT/bench/results/latest.md"
+python3 -c "import json,sys; print(json.dumps({'run': sys.argv[2], 'steps': [json.loads(l) for l in open(sys.argv[1])]}, indent=1))" \
+  "$RESULTS" "$RUN" >"$ROOT/bench/results/latest.json"
+cat "$ROOT/bench/results/latest.md"
+say "results of run $RUN: bench/results/latest.json, .md and .png; scratch data in $WORK"

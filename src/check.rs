@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalOpts, args: &CheckArgs) -> Result<()> {
     }
     let failed: Vec<String> =
         services.iter().filter(|s| !s.ok).map(|s| format!("{:?} at {}", s.service, s.address).to_lowercase()).collect();
-    crate::summary::print(&Summary { stage: "check", ok: failed.is_empty(), services })?;
+    crate::summary::keep(&Summary { stage: "check", ok: failed.is_empty(), services })?;
     if failed.is_empty() { Ok(()) } else { anyhow::bail!("unreachable: {}", failed.join(", ")) }
 }
 

@@ -133,7 +133,7 @@ pub struct ConsumeOpts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Source {
+pub enum UserSource {
     /// A randomuser.me-compatible HTTP API.
     Randomuser,
     /// The built-in seeded generator (no network needed).
@@ -143,8 +143,8 @@ pub enum Source {
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
     /// Where users come from.
-    #[arg(long, env = "RTDS_SOURCE", value_enum, default_value_t = Source::Randomuser)]
-    pub source: Source,
+    #[arg(long, env = "RTDS_SOURCE", value_enum, default_value_t = UserSource::Randomuser)]
+    pub source: UserSource,
     /// API endpoint for --source randomuser.
     #[arg(long, env = "RTDS_URL", default_value = "https://randomuser.me/api/", value_parser = names::parse_http_url)]
     pub url: String,
@@ -239,7 +239,7 @@ pub struct TransformArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Sink {
+pub enum SinkKind {
     Cassandra,
     Postgres,
     Parquet,
@@ -249,7 +249,7 @@ pub enum Sink {
 pub struct LoadArgs {
     /// Where rows go.
     #[arg(long, env = "RTDS_SINK", value_enum)]
-    pub sink: Sink,
+    pub sink: SinkKind,
     /// Topic of clean rows.
     #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_created", value_parser = names::parse_topic)]
     pub input_topic: String,

@@ -86,7 +86,7 @@ pub enum Commit {
 /// ack and counts them there; the batch is committed as `commit` says. The
 /// totals are returned even when a batch fails, so the summary line can still
 /// be printed.
-pub async fn drive(
+pub async fn run_batches(
     source: &mut Source,
     opts: &ConsumeOpts,
     producer: &Producer,

@@ -12,7 +12,7 @@ use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{GlobalOpts, IngestArgs, Source};
+use crate::cli::{GlobalOpts, IngestArgs, UserSource};
 use crate::error::usage;
 use crate::kafka;
 use crate::metrics::StageMetrics;
@@ -50,8 +50,10 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
         return usage("rtds ingest needs a bound: --count N, --duration D, or --follow to run until stopped");
     }
     let (source_name, mut feed) = match args.source {
-        Source::Generate => ("generate", Feed::Generate { generator: generate::Generator::new(args.seed), next: 0 }),
-        Source::Randomuser => (
+        UserSource::Generate => {
+            ("generate", Feed::Generate { generator: generate::Generator::new(args.seed), next: 0 })
+        }
+        UserSource::Randomuser => (
             "randomuser",
             Feed::Api(randomuser::RandomUser::new(randomuser::Options {
                 url: args.url.clone(),
@@ -151,7 +153,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
         records_per_s: if seconds > 0.0 { received as f64 / seconds } else { 0.0 },
         produced: deliveries.produced(),
     };
-    crate::summary::print(&summary)?;
+    crate::summary::keep(&summary)?;
     fed?;
     flushed?;
     if summary.failed > 0 {
@@ -216,9 +218,9 @@ impl Output<'_> {
 }
 
 /// How far ahead of its due time a paced record may go: one wake-up sends the
-/// records due in the next few milliseconds, not one. At 1,000 records/s a
-/// wake-up per record cost the ingest ~12% of a core, most of it switching
-/// threads. The rate over any second is unchanged.
+/// records due in the next few milliseconds, not one (a wake-up per record
+/// costs a core's share in thread switches: bench/README.md, "Why the
+/// defaults"). The rate over any second is unchanged.
 const PACE_SLACK: Duration = Duration::from_millis(5);
 
 /// Holds the send rate to `--rate` records per second, if set, and ends the

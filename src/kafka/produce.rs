@@ -26,8 +26,8 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("batch.num.messages", "10000"),
     // The local queue bounds memory (records wait here until acknowledged); a
     // full queue makes `send` wait, which is the back-pressure we want. 16 MB
-    // keeps a 1M-record ingest as fast as 64 MB did, at 70 MB peak RSS instead of
-    // 165; it must stay >= message.max.bytes, or a record that large never fits.
+    // is as fast as larger (bench/README.md, "Why the defaults"); it must stay
+    // >= message.max.bytes, or a record that large never fits.
     ("queue.buffering.max.messages", "100000"),
     ("queue.buffering.max.kbytes", "16384"),
     ("message.timeout.ms", "120000"),
@@ -81,7 +81,7 @@ pub fn producer(
         .create_with_context(Counting(deliveries.clone()))
         .with_context(|| format!("creating a Kafka producer for {}", global.brokers))?;
     // Connect now: otherwise the first records wait for the connection, the
-    // metadata and the producer id (~0.5 s, the whole p99 of a 60 s run at 1,000/s).
+    // metadata and the producer id (bench/README.md, "Why the defaults").
     tokio::task::block_in_place(|| producer.client().fetch_metadata(None, super::METADATA_TIMEOUT))
         .with_context(|| format!("connecting to Kafka at {}", global.brokers))?;
     if transactional_id.is_some() {

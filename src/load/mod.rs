@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rdkafka::message::Message;
 
-use crate::cli::{Compression, GlobalOpts, LoadArgs, Sink as SinkKind};
+use crate::cli::{Compression, GlobalOpts, LoadArgs, SinkKind};
 use crate::delivery::{BatchAck, Counts};
 use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
@@ -25,9 +25,8 @@ use latency::{EndToEnd, Percentiles};
 
 const STAGE: &str = "load";
 /// A store gains from larger writes (fewer commits). A store falling behind
-/// (Cassandra at 10,000 rows/s) catches up in larger batches only if they are
-/// there to take: 4 MB of prefetch (2 per partition). With 2, a 10,000/s
-/// `--follow` load lagged 17,000 rows after 20 s; with 4, 7,000.
+/// catches up in larger batches only if they are there to take: 4 MB of
+/// prefetch (2 per partition; bench/README.md, "Why the defaults").
 const PROFILE: Profile = Profile { stage: STAGE, batch_size: 5000, prefetch_mb: 4 };
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -72,7 +71,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let dlq_topic = args.consume.dlq_topic.as_str();
     let parse_failure = stage::Origin { stage: STAGE, sink: Some(name) };
 
-    let (mut totals, result) = stage::drive(
+    let (mut totals, result) = stage::run_batches(
         &mut source,
         &args.consume,
         &producer,
@@ -111,7 +110,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let latency_ms = shared.e2e.lock().ok().and_then(|e| e.percentiles());
     let retried = shared.retried.load(Ordering::Acquire);
     totals.input_topic.clone_from(&args.input_topic);
-    crate::summary::print(&Summary { totals, sink: name, store, retried, latency_ms })?;
+    crate::summary::keep(&Summary { totals, sink: name, store, retried, latency_ms })?;
     result
 }
 

@@ -74,7 +74,7 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
         tracing::info!(ok = c.ok, "{}: {}", c.check, c.detail);
     }
     let why: Vec<String> = failed.iter().map(|c| describe(c)).collect();
-    crate::summary::print(&Report { stage: "reconcile", ok: why.is_empty(), checks, stores })?;
+    crate::summary::keep(&Report { stage: "reconcile", ok: why.is_empty(), checks, stores })?;
     if why.is_empty() { Ok(()) } else { anyhow::bail!("reconcile failed: {}", why.join("; ")) }
 }
 

@@ -23,10 +23,9 @@ use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
 /// A transform holds each batch in memory several times over (records, JSON
-/// tape, Arrow columns, output). 2,000 records keep it as fast as 5,000 in a
-/// third less memory (1M records: 95 MB peak RSS, 149 with 5,000). Raw records
-/// are large: a small prefetch keeps the RSS down at the same speed (188 MB
-/// peak with 16 MB, 149 with 8, 95 with 2 and 2,000-record batches).
+/// tape, Arrow columns, output), and raw records are large: batches of 2,000
+/// and a 2 MB prefetch keep it as fast as larger ones in far less memory (the
+/// measurements: bench/README.md, "Why the defaults").
 const PROFILE: Profile = Profile { stage: STAGE, batch_size: 2000, prefetch_mb: 2 };
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
@@ -52,7 +51,7 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
     let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
-    let stage = Arc::new(Stage {
+    let pipeline = Arc::new(Pipeline {
         transformers,
         producer,
         output_topic: args.output_topic.clone(),
@@ -62,21 +61,28 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     // while the next is consumed.
     let mut worker = Relay::new(());
     let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
-    let (mut totals, result) =
-        stage::drive(&mut source, &args.consume, &stage.producer, &deliveries, commit, &metrics, async |batch, ack| {
+    let (mut totals, result) = stage::run_batches(
+        &mut source,
+        &args.consume,
+        &pipeline.producer,
+        &deliveries,
+        commit,
+        &metrics,
+        async |batch, ack| {
             if args.exactly_once {
                 // Inside the batch's transaction: made and counted here.
-                ack.count(stage.process(batch, ack).await?);
+                ack.count(pipeline.process(batch, ack).await?);
                 return Ok(());
             }
-            let (stage, batch) = (stage.clone(), batch.clone());
+            let (pipeline, batch) = (pipeline.clone(), batch.clone());
             // Counted with the hold's release.
-            worker.start(ack.hold(), move |(), ack| async move { ((), stage.process(&batch, &ack).await) }).await
-        })
-        .await;
+            worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await
+        },
+    )
+    .await;
     totals.input_topic.clone_from(&args.input_topic);
     totals.output_topic = Some(args.output_topic.clone());
-    crate::summary::print(&totals)?;
+    crate::summary::keep(&totals)?;
     result?;
     tracing::info!(records = totals.received, out = totals.counts.out, dlq = totals.counts.dlq, "transform finished");
     Ok(())
@@ -194,7 +200,7 @@ const WARM_UP_RECORDS: u64 = 64;
 /// tasks) would outweigh what another core gains.
 const MIN_PART: usize = 500;
 
-struct Stage {
+struct Pipeline {
     /// One per part a batch is transformed in at once (as many as cores); a
     /// part takes the one of its number.
     transformers: Vec<tokio::sync::Mutex<Transformer>>,
@@ -203,7 +209,7 @@ struct Stage {
     dlq_topic: String,
 }
 
-impl Stage {
+impl Pipeline {
     /// Transform a batch and hand every output and DLQ record to the producer.
     async fn process(self: &Arc<Self>, batch: &Arc<Consumed>, ack: &Arc<BatchAck>) -> Result<Counts> {
         let msgs = &batch.messages;
@@ -235,11 +241,11 @@ impl Stage {
             .step_by(size)
             .enumerate()
             .map(|(k, start)| {
-                let (stage, batch) = (self.clone(), batch.clone());
+                let (pipeline, batch) = (self.clone(), batch.clone());
                 let task = tokio::spawn(async move {
                     let part = &batch.messages[start..(start + size).min(batch.messages.len())];
                     let payloads: Vec<Option<&[u8]>> = part.iter().map(|m| m.payload()).collect();
-                    stage.transformers[k].lock().await.apply(&payloads).await
+                    pipeline.transformers[k].lock().await.apply(&payloads).await
                 });
                 (start, task)
             })
