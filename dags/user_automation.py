@@ -7,6 +7,10 @@ string, so no value can be executed by the shell. Each stage prints a JSON
 summary as its last stdout line, which BashOperator pushes to XCom, including
 the Kafka offset ranges it consumed and produced.
 
+The PostgreSQL URL holds a password, so it is not templated: RtdsOperator adds
+it to the command's environment at run time, and it is in no rendered field
+(which Airflow stores and shows in the UI).
+
 transform and each load get the previous stage's summary in RTDS_FROM_SUMMARY
 and read exactly the offsets that upstream run produced, without a consumer
 group: nothing is committed, and the `--follow` services of the same stages
@@ -31,7 +35,7 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, BaseHook, Param, task
 
 SINKS = ["cassandra", "postgres", "parquet"]
 # The rtds binary; the bash command reads it from the environment.
@@ -42,13 +46,31 @@ RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
 CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
 DLQ_TOPIC = os.environ.get("RTDS_DLQ_TOPIC", "users_dlq")
 
-# Connection settings, rendered from the Airflow connections rtds_kafka,
-# rtds_cassandra and rtds_postgres (AIRFLOW_CONN_* locally).
+# Addresses, rendered from the Airflow connections rtds_kafka and rtds_cassandra
+# (AIRFLOW_CONN_* locally). Nothing secret: rendered fields are stored and shown in the UI.
 CONNECTION_ENV = {
     "RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}",
     "RTDS_CASSANDRA_NODES": "{{ conn.rtds_cassandra.host }}:{{ conn.rtds_cassandra.port }}",
-    "RTDS_POSTGRES_URL": "{{ conn.rtds_postgres.get_uri() }}",
 }
+
+
+class RtdsOperator(BashOperator):
+    """A BashOperator whose command also gets connection URIs, passwords included.
+
+    They are added to the subprocess's environment at run time, after templates
+    are rendered, never to `env`: so they are not stored with the rendered fields
+    nor shown in the UI. BashOperator logs the command, not its environment, and
+    the SDK masks the connection's password in the task log.
+    """
+
+    # Environment variable -> the Airflow connection whose URI it gets.
+    secret_uris = {"RTDS_POSTGRES_URL": "rtds_postgres"}
+
+    def get_env(self, context) -> dict:
+        env = super().get_env(context)
+        for name, conn_id in self.secret_uris.items():
+            env[name] = BaseHook.get_connection(conn_id).get_uri()
+        return env
 
 
 def summary_of(task_id: str) -> str:
@@ -56,9 +78,9 @@ def summary_of(task_id: str) -> str:
     return f"{{{{ ti.xcom_pull(task_ids='{task_id}') }}}}"
 
 
-def rtds(stage: str, extra_env: dict[str, str] | None = None, **kwargs) -> BashOperator:
+def rtds(stage: str, extra_env: dict[str, str] | None = None, **kwargs) -> RtdsOperator:
     """A task running `rtds <stage>` with its settings in the environment."""
-    return BashOperator(
+    return RtdsOperator(
         task_id=kwargs.pop("task_id", stage),
         bash_command=f'"$RTDS_BIN" {stage}',
         env={"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **CONNECTION_ENV, **(extra_env or {})},

@@ -57,10 +57,14 @@ def test_dependencies_wait_for_health_or_completion():
                 assert "healthcheck" in SERVICES[dep], f"{dep} has no healthcheck but {name} waits for it"
 
 
-def test_connections_the_dags_use_are_configured():
+def test_connections_the_dags_use_are_configured(dagbag):
     used = set()
     for dag in DAGS.glob("*.py"):
         used |= set(re.findall(r"conn\.(rtds_\w+)", dag.read_text()))
+    # And those read at run time, never templated (user_automation's RtdsOperator: the PostgreSQL URL).
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            used |= set(getattr(task, "secret_uris", {}).values())
     assert used == {"rtds_kafka", "rtds_cassandra", "rtds_postgres"}
     env = SERVICES["airflow-scheduler"]["environment"]
     for conn in used:

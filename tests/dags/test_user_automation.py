@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -133,8 +136,50 @@ def test_reconcile_runs_rtds_reconcile_over_every_summary_of_the_run(dagbag):
     summaries = reconcile.env["RTDS_SUMMARIES"]
     for task_id in ["ingest", "transform", *LOADS]:
         assert f"ti.xcom_pull(task_ids='{task_id}')" in summaries, task_id
-    # It reads the stores back: the connection settings are there too.
-    assert {"RTDS_BROKERS", "RTDS_CASSANDRA_NODES", "RTDS_POSTGRES_URL"} <= set(reconcile.env)
+    # It reads the stores back: the connection settings are there too, the PostgreSQL URL at run time.
+    assert {"RTDS_BROKERS", "RTDS_CASSANDRA_NODES"} <= set(reconcile.env)
+    assert reconcile.secret_uris == {"RTDS_POSTGRES_URL": "rtds_postgres"}
+
+
+def test_no_template_renders_the_postgres_url(dagbag):
+    """Rendered fields are stored and shown in the UI: the URL and its password are never templated."""
+    for dag_id in ["user_automation", "user_stream", "dlq_alert"]:
+        for task in dagbag.dags[dag_id].tasks:
+            for field in task.template_fields:
+                value = str(getattr(task, field, ""))
+                for secret in ["RTDS_POSTGRES_URL", "rtds_postgres", "get_uri", "password"]:
+                    assert secret not in value, f"{dag_id}.{task.task_id}.{field}: {value}"
+    for task in dagbag.dags["user_automation"].tasks:
+        if task.task_id != "choose_sinks":
+            assert task.secret_uris == {"RTDS_POSTGRES_URL": "rtds_postgres"}, task.task_id
+
+
+def test_the_postgres_url_reaches_the_command_at_run_time(dagbag, monkeypatch):
+    from airflow.sdk import BaseHook, Connection
+
+    # A password the secrets masker would miss in a URL, where it is percent-encoded.
+    password = "p@ss/w:rd"
+    connection = Connection(
+        conn_id="rtds_postgres",
+        conn_type="postgres",
+        host="db",
+        login="rtds",
+        password=password,
+        port=5432,
+        schema="rtds",
+    )
+    asked = []
+    monkeypatch.setattr(
+        BaseHook, "get_connection", classmethod(lambda cls, conn_id: asked.append(conn_id) or connection)
+    )
+    task = dagbag.dags["user_automation"].get_task("load_postgres")
+    env = task.get_env({})
+    assert asked == ["rtds_postgres"]
+    url = urlsplit(env["RTDS_POSTGRES_URL"])
+    assert (url.scheme, url.username, url.hostname, url.port, url.path) == ("postgres", "rtds", "db", 5432, "/rtds")
+    assert url.password == quote(password, safe="")
+    assert env["RTDS_SINK"] == "postgres" and env["RTDS_BIN"] == task.env["RTDS_BIN"]
+    assert "RTDS_POSTGRES_URL" not in task.env
 
 
 def test_reconcile_summaries_render_one_a_line_and_nothing_for_loads_not_chosen(dagbag):
@@ -210,8 +255,12 @@ def reconcile_reports(output: str) -> list[dict]:
     return reports
 
 
-def test_a_real_run_fills_every_store_and_reconciles(airflow_env, tmp_path):
-    # A keyspace, schema, topics and Parquet directory of its own: exact counts, whatever ran before.
+@pytest.fixture(scope="module")
+def real_run(airflow_env, tmp_path_factory):
+    """One real run of the whole DAG, its name, environment and `airflow dags test` result.
+
+    A keyspace, schema, topics and Parquet directory of its own: exact counts, whatever ran before.
+    """
     name = f"dagtest_{uuid.uuid4().hex[:8]}"
     env = {
         **airflow_env,
@@ -220,25 +269,80 @@ def test_a_real_run_fills_every_store_and_reconciles(airflow_env, tmp_path):
         "RTDS_RAW_TOPIC": f"{name}_raw",
         "RTDS_CREATED_TOPIC": f"{name}_created",
         "RTDS_DLQ_TOPIC": f"{name}_dlq",
-        "RTDS_OUT": str(tmp_path / "parquet"),
+        "RTDS_OUT": str(tmp_path_factory.mktemp("real_run") / "parquet"),
     }
     try:
         result = dags_test(
             env, {"count": 2000, "seed": int(time.time()) % 100000, "sinks": ["cassandra", "postgres", "parquet"]}
         )
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-        finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
-        assert finished and "state=success" in finished[-1], finished
-        # The task's output is in the run's log: rtds reconcile's report, the last one (after any retry), holds.
-        reports = reconcile_reports(result.stdout + result.stderr)
-        assert reports, "no rtds reconcile report in the output of airflow dags test"
-        assert reports[-1]["ok"] is True, reports[-1]
-        assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == 2000
-        assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
-        files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
-        assert files, "no Parquet file written"
+        yield name, env, result
     finally:
         drop_run_data(name)
+
+
+def test_a_real_run_fills_every_store_and_reconciles(real_run):
+    name, env, result = real_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
+    assert finished and "state=success" in finished[-1], finished
+    # The task's output is in the run's log: rtds reconcile's report, the last one (after any retry), holds.
+    reports = reconcile_reports(result.stdout + result.stderr)
+    assert reports, "no rtds reconcile report in the output of airflow dags test"
+    assert reports[-1]["ok"] is True, reports[-1]
+    assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == 2000
+    assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
+    files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
+    assert files, "no Parquet file written"
+
+
+def test_a_real_run_stores_and_logs_no_postgres_password(real_run):
+    name, env, result = real_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # The stack's RTDS_POSTGRES_URL (conftest's stack_env()), which the rtds_postgres connection is.
+    url = urlsplit(env["AIRFLOW_CONN_RTDS_POSTGRES"])
+    assert url.password and len(url.password) >= 8, "the stack's PostgreSQL URL has no real password"
+    secrets = {url.password, quote(url.password, safe="")}
+    # The URL itself, even with its password masked (masking misses a password that must be
+    # percent-encoded in a URL): nothing else in a rendered field names PostgreSQL's address.
+    address = f"@{url.hostname}:{url.port}"
+
+    db = Path(env["AIRFLOW_HOME"], "airflow.db")
+    assert db.is_file(), db
+    with closing(sqlite3.connect(db)) as connection:
+        rendered = connection.execute(
+            "SELECT task_id, run_id, rendered_fields FROM rendered_task_instance_fields"
+            " WHERE dag_id = 'user_automation'"
+        ).fetchall()
+        xcoms = [value for (value,) in connection.execute("SELECT value FROM xcom WHERE dag_id = 'user_automation'")]
+    # This run's rendered fields are there (so the check below sees them), templates rendered.
+    runs = {run_id for task_id, run_id, fields in rendered if f'"{name}_raw"' in fields and task_id == "ingest"}
+    assert len(runs) == 1, runs
+    this_run = {task_id: json.loads(fields) for task_id, run_id, fields in rendered if run_id in runs}
+    assert {"ingest", "transform", *LOADS, "reconcile"} <= set(this_run), set(this_run)
+    assert this_run["ingest"]["env"]["RTDS_COUNT"] == "2000"
+    assert json.loads(this_run["transform"]["env"]["RTDS_FROM_SUMMARY"])["stage"] == "ingest"
+    kafka = json.loads(env["AIRFLOW_CONN_RTDS_KAFKA"])
+    assert this_run["reconcile"]["env"]["RTDS_BROKERS"] == f"{kafka['host']}:{kafka['port']}"
+    for task_id, run_id, fields in rendered:
+        for secret in secrets:
+            assert secret not in fields, f"the PostgreSQL password is in the rendered fields of {task_id} ({run_id})"
+        assert address not in fields, f"the PostgreSQL URL is in the rendered fields of {task_id} ({run_id})"
+        assert "RTDS_POSTGRES_URL" not in (json.loads(fields).get("env") or {}), task_id
+    assert xcoms, "no XCom stored"
+    for value in xcoms:
+        assert not any(secret in str(value) for secret in secrets), "the PostgreSQL password is in an XCom"
+
+    # Every task log file, and all `airflow dags test` printed (it runs the tasks in process).
+    logs = {
+        str(path): path.read_text(errors="replace")
+        for path in Path(env["AIRFLOW_HOME"], "logs").rglob("*")
+        if path.is_file()
+    }
+    logs["airflow dags test stdout"] = result.stdout
+    logs["airflow dags test stderr"] = result.stderr
+    assert reconcile_reports(result.stdout + result.stderr), "the tasks' output is not in what it printed"
+    for source, text in logs.items():
+        assert not any(secret in text for secret in secrets), f"the PostgreSQL password is in {source}"
 
 
 def test_shell_metacharacters_in_a_param_execute_nothing(airflow_env, tmp_path):
