@@ -142,6 +142,31 @@ pub struct Source {
     done: HashMap<i32, bool>,
     /// When the group's committed offsets were last read (`done_by_the_group`).
     group_checked: Option<Instant>,
+    /// Since when the brokers have been reported unreachable, if they are.
+    unreachable_since: Option<Instant>,
+}
+
+/// How long a commit waits for the group coordinator to come back.
+const COMMIT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// How long a bounded run waits for brokers that are reported unreachable.
+const BROKERS_AWAY_FOR: Duration = Duration::from_secs(60);
+
+/// Errors that mean a broker or the group coordinator is moving or briefly
+/// unreachable, not that the request is wrong (a rebalance, a fenced member).
+fn transient(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as E;
+    matches!(
+        code,
+        E::NotCoordinator
+            | E::CoordinatorNotAvailable
+            | E::CoordinatorLoadInProgress
+            | E::RequestTimedOut
+            | E::OperationTimedOut
+            | E::BrokerTransportFailure
+            | E::AllBrokersDown
+            | E::NetworkException
+    )
 }
 
 /// How often an idle bounded run asks for its group's committed offsets, and how long it waits.
@@ -200,7 +225,16 @@ impl Source {
         }
         let done = targets.iter().flatten().map(|(p, hi)| (*p, *hi == 0)).collect();
         let consumer = Arc::new(consumer);
-        Ok(Self { consumer, profile: *profile, topic: topic.to_owned(), group, targets, done, group_checked: None })
+        Ok(Self {
+            consumer,
+            profile: *profile,
+            topic: topic.to_owned(),
+            group,
+            targets,
+            done,
+            group_checked: None,
+            unreachable_since: None,
+        })
     }
 
     /// The consumer group's metadata, for a transaction to commit offsets
@@ -289,15 +323,28 @@ impl Source {
                     break;
                 }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    self.unreachable_since = None;
                     if self.targets.is_some() {
                         self.done.insert(p, true);
                     }
+                }
+                // The brokers are briefly away (one restarting): librdkafka
+                // reconnects on its own. A bounded run gives up after
+                // `BROKERS_AWAY_FOR`; a --follow service rides it out.
+                Ok(Err(KafkaError::MessageConsumption(code)))
+                    if transient(code)
+                        && (self.targets.is_none()
+                            || self.unreachable_since.get_or_insert_with(Instant::now).elapsed()
+                                < BROKERS_AWAY_FOR) =>
+                {
+                    tracing::warn!(topic = %self.topic, "consuming: {code}; waiting for the brokers");
                 }
                 Ok(Err(e)) => {
                     let by = self.group.as_deref().map_or_else(|| "offset range".to_owned(), |g| format!("group {g}"));
                     return Err(e).with_context(|| format!("consuming {} ({by})", self.topic));
                 }
                 Ok(Ok(m)) => {
+                    self.unreachable_since = None;
                     let p = m.partition();
                     if let Some(targets) = &self.targets {
                         let target = targets.get(&p).copied().unwrap_or(0);
@@ -322,15 +369,30 @@ impl Source {
     }
 
     /// Commit the offsets of a batch whose outputs are all acknowledged (a
-    /// run over explicit ranges has no group and commits nothing).
+    /// run over explicit ranges has no group and commits nothing). A group
+    /// coordinator that is moving or coming back (a broker restarting) is
+    /// waited for, up to `COMMIT_RETRY_FOR`: failing there would replay the
+    /// uncommitted batches and, for the rerun, wait out the old member's session.
     pub fn commit(&self, offsets: &TopicPartitionList) -> Result<()> {
         let Some(group) = &self.group else { return Ok(()) };
         if offsets.count() == 0 {
             return Ok(());
         }
-        self.consumer
-            .commit(offsets, CommitMode::Sync)
-            .with_context(|| format!("committing offsets of {} for group {group}", self.topic))
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.consumer.commit(offsets, CommitMode::Sync) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::ConsumerCommit(code)) if transient(code) && started.elapsed() < COMMIT_RETRY_FOR => {
+                    tracing::warn!(group, retry_in = ?wait, "committing offsets: {code}; retrying");
+                    tokio::task::block_in_place(|| std::thread::sleep(wait));
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("committing offsets of {} for group {group}", self.topic));
+                }
+            }
+        }
     }
 }
 

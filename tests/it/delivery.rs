@@ -314,14 +314,9 @@ fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
     assert_eq!(ids.len(), 1500, "every user came out");
 }
 
-/// GET http://addr/metrics: the value of the gauge `name`.
+/// The value of the metric `name` served on `addr`.
 fn gauge(addr: &str, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    metric(&scrape(addr)?, name)
 }
 
 #[test]
@@ -340,10 +335,7 @@ fn the_lag_gauge_moves_while_the_store_is_blocked() {
     let topic = unique("it_lag_t");
     send(&topic, &records[..100]);
     let target = Target::new("it_lag");
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let child = spawn(target.load("postgres", &topic, &unique("g")).args([
         "--follow",
         "--batch-size",

@@ -299,8 +299,14 @@ fn through_a_broker_restart(
     stack(&["up", "kafka"]);
     let back = Instant::now();
     let out = wait_child(child, RUN);
+    eprintln!(
+        "the stage ended (exit {:?}) {:.1} s after the broker came back",
+        out.status.code(),
+        back.elapsed().as_secs_f64()
+    );
     if !out.status.success() {
         assert_one_line_error(&out, 1);
+        eprintln!("it gave up: {}; running it again", stderr(&out).lines().last().unwrap_or_default());
         reconciled(&run(&mut cmd(), RUN));
     }
     back.elapsed()

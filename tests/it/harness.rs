@@ -313,3 +313,24 @@ pub fn wait_child(mut child: std::process::Child, deadline: Duration) -> Output 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// GET http://addr/metrics (a stage's --metrics-addr), as text.
+pub fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the metric line that starts with `name` (with its labels) in a scrape.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// A loopback address with a port free now, for a stage's --metrics-addr.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}

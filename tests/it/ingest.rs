@@ -307,16 +307,6 @@ fn api_results_not_an_array_is_retried_then_fails() {
     assert_gives_up(ResponseTemplate::new(200).set_body_raw(body, "application/json"), "no `results` array", "1");
 }
 
-/// GET http://addr/metrics, as text.
-fn scrape(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn bad_flags_exit_2_with_one_line() {
     for args in [
@@ -344,19 +334,14 @@ fn duration_and_rate_bound_a_run_and_sigterm_flushes_and_exits_0() {
     assert_eq!(topic_len(&topic) as u64, n);
 
     let topic = unique("it_ingest_term");
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let child =
         spawn(ingest(&topic).args(["--source", "generate", "--follow", "--rate", "500/s", "--metrics-addr", &addr]));
     wait_for("the first records", RUN, || (topic_len(&topic) > 100).then_some(()));
     // ingest serves the stages' metrics too.
     wait_for("ingest's metrics", RUN, || {
         let body = scrape(&addr)?;
-        let value = |name: &str| -> Option<f64> {
-            body.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
-        };
+        let value = |name: &str| metric(&body, name);
         (value("rtds_records_in_total{stage=\"ingest\"}")? > 100.0
             && value("rtds_records_out_total{stage=\"ingest\"}")? > 0.0)
             .then_some(())

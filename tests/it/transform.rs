@@ -287,25 +287,12 @@ fn exactly_once_survives_kill_9_without_duplicates() {
     assert_eq!(unique, ids);
 }
 
-/// GET http://addr/metrics, as text.
-fn scrape(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn follow_streams_serves_metrics_and_stops_on_sigterm() {
     require_kafka();
     let t = Topics::new("it_tr_follow");
     ingest(&t, 500, "81");
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let child = spawn(t.transform().args(["--follow", "--metrics-addr", &addr, "--max-wait", "50ms"]));
     wait_for("the first 500 rows", RUN, || (topic_len(&t.output) >= 500).then_some(()));
     // Records that arrive while it runs are transformed too.
