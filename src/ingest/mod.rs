@@ -30,6 +30,11 @@ struct Summary<'a> {
     #[serde(rename = "in")]
     received: u64,
     out: u64,
+    /// The shape of every stage's summary (in = out + dlq + filtered); ingest
+    /// sends nothing to the DLQ and filters nothing.
+    dlq: u64,
+    filtered: u64,
+    /// Records the broker never acknowledged (the run then fails).
     failed: u64,
     retried: u64,
     bytes: u64,
@@ -143,6 +148,8 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
         topic: &args.topic,
         received,
         out: deliveries.delivered(),
+        dlq: 0,
+        filtered: 0,
         failed: deliveries.failed(),
         retried: match &feed {
             Feed::Api(api) => api.retried,

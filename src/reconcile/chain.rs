@@ -93,40 +93,32 @@ impl Check {
 }
 
 /// A stage accounts for every record it took in: in = out + dlq + filtered
-/// (ingest: every record it took was delivered), and the counts agree with
-/// where its records went (`consumed`, `produced`), counted elsewhere.
+/// (one rule for every stage), nothing failed, and the counts agree with where
+/// its records went (`consumed`, `produced`), which are counted elsewhere.
 pub fn accounts(s: &Summary) -> Check {
     let name = s.name();
     let mut wrong = Vec::new();
-    if s.stage == "ingest" {
-        if s.out != s.received || s.failed > 0 {
-            wrong.push(format!("in {} but delivered {} (failed {})", s.received, s.out, s.failed));
-        }
-        if let Some(t) = s.output()
-            && s.produced.count(t) != s.out
-        {
-            wrong.push(format!("out {} but {} delivery report(s) on {t}", s.out, s.produced.count(t)));
-        }
-    } else {
-        let accounted = s.out + s.dlq + s.filtered;
-        if s.received != accounted {
-            wrong.push(format!("in {} != out {} + dlq {} + filtered {}", s.received, s.out, s.dlq, s.filtered));
-        }
-        if let Some(t) = &s.input_topic
-            && s.consumed.count(t) != s.received
-        {
-            wrong.push(format!("in {} but {} record(s) read from {t}", s.received, s.consumed.count(t)));
-        }
-        if let Some(t) = &s.output_topic
-            && s.produced.count(t) != s.out
-        {
-            wrong.push(format!("out {} but {} record(s) delivered to {t}", s.out, s.produced.count(t)));
-        }
-        if let Some(t) = &s.dlq_topic
-            && s.produced.count(t) != s.dlq
-        {
-            wrong.push(format!("dlq {} but {} record(s) delivered to {t}", s.dlq, s.produced.count(t)));
-        }
+    let accounted = s.out + s.dlq + s.filtered;
+    if s.received != accounted {
+        wrong.push(format!("in {} != out {} + dlq {} + filtered {}", s.received, s.out, s.dlq, s.filtered));
+    }
+    if s.failed > 0 {
+        wrong.push(format!("{} record(s) never acknowledged", s.failed));
+    }
+    if let Some(t) = &s.input_topic
+        && s.consumed.count(t) != s.received
+    {
+        wrong.push(format!("in {} but {} record(s) read from {t}", s.received, s.consumed.count(t)));
+    }
+    if let Some(t) = s.output()
+        && s.produced.count(t) != s.out
+    {
+        wrong.push(format!("out {} but {} record(s) delivered to {t}", s.out, s.produced.count(t)));
+    }
+    if let Some(t) = &s.dlq_topic
+        && s.produced.count(t) != s.dlq
+    {
+        wrong.push(format!("dlq {} but {} record(s) delivered to {t}", s.dlq, s.produced.count(t)));
     }
     let check = format!("{name}: every record accounted for");
     if wrong.is_empty() {
@@ -185,7 +177,7 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
-    const INGEST: &str = r#"{"stage":"ingest","topic":"raw","in":5,"out":5,"failed":0,
+    const INGEST: &str = r#"{"stage":"ingest","topic":"raw","in":5,"out":5,"dlq":0,"filtered":0,"failed":0,
         "produced":[{"topic":"raw","partition":0,"first":0,"last":2,"count":3},{"topic":"raw","partition":1,"first":10,"last":11,"count":2}]}"#;
     const TRANSFORM: &str = r#"{"stage":"transform","in":5,"out":3,"dlq":1,"filtered":1,
         "input_topic":"raw","output_topic":"created","dlq_topic":"dlq",
@@ -212,6 +204,17 @@ mod tests {
         t.received += 1;
         t.filtered += 1;
         assert!(accounts(&t).detail.contains("in 6 but 5 record(s) read from raw"));
+    }
+
+    #[test]
+    fn one_rule_for_every_stage() {
+        let mut i = summary(INGEST);
+        i.out -= 1;
+        i.failed = 1;
+        let c = accounts(&i);
+        assert!(c.detail.contains("in 5 != out 4 + dlq 0 + filtered 0"), "{}", c.detail);
+        assert!(c.detail.contains("1 record(s) never acknowledged"), "{}", c.detail);
+        assert!(c.detail.contains("out 4 but 5 record(s) delivered to raw"), "{}", c.detail);
     }
 
     #[test]
