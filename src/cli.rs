@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::names;
+pub use crate::sinks::{SinkKind, SinkOpts, cassandra::CassandraOpts, postgres::PostgresOpts};
 
 /// The settings read only from the environment or a file (secrets, and what
 /// names them), for the --help of every subcommand that reads them.
@@ -238,13 +239,6 @@ pub struct TransformArgs {
     pub consume: ConsumeOpts,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SinkKind {
-    Cassandra,
-    Postgres,
-    Parquet,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// Where rows go.
@@ -256,64 +250,14 @@ pub struct LoadArgs {
     /// Table (Cassandra, PostgreSQL) or folder name (Parquet); created if absent.
     #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = names::parse_identifier)]
     pub table: String,
-    /// Output directory for --sink parquet (files go to OUT/<table>/).
-    #[arg(long, env = "RTDS_OUT", default_value = "data")]
-    pub out: PathBuf,
     /// How long to keep retrying a store that is down before failing (offsets stay uncommitted).
     #[arg(long, env = "RTDS_RETRY_FOR", default_value = "10m", value_parser = names::parse_duration)]
     pub retry_for: Duration,
     #[command(flatten)]
     pub consume: ConsumeOpts,
+    /// Every sink's own options (src/sinks/).
     #[command(flatten)]
-    pub cassandra: CassandraOpts,
-    #[command(flatten)]
-    pub postgres: PostgresOpts,
-}
-
-/// Cassandra connection settings. User and password come only from
-/// RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD (or RTDS_CASSANDRA_PASSWORD_FILE).
-#[derive(Debug, Clone, Args)]
-pub struct CassandraOpts {
-    /// Cassandra contact points, comma-separated host:port.
-    #[arg(long, env = "RTDS_CASSANDRA_NODES", default_value = "127.0.0.1:9042", value_delimiter = ',')]
-    pub cassandra_nodes: Vec<String>,
-    /// Keyspace.
-    #[arg(long, env = "RTDS_KEYSPACE", default_value = "spark_streams", value_parser = names::parse_identifier)]
-    pub keyspace: String,
-    /// Replication of the keyspace when it has to be created, e.g. "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3".
-    #[arg(long, env = "RTDS_REPLICATION", default_value = "SimpleStrategy:1")]
-    pub replication: String,
-    /// Write consistency level.
-    #[arg(long, env = "RTDS_CONSISTENCY", default_value = "LOCAL_QUORUM")]
-    pub consistency: String,
-    /// Concurrent writes in flight.
-    #[arg(long, env = "RTDS_CONCURRENCY", default_value_t = 64,
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub concurrency: u32,
-    /// Use TLS to Cassandra, verifying each node's certificate against RTDS_CASSANDRA_CA_FILE (else the
-    /// system's CAs) and the node's address.
-    #[arg(long, env = "RTDS_CASSANDRA_TLS")]
-    pub cassandra_tls: bool,
-    /// Connect timeout.
-    #[arg(long, env = "RTDS_CONNECT_TIMEOUT", default_value = "10s", value_parser = names::parse_duration)]
-    pub connect_timeout: Duration,
-}
-
-/// PostgreSQL settings. The URL (with its password) comes only from the
-/// environment: RTDS_POSTGRES_URL, or a file named by RTDS_POSTGRES_URL_FILE.
-#[derive(Debug, Clone, Args)]
-pub struct PostgresOpts {
-    /// PostgreSQL schema of the table (created if absent).
-    #[arg(long, env = "RTDS_PG_SCHEMA", default_value = "public", value_parser = names::parse_identifier)]
-    pub pg_schema: String,
-    /// Require TLS to PostgreSQL (a server without it is refused), verifying its certificate against
-    /// RTDS_POSTGRES_CA_FILE (else the system's CAs) and the host name connected to.
-    #[arg(long, env = "RTDS_POSTGRES_TLS")]
-    pub postgres_tls: bool,
-    /// Connections a batch is spread over (by id), each upserting its share in its own transaction.
-    #[arg(long, env = "RTDS_PG_CONNECTIONS", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub pg_connections: u32,
+    pub sinks: SinkOpts,
 }
 
 #[derive(Debug, Clone, Args)]

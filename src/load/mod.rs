@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rdkafka::message::Message;
 
-use crate::cli::{Compression, GlobalOpts, LoadArgs, SinkKind};
+use crate::cli::{Compression, GlobalOpts, LoadArgs};
 use crate::delivery::{BatchAck, Counts};
 use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
@@ -44,13 +44,7 @@ struct Summary<'a> {
 }
 
 pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
-    let sink = match args.sink {
-        SinkKind::Cassandra => {
-            Sink::Cassandra(Box::new(sinks::cassandra::CassandraSink::open(&args.cassandra, &args.table).await?))
-        }
-        SinkKind::Postgres => Sink::Postgres(sinks::postgres::PostgresSink::open(&args.postgres, &args.table).await?),
-        SinkKind::Parquet => Sink::Parquet(sinks::parquet::ParquetSink::open(&args.out, &args.table)?),
-    };
+    let sink = sinks::open(args.sink, &args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
     let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;

@@ -1,8 +1,10 @@
-//! Cassandra sink (scylla driver). Options come from `cli::CassandraOpts`;
-//! credentials only from RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD(_FILE).
+//! Cassandra sink (scylla driver): its options, opening (create or check the
+//! table), the write of a batch, the read-back of ids. Credentials only from
+//! RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD(_FILE).
 //! Rows are upserted by id with a prepared INSERT, at bounded concurrency.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -14,10 +16,38 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{Rejected, WriteError};
-use crate::cli::CassandraOpts;
 use crate::error::{UsageError, usage};
 use crate::row::{COLUMNS, Kind, UserRow, WIDTH, names};
 use crate::secrets;
+
+/// Cassandra connection settings. User and password come only from
+/// RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD (or RTDS_CASSANDRA_PASSWORD_FILE).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CassandraOpts {
+    /// Cassandra contact points, comma-separated host:port.
+    #[arg(long, env = "RTDS_CASSANDRA_NODES", default_value = "127.0.0.1:9042", value_delimiter = ',')]
+    pub cassandra_nodes: Vec<String>,
+    /// Keyspace.
+    #[arg(long, env = "RTDS_KEYSPACE", default_value = "spark_streams", value_parser = crate::names::parse_identifier)]
+    pub keyspace: String,
+    /// Replication of the keyspace when it has to be created, e.g. "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3".
+    #[arg(long, env = "RTDS_REPLICATION", default_value = "SimpleStrategy:1")]
+    pub replication: String,
+    /// Write consistency level.
+    #[arg(long, env = "RTDS_CONSISTENCY", default_value = "LOCAL_QUORUM")]
+    pub consistency: String,
+    /// Concurrent writes in flight.
+    #[arg(long, env = "RTDS_CONCURRENCY", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Use TLS to Cassandra, verifying each node's certificate against RTDS_CASSANDRA_CA_FILE (else the
+    /// system's CAs) and the node's address.
+    #[arg(long, env = "RTDS_CASSANDRA_TLS")]
+    pub cassandra_tls: bool,
+    /// Connect timeout.
+    #[arg(long, env = "RTDS_CONNECT_TIMEOUT", default_value = "10s", value_parser = crate::names::parse_duration)]
+    pub connect_timeout: Duration,
+}
 
 pub struct CassandraSink {
     /// `keyspace.table`.
@@ -61,7 +91,7 @@ impl CassandraSink {
     /// the rest are written. Any other failure is the cluster's (down,
     /// overloaded, timed out): the upserts are idempotent, so the whole batch
     /// is retried.
-    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+    async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let session = &self.session;
         let insert = &self.insert;
         // The futures are made first (a stream mapping rows to futures does not
@@ -98,6 +128,15 @@ async fn upsert(
             |i| if COLUMNS[i].kind == Kind::Id { &id as &(dyn SerializeValue + Sync) } else { &texts[i] },
         );
     (i, session.execute_unpaged(insert, &values[..]).await.map(|_| ()))
+}
+
+impl super::Store for CassandraSink {
+    fn location(&self) -> String {
+        self.table.clone()
+    }
+    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
+        Box::pin(CassandraSink::write(self, rows))
+    }
 }
 
 /// An error that is the row's fault, not the cluster's: the server found the

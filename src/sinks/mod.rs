@@ -7,6 +7,8 @@ pub mod cassandra;
 pub mod parquet;
 pub mod postgres;
 
+use futures::future::BoxFuture;
+
 use crate::row::UserRow;
 
 /// Why a batch write failed: `Transient` is retried (store down, timeout),
@@ -57,36 +59,77 @@ pub fn column_ddl(kind_type: impl Fn(crate::row::Kind) -> &'static str) -> Strin
 /// Rows a store can never take, by index into the batch, with the reason.
 pub type Rejected = Vec<(usize, String)>;
 
-pub enum Sink {
-    Cassandra(Box<cassandra::CassandraSink>),
-    Postgres(postgres::PostgresSink),
-    Parquet(parquet::ParquetSink),
+/// What every sink does for `rtds load`.
+pub trait Store: Send {
+    /// Where the rows go (`keyspace.table`, `schema.table`, a directory), for
+    /// the summary and `rtds reconcile`.
+    fn location(&self) -> String;
+
+    /// Write `rows` (upserted by id where the store can): the rows it refused
+    /// for their content, with why; `WriteError::Transient` for a failure a
+    /// retry may cure (the store is down), `WriteError::Fatal` otherwise.
+    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> BoxFuture<'a, Result<Rejected, WriteError>>;
+}
+
+/// The sinks, each in a file of its own. Adding one: its file (options,
+/// `open`, `Store`, a read-back for reconcile), a variant here, its options in
+/// `SinkOpts`, and its line in `open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Cassandra,
+    Postgres,
+    Parquet,
+}
+
+impl SinkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Cassandra => "cassandra",
+            SinkKind::Postgres => "postgres",
+            SinkKind::Parquet => "parquet",
+        }
+    }
+}
+
+/// Every sink's own options, flattened into `rtds load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkOpts {
+    #[command(flatten)]
+    pub cassandra: cassandra::CassandraOpts,
+    #[command(flatten)]
+    pub postgres: postgres::PostgresOpts,
+    #[command(flatten)]
+    pub parquet: parquet::ParquetOpts,
+}
+
+/// An open sink: its kind and its store.
+pub struct Sink {
+    pub kind: SinkKind,
+    store: Box<dyn Store>,
+}
+
+/// Open the sink of `kind` for `table` (created if absent, checked against the row contract if not).
+pub async fn open(kind: SinkKind, opts: &SinkOpts, table: &str) -> anyhow::Result<Sink> {
+    let store: Box<dyn Store> = match kind {
+        SinkKind::Cassandra => Box::new(cassandra::CassandraSink::open(&opts.cassandra, table).await?),
+        SinkKind::Postgres => Box::new(postgres::PostgresSink::open(&opts.postgres, table).await?),
+        SinkKind::Parquet => Box::new(parquet::ParquetSink::open(&opts.parquet, table)?),
+    };
+    Ok(Sink { kind, store })
 }
 
 impl Sink {
     pub fn name(&self) -> &'static str {
-        match self {
-            Sink::Cassandra(_) => "cassandra",
-            Sink::Postgres(_) => "postgres",
-            Sink::Parquet(_) => "parquet",
-        }
+        self.kind.name()
     }
 
-    /// Where the rows go: `keyspace.table`, `schema.table`, or a directory.
     pub fn location(&self) -> String {
-        match self {
-            Sink::Cassandra(s) => s.table.clone(),
-            Sink::Postgres(s) => s.table.clone(),
-            Sink::Parquet(s) => s.dir.display().to_string(),
-        }
+        self.store.location()
     }
 
     /// Write `rows` (upsert by id where the store can).
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
-        match self {
-            Sink::Cassandra(s) => s.write(rows).await,
-            Sink::Postgres(s) => s.write(rows).await,
-            Sink::Parquet(s) => s.write(rows).await,
-        }
+        self.store.write(rows).await
     }
 }

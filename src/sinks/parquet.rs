@@ -17,6 +17,14 @@ use parquet::file::properties::WriterProperties;
 use super::{Rejected, WriteError};
 use crate::row::{COLUMNS, Kind, UserRow, WIDTH};
 
+/// Parquet's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParquetOpts {
+    /// Output directory for --sink parquet (files go to OUT/<table>/).
+    #[arg(long, env = "RTDS_OUT", default_value = "data")]
+    pub out: PathBuf,
+}
+
 pub struct ParquetSink {
     pub dir: PathBuf,
     schema: SchemaRef,
@@ -24,8 +32,8 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     /// Create `out/table/` and make sure we can write there.
-    pub fn open(out: &Path, table: &str) -> Result<Self> {
-        let dir = out.join(table);
+    pub fn open(opts: &ParquetOpts, table: &str) -> Result<Self> {
+        let dir = opts.out.join(table);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating the output directory {}", dir.display()))?;
         let probe = dir.join(format!(".rtds-write-test-{}", std::process::id()));
         File::create(&probe).with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
@@ -36,7 +44,7 @@ impl ParquetSink {
         Ok(Self { dir, schema: Arc::new(Schema::new(fields)) })
     }
 
-    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+    async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let batch = self.batch(rows).map_err(WriteError::Fatal)?;
         let dir = self.dir.clone();
         // File I/O and compression off the async threads.
@@ -51,6 +59,15 @@ impl ParquetSink {
         let columns: Vec<ArrayRef> =
             (0..WIDTH).map(|c| Arc::new(rows.iter().map(|r| r.get(c)).collect::<StringArray>()) as ArrayRef).collect();
         RecordBatch::try_new(self.schema.clone(), columns).context("building the Parquet batch")
+    }
+}
+
+impl super::Store for ParquetSink {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
+        Box::pin(ParquetSink::write(self, rows))
     }
 }
 

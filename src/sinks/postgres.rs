@@ -23,7 +23,6 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, Socket};
 
 use super::{Rejected, WriteError};
-use crate::cli::PostgresOpts;
 use crate::error::usage;
 use crate::row::{COLUMNS, Kind, UserRow, WIDTH, last_per_id, names};
 use crate::secrets;
@@ -45,6 +44,23 @@ fn column_list() -> String {
 /// Batches upserted through the staging table, without trying a plain COPY
 /// first, after a COPY met an id already in the table.
 const STAGED_AFTER_CONFLICT: u32 = 16;
+
+/// PostgreSQL settings. The URL (with its password) comes only from the
+/// environment: RTDS_POSTGRES_URL, or a file named by RTDS_POSTGRES_URL_FILE.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PostgresOpts {
+    /// PostgreSQL schema of the table (created if absent).
+    #[arg(long, env = "RTDS_PG_SCHEMA", default_value = "public", value_parser = crate::names::parse_identifier)]
+    pub pg_schema: String,
+    /// Require TLS to PostgreSQL (a server without it is refused), verifying its certificate against
+    /// RTDS_POSTGRES_CA_FILE (else the system's CAs) and the host name connected to.
+    #[arg(long, env = "RTDS_POSTGRES_TLS")]
+    pub postgres_tls: bool,
+    /// Connections a batch is spread over (by id), each upserting its share in its own transaction.
+    #[arg(long, env = "RTDS_PG_CONNECTIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pg_connections: u32,
+}
 
 pub struct PostgresSink {
     opts: PostgresOpts,
@@ -78,7 +94,7 @@ impl PostgresSink {
     /// Upsert `rows`. A row PostgreSQL refuses for its content (a value it
     /// cannot hold: class 22, or a constraint: class 23) is rejected with the
     /// server's message and the rest of its share is written.
-    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
+    async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let mut rejected = Vec::new();
         let mut good = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -105,6 +121,15 @@ impl PostgresSink {
         }
         rejected.sort_by_key(|(i, _)| *i);
         Ok(rejected)
+    }
+}
+
+impl super::Store for PostgresSink {
+    fn location(&self) -> String {
+        self.table.clone()
+    }
+    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
+        Box::pin(PostgresSink::write(self, rows))
     }
 }
 
