@@ -1,15 +1,14 @@
 """user_automation: the classic tutorial's DAG, with rtds doing the work.
 
 ingest >> transform >> load_<sink> (the sinks chosen in the trigger form) >> reconcile.
-Each task runs the plain `rtds <stage>` command; parameters and connection
-settings reach it as RTDS_* environment variables, never inside the shell
-string, so no value can be executed by the shell. Each stage prints a JSON
-summary as its last stdout line, which BashOperator pushes to XCom, including
-the Kafka offset ranges it consumed and produced.
+Each task runs the plain `rtds <stage>` command, built by rtds_tasks.rtds
+(parameters and connection settings in RTDS_* environment variables, never in
+the shell string; the PostgreSQL URL added at run time, never templated). Each
+stage prints a JSON summary as its last stdout line, which BashOperator pushes
+to XCom, including the Kafka offset ranges it consumed and produced.
 
-The PostgreSQL URL holds a password, so it is not templated: RtdsOperator adds
-it to the command's environment at run time, and it is in no rendered field
-(which Airflow stores and shows in the UI).
+Each task declares the assets it reads and writes (inlets, outlets: the topics,
+the stores), so the UI shows the lineage and other DAGs can be scheduled on them.
 
 transform and each load get the previous stage's summary in RTDS_FROM_SUMMARY
 and read exactly the offsets that upstream run produced, without a consumer
@@ -23,71 +22,27 @@ store by id; and every dead letter is in the DLQ topic. It fails the run,
 naming what is missing, if any of it does not hold.
 
 Topics are read from the environment when the DAG is parsed (RTDS_RAW_TOPIC,
-RTDS_CREATED_TOPIC, RTDS_DLQ_TOPIC), so a deployment or a test can run the
-pipeline on topics of its own; the Cassandra keyspace and PostgreSQL schema
-reach the stages through the inherited environment (RTDS_KEYSPACE,
+RTDS_CREATED_TOPIC, RTDS_DLQ_TOPIC; rtds_tasks), so a deployment or a test can
+run the pipeline on topics of its own; the Cassandra keyspace and PostgreSQL
+schema reach the stages through the inherited environment (RTDS_KEYSPACE,
 RTDS_PG_SCHEMA).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, BaseHook, Param, task
+from airflow.sdk import DAG, Param, task
+
+# Shared with user_stream (dags/rtds_tasks.py); the topic names stay importable from here.
+from rtds_tasks import CREATED, CREATED_TOPIC, DLQ, DLQ_TOPIC, PARQUET_OUT, RAW, RAW_TOPIC, STORES, rtds
 
 SINKS = ["cassandra", "postgres", "parquet"]
-# The rtds binary; the bash command reads it from the environment.
-RTDS_BIN = os.environ.get("RTDS_BIN", "rtds")
-PARQUET_OUT = os.environ.get("RTDS_OUT", "/tmp/rtds/parquet")
-# Kafka topics, fixed when the DAG is parsed: a test can isolate its runs.
-RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
-CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
-DLQ_TOPIC = os.environ.get("RTDS_DLQ_TOPIC", "users_dlq")
-
-# Addresses, rendered from the Airflow connections rtds_kafka and rtds_cassandra
-# (AIRFLOW_CONN_* locally). Nothing secret: rendered fields are stored and shown in the UI.
-CONNECTION_ENV = {
-    "RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}",
-    "RTDS_CASSANDRA_NODES": "{{ conn.rtds_cassandra.host }}:{{ conn.rtds_cassandra.port }}",
-}
-
-
-class RtdsOperator(BashOperator):
-    """A BashOperator whose command also gets connection URIs, passwords included.
-
-    They are added to the subprocess's environment at run time, after templates
-    are rendered, never to `env`: so they are not stored with the rendered fields
-    nor shown in the UI. BashOperator logs the command, not its environment, and
-    the SDK masks the connection's password in the task log.
-    """
-
-    # Environment variable -> the Airflow connection whose URI it gets.
-    secret_uris = {"RTDS_POSTGRES_URL": "rtds_postgres"}
-
-    def get_env(self, context) -> dict:
-        env = super().get_env(context)
-        for name, conn_id in self.secret_uris.items():
-            env[name] = BaseHook.get_connection(conn_id).get_uri()
-        return env
 
 
 def summary_of(task_id: str) -> str:
     """A template of the JSON summary line `task_id` pushed to XCom in this run."""
     return f"{{{{ ti.xcom_pull(task_ids='{task_id}') }}}}"
-
-
-def rtds(stage: str, extra_env: dict[str, str] | None = None, **kwargs) -> RtdsOperator:
-    """A task running `rtds <stage>` with its settings in the environment."""
-    return RtdsOperator(
-        task_id=kwargs.pop("task_id", stage),
-        bash_command=f'"$RTDS_BIN" {stage}',
-        env={"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **CONNECTION_ENV, **(extra_env or {})},
-        append_env=True,
-        do_xcom_push=True,
-        **kwargs,
-    )
 
 
 with DAG(
@@ -132,6 +87,7 @@ with DAG(
             "RTDS_SEED": "{{ params.seed }}",
             "RTDS_API_SEED": "{{ params.api_seed or '' }}",
         },
+        outlets=[RAW],
     )
     transform = rtds(
         "transform",
@@ -141,6 +97,8 @@ with DAG(
             "RTDS_DLQ_TOPIC": DLQ_TOPIC,
             "RTDS_FROM_SUMMARY": summary_of("ingest"),
         },
+        inlets=[RAW],
+        outlets=[CREATED, DLQ],
     )
     loads = {
         sink: rtds(
@@ -153,6 +111,8 @@ with DAG(
                 "RTDS_FROM_SUMMARY": summary_of("transform"),
             },
             task_id=f"load_{sink}",
+            inlets=[CREATED],
+            outlets=[STORES[sink], DLQ],
         )
         for sink in SINKS
     }

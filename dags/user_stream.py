@@ -2,15 +2,17 @@
 for `duration` seconds, every few minutes. `rtds transform --follow` and
 `rtds load --follow --sink ...` run beside it as long-lived services
 (docker-compose.yml runs them), so rows reach the stores within moments.
+
+The task is built by rtds_tasks.rtds, like user_automation's, and writes the
+same raw topic (RTDS_RAW_TOPIC), the asset it declares as its outlet.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
+from rtds_tasks import KAFKA_ENV, RAW, RAW_TOPIC, rtds
 
 with DAG(
     dag_id="user_stream",
@@ -32,18 +34,19 @@ with DAG(
     },
     tags=["rtds"],
 ) as dag:
-    BashOperator(
-        task_id="stream",
-        bash_command='"$RTDS_BIN" ingest',
-        env={
-            "RTDS_BIN": os.environ.get("RTDS_BIN", "rtds"),
-            "RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}",
+    rtds(
+        "ingest",
+        {
+            # The topic its outlet names: rtds's default unless RTDS_RAW_TOPIC says otherwise.
+            "RTDS_TOPIC": RAW_TOPIC,
             "RTDS_SOURCE": "{{ params.source }}",
             "RTDS_DURATION": "{{ params.duration }}s",
             "RTDS_RATE": "{{ params.rate }}",
             "RTDS_SEED": "{{ ts_nodash | replace('T', '') }}",
-            "RTDS_LOG_FORMAT": "json",
         },
-        append_env=True,
-        do_xcom_push=True,
+        task_id="stream",
+        # It talks to Kafka only: no store address, no PostgreSQL URL to fetch.
+        connection_env=KAFKA_ENV,
+        secret_uris={},
+        outlets=[RAW],
     )

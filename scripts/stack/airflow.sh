@@ -21,8 +21,7 @@ airflow_install() {
 
 # The environment Airflow runs with: DAGs, connections to the stack, the rtds binary.
 airflow_vars() {
-  local pw
-  pw=$(cat "$STACK_DIR/postgres/password" 2>/dev/null || true)
+  local conns
   export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
   export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/airflow/plugins"
   export AIRFLOW__CORE__LOAD_EXAMPLES=False
@@ -30,10 +29,13 @@ airflow_vars() {
   export AIRFLOW__API__HOST=127.0.0.1
   export AIRFLOW__API__PORT=$AIRFLOW_PORT
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
-  # JSON form: the Kafka provider (dlq_alert's watcher) reads its client settings from the extras.
-  export AIRFLOW_CONN_RTDS_KAFKA='{"conn_type": "kafka", "host": "127.0.0.1", "port": 9092, "extra": {"bootstrap.servers": "127.0.0.1:9092", "group.id": "rtds-dlq-alert", "auto.offset.reset": "earliest"}}'
-  export AIRFLOW_CONN_RTDS_CASSANDRA="cassandra://127.0.0.1:9042"
-  export AIRFLOW_CONN_RTDS_POSTGRES="postgres://rtds:$pw@127.0.0.1:5433/rtds"
+  # The connections rtds_kafka/_cassandra/_postgres, defined once in airflow_connections.py
+  # (tests/dags/conftest.py uses it too), of the addresses `scripts/stack.sh env` prints.
+  # In a subshell: the PostgreSQL URL is only in that Python's environment, never in an
+  # argument, and nothing but the AIRFLOW_CONN_* lines it prints is exported here.
+  conns=$(eval "$("$ROOT/scripts/stack.sh" env)" && "$AIRFLOW_VENV/bin/python" "$ROOT/scripts/stack/airflow_connections.py") ||
+    die "airflow: could not define the connections to the stack"
+  eval "$conns"
   export RTDS_BIN="${RTDS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/debug/rtds}"
   export RTDS_OUT="${RTDS_OUT:-$STACK_DIR/parquet}"
 }

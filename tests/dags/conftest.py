@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +22,19 @@ STACK = ROOT / ".stack"
 
 @pytest.fixture(scope="session")
 def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
+    # As the dag-processor and task runner load them: the DAG folder on sys.path, so
+    # the DAGs import their shared module (dags/rtds_tasks.py).
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    return DagBag(dag_folder=str(DAGS))
+    return BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS)
+
+
+def airflow_connections():
+    """scripts/stack/airflow_connections.py, the connections' one definition (the stack's airflow.sh prints them)."""
+    sys.path.insert(0, str(ROOT / "scripts" / "stack"))
+    import airflow_connections
+
+    return airflow_connections
 
 
 def stack_env() -> dict[str, str]:
@@ -45,8 +56,6 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         pytest.fail("the local stack is not set up: run `make stack-up` (scripts/stack.sh up)")
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/rtds/target"))
     rtds_bin = os.environ.get("RTDS_BIN", str(target / "debug/rtds"))
-    brokers = stack["RTDS_BROKERS"]
-    cassandra = stack["RTDS_CASSANDRA_NODES"]
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -54,17 +63,8 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "airflow" / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW_CONN_RTDS_KAFKA": json.dumps(
-            {
-                "conn_type": "kafka",
-                "host": brokers.split(":")[0],
-                "port": int(brokers.split(":")[1]),
-                "extra": {"bootstrap.servers": brokers, "group.id": "rtds-dlq-alert", "auto.offset.reset": "earliest"},
-            }
-        ),
-        "AIRFLOW_CONN_RTDS_CASSANDRA": f"cassandra://{cassandra}",
-        # tokio-postgres takes postgres:// URLs; Airflow keeps the scheme of the URI.
-        "AIRFLOW_CONN_RTDS_POSTGRES": stack["RTDS_POSTGRES_URL"],
+        # The same connections as the stack's Airflow (scripts/stack/airflow.sh), from one definition.
+        **airflow_connections().from_environment(stack),
         "RTDS_BIN": rtds_bin,
         "RTDS_OUT": str(home / "parquet"),
     }

@@ -61,7 +61,7 @@ def test_connections_the_dags_use_are_configured(dagbag):
     used = set()
     for dag in DAGS.glob("*.py"):
         used |= set(re.findall(r"conn\.(rtds_\w+)", dag.read_text()))
-    # And those read at run time, never templated (user_automation's RtdsOperator: the PostgreSQL URL).
+    # And those read at run time, never templated (rtds_tasks.RtdsOperator: the PostgreSQL URL).
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             used |= set(getattr(task, "secret_uris", {}).values())

@@ -28,6 +28,57 @@ def test_dags_load_without_errors(dagbag):
     assert {"user_automation", "user_stream"} <= set(dagbag.dag_ids)
 
 
+def test_the_shared_module_is_imported_not_parsed_as_a_dag_file(dagbag):
+    # .airflowignore: the dag-processor does not parse rtds_tasks.py; the DAGs import it.
+    assert {stat.file for stat in dagbag.dagbag_stats} == {"dlq_alert.py", "user_automation.py", "user_stream.py"}
+    assert dagbag.dags["user_automation"].get_task("ingest").__class__.__module__ == "rtds_tasks"
+
+
+def uris(assets) -> set[str]:
+    return {asset.uri for asset in assets}
+
+
+def test_each_task_declares_the_assets_it_reads_and_writes(dagbag):
+    dag = dagbag.dags["user_automation"]
+    raw, created, dlq = (f"kafka://rtds/{topic}" for topic in topics(dag).values())
+    out = os.path.abspath(os.environ.get("RTDS_OUT", "/tmp/rtds/parquet"))
+    stores = {
+        "load_cassandra": f"cassandra://rtds/{os.environ.get('RTDS_KEYSPACE', 'spark_streams')}/created_users",
+        "load_postgres": f"postgres://rtds:5432/rtds/{os.environ.get('RTDS_PG_SCHEMA', 'public')}/created_users",
+        "load_parquet": f"file://{out}/created_users",
+    }
+    expected = {
+        "ingest": (set(), {raw}),
+        "transform": ({raw}, {created, dlq}),
+        **{load: ({created}, {store, dlq}) for load, store in stores.items()},
+        "choose_sinks": (set(), set()),
+        "reconcile": (set(), set()),
+    }
+    assert {t.task_id: (uris(t.inlets), uris(t.outlets)) for t in dag.tasks} == expected
+    # Every asset is a plain Asset named by its URI: one name, one URI, no clash between them.
+    for task in dag.tasks:
+        for asset in [*task.inlets, *task.outlets]:
+            assert type(asset).__name__ == "Asset" and asset.name == asset.uri, (task.task_id, asset)
+
+
+def test_the_dlq_asset_is_the_topic_dlq_alert_watches_but_not_its_asset(dagbag):
+    """The tasks' DLQ outlet and dlq_alert's watched asset do not clash (an asset's name and URI are each
+    unique), and a task's outlet, updated on every success, does not schedule dlq_alert: only dead letters do."""
+    sys.path.insert(0, str(DAGS))
+    import dlq_alert
+    import rtds_tasks
+
+    watched = dlq_alert.users_dlq
+    assert rtds_tasks.DLQ.name != watched.name and rtds_tasks.DLQ.uri != watched.uri
+    (watcher,) = watched.watchers
+    if "RTDS_DLQ_TOPIC" not in os.environ:  # Else the pipeline runs on a topic of its own.
+        assert watcher.trigger.kwargs["topics"] == [rtds_tasks.DLQ_TOPIC]
+        assert rtds_tasks.DLQ.uri == "kafka://rtds/users_dlq"
+    every_outlet = {uri for dag in dagbag.dags.values() for task in dag.tasks for uri in uris(task.outlets)}
+    assert watched.uri not in every_outlet
+    assert list(dagbag.dags["dlq_alert"].timetable.asset_condition.objects) == [watched]
+
+
 def test_tasks_and_dependencies(dagbag):
     dag = dagbag.dags["user_automation"]
     assert set(dag.task_ids) == {"ingest", "transform", "choose_sinks", *LOADS, "reconcile"}

@@ -1,0 +1,123 @@
+"""What every rtds task of the DAGs shares: the `rtds <stage>` operator, its
+connection environment, and the Airflow Assets the stages read and write.
+
+Not a DAG file (listed in .airflowignore): user_automation and user_stream
+import it as `rtds_tasks`, since Airflow puts the DAG folder (the bundle's
+root) on sys.path when it parses a DAG file and when it runs a task.
+
+Every task runs the plain `rtds <stage>` command; parameters and connection
+settings reach it as RTDS_* environment variables, never inside the shell
+string, so no value can be executed by the shell.
+
+The PostgreSQL URL holds a password, so it is not templated: RtdsOperator adds
+it to the command's environment at run time, and it is in no rendered field
+(which Airflow stores and shows in the UI).
+
+Topics, the Cassandra keyspace, the PostgreSQL schema, the table and the
+Parquet directory are read from the environment when a DAG is parsed, with
+rtds's own defaults, so a deployment or a test can run the pipeline on topics
+of its own, and the tasks' assets name what the tasks really use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import Asset, BaseHook
+
+# The rtds binary; the bash command reads it from the environment.
+RTDS_BIN = os.environ.get("RTDS_BIN", "rtds")
+PARQUET_OUT = os.environ.get("RTDS_OUT", "/tmp/rtds/parquet")
+# Kafka topics, fixed when the DAG is parsed: a test can isolate its runs.
+RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
+CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
+DLQ_TOPIC = os.environ.get("RTDS_DLQ_TOPIC", "users_dlq")
+# Where the loads write: they reach the stages through the inherited environment;
+# read here only to name the assets (the defaults are rtds's own).
+KEYSPACE = os.environ.get("RTDS_KEYSPACE", "spark_streams")
+PG_SCHEMA = os.environ.get("RTDS_PG_SCHEMA", "public")
+TABLE = os.environ.get("RTDS_TABLE", "created_users")
+
+# Addresses, rendered from the Airflow connections rtds_kafka and rtds_cassandra
+# (AIRFLOW_CONN_* locally). Nothing secret: rendered fields are stored and shown in the UI.
+KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
+CONNECTION_ENV = {
+    **KAFKA_ENV,
+    "RTDS_CASSANDRA_NODES": "{{ conn.rtds_cassandra.host }}:{{ conn.rtds_cassandra.port }}",
+}
+# Environment variable -> the Airflow connection whose URI it gets at run time.
+SECRET_URIS = {"RTDS_POSTGRES_URL": "rtds_postgres"}
+
+
+# Assets, for lineage (the UI's graph) and so that DAGs can be scheduled on them.
+# Their URIs name a logical cluster, "rtds", not an address: the addresses come
+# from the connections at run time and differ between the local stack and
+# docker-compose, while an asset is the same data wherever it runs. Each URI is
+# already in the form the providers' normalizers give (kafka://server/topic;
+# postgres://host:port/database/schema/table, port included), so it is one asset
+# with or without the provider installed. Names default to the URIs: unique, and
+# none is dlq_alert's `users_dlq`, the asset its Kafka watcher updates on each
+# dead letter (see DLQ below).
+def kafka_topic(topic: str) -> Asset:
+    """A Kafka topic of the pipeline as an Asset."""
+    return Asset(uri=f"kafka://rtds/{topic}")
+
+
+RAW = kafka_topic(RAW_TOPIC)
+CREATED = kafka_topic(CREATED_TOPIC)
+# The dead-letter topic as data the stages write. Deliberately not dlq_alert's
+# `users_dlq` asset: a task's outlet updates its asset on every successful run,
+# so that asset would schedule dlq_alert after each transform and load, dead
+# letters or not. dlq_alert stays scheduled by its watcher, on real dead letters.
+DLQ = kafka_topic(DLQ_TOPIC)
+STORES = {
+    "cassandra": Asset(uri=f"cassandra://rtds/{KEYSPACE}/{TABLE}"),
+    "postgres": Asset(uri=f"postgres://rtds:5432/rtds/{PG_SCHEMA}/{TABLE}"),
+    # A load writes part-*.parquet files into RTDS_OUT/<table>.
+    "parquet": Asset(uri=f"file://{os.path.abspath(PARQUET_OUT)}/{TABLE}"),
+}
+
+
+class RtdsOperator(BashOperator):
+    """A BashOperator whose command also gets connection URIs, passwords included.
+
+    They are added to the subprocess's environment at run time, after templates
+    are rendered, never to `env`: so they are not stored with the rendered fields
+    nor shown in the UI. BashOperator logs the command, not its environment, and
+    the SDK masks the connection's password in the task log.
+    """
+
+    def __init__(self, *, secret_uris: dict[str, str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        # Environment variable -> the Airflow connection whose URI it gets.
+        self.secret_uris = dict(SECRET_URIS if secret_uris is None else secret_uris)
+
+    def get_env(self, context) -> dict:
+        env = super().get_env(context)
+        for name, conn_id in self.secret_uris.items():
+            env[name] = BaseHook.get_connection(conn_id).get_uri()
+        return env
+
+
+def rtds(
+    stage: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    connection_env: dict[str, str] = CONNECTION_ENV,
+    **kwargs,
+) -> RtdsOperator:
+    """A task running `rtds <stage>` with its settings in the environment.
+
+    `connection_env` and `secret_uris` (default: all the stores' connections)
+    let a task that talks to Kafka only need nothing else; `inlets`/`outlets`
+    and any other operator argument pass through.
+    """
+    return RtdsOperator(
+        task_id=kwargs.pop("task_id", stage),
+        bash_command=f'"$RTDS_BIN" {stage}',
+        env={"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **connection_env, **(extra_env or {})},
+        append_env=True,
+        do_xcom_push=True,
+        **kwargs,
+    )
