@@ -17,7 +17,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cli::GlobalOpts;
@@ -94,7 +94,7 @@ pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], partitions: i32
 }
 
 /// The value of a record's header `name`, if it has one.
-pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+pub fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a [u8]> {
     m.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value)
 }
 

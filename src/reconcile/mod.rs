@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use serde::Serialize;
 
 use crate::cli::{GlobalOpts, ReconcileArgs};
@@ -149,14 +149,7 @@ fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Resul
     let mut without_reason = Vec::new();
     tokio::task::block_in_place(|| {
         crate::kafka::read_spans(global, dlq, &s.produced.of(dlq), args.read_timeout, |m| {
-            let h = |name: &str| -> Option<String> {
-                let headers = m.headers()?;
-                headers
-                    .iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            };
+            let h = |name: &str| crate::kafka::header(m, name).map(|v| String::from_utf8_lossy(v).into_owned());
             if h("rtds-stage").as_deref() != Some(s.stage.as_str())
                 || h("rtds-sink") != s.sink
                 || h("rtds-source-topic").as_deref() != Some(input.as_str())

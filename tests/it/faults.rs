@@ -44,11 +44,6 @@ fn reconciled(out: &std::process::Output) -> Value {
     s
 }
 
-/// A summary as the line it was printed as.
-fn stdout_line(s: &Value) -> String {
-    s.to_string()
-}
-
 fn out_rows(s: &Value) -> u64 {
     s["out"].as_u64().unwrap_or_else(|| panic!("no out in {s}"))
 }
@@ -211,12 +206,12 @@ fn ten_thousand_adversarial_records_reconcile_through_every_stage() {
 
     // The rows that made it, into every store: whatever a store refuses goes to the DLQ.
     let target = Target::new("it_fault_adv");
-    let mut summaries = vec![stdout_line(&t)];
+    let mut summaries = vec![t.to_string()];
     for sink in ["postgres", "cassandra", "parquet"] {
         let out = run(target.load(sink, &created, &unique("g")).args(["--dlq-topic", &dlq]), RUN);
         let s = reconciled(&out);
         assert_eq!(s["in"].as_u64(), Some(out_rows(&t)), "{sink}: {s}");
-        summaries.push(stdout_line(&s));
+        summaries.push(s.to_string());
     }
     // rtds reconcile reads each store back by id: lost = ids expected minus ids found.
     let rec = run(rtds().arg("reconcile").args(&summaries), RUN);
