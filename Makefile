@@ -20,8 +20,8 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	scripts/stack.sh install airflow
-	.stack/airflow/venv/bin/ruff check dags tests/dags airflow/plugins
-	.stack/airflow/venv/bin/ruff format --check dags tests/dags airflow/plugins
+	.stack/airflow/venv/bin/ruff check dags tests/dags airflow/plugins bench
+	.stack/airflow/venv/bin/ruff format --check dags tests/dags airflow/plugins bench
 
 stack-up:
 	scripts/stack.sh up

@@ -1,19 +1,99 @@
-"""Turn one `make bench` run (JSON lines) and criterion's estimates into a
-Markdown report on stdout and a PNG chart (records/s and peak RSS per step)."""
+"""The Python half of `make bench` (bench/run.sh), one subcommand per job:
+
+  record NAME BASELINE_OF OUT TIME   a step's JSON line: its summary (last JSON line of OUT),
+                                     wall and CPU seconds and peak RSS (/usr/bin/time's TIME)
+  field FILE KEY                     KEY of the last JSON line of FILE
+  csv JSONL CSV COLUMNS              JSON rows to CSV, COLUMNS (comma-separated) in order
+  copied LOG N                       psql's "COPY n" in LOG as a summary line (exit 1 if n != N)
+  metric ADDR NAME STAGE             the sum of NAME{stage="STAGE"} on a stage's /metrics
+  dag N T0 T1 LOG                    the DAG run's JSON line (Airflow's run duration in LOG)
+  json RESULTS RUN                   the run's steps as one JSON document
+  report RESULTS CRITERION_DIR N PNG the Markdown report on stdout and a PNG chart
+
+Only `report` needs matplotlib (the bench's own venv); the rest is the standard library."""
 
 import glob
 import json
 import os
+import re
 import sys
-
-results_path, criterion_dir, n, png = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-rows = [json.loads(line) for line in open(results_path)]
-steps = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
-realtime = [r for r in rows if r["name"].startswith("rt")]
-dag = [r for r in rows if r["name"].startswith("dag_")]
+import urllib.request
 
 
-def rate(r):
+def last_json(path):
+    lines = [line for line in open(path).read().splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def record(name, baseline_of, out, timing):
+    wall, user, sys_, rss_kb = open(timing).read().split()[-4:]
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "baseline_of": baseline_of or None,
+                "summary": last_json(out),
+                "wall_s": float(wall),
+                "cpu_s": float(user) + float(sys_),
+                "peak_rss_mb": int(rss_kb) / 1024,
+            }
+        )
+    )
+
+
+def field(path, key):
+    print(last_json(path)[key])
+
+
+def to_csv(jsonl, out, columns):
+    import csv
+
+    cols = columns.split(",")
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        for line in open(jsonl):
+            r = json.loads(line)
+            w.writerow([r.get(c) for c in cols])
+
+
+def copied(log, expected):
+    """psql prints `COPY n` for a \\copy: the count the server reports, not the one asked for."""
+    found = re.findall(r"^COPY (\d+)$", open(log).read(), re.M)
+    if not found:
+        sys.exit(f"no `COPY n` line in {log}")
+    n = int(found[-1])
+    print(json.dumps({"stage": "psql_copy", "in": n, "out": n}))
+    if n != int(expected):
+        sys.exit(f"psql \\copy wrote {n} rows, expected {expected}")
+
+
+def metric(addr, name, stage):
+    text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    print(sum(int(float(v)) for v in re.findall(rf'^{name}\{{stage="{stage}"\}} (\S+)$', text, re.M)) or 0)
+
+
+def dag(n, t0, t1, log):
+    run = float(re.search(r"DagRun Finished:.*?run_duration=([0-9.]+)", open(log).read()).group(1))
+    summary = {"in": int(n), "command_s": float(t1) - float(t0)}
+    print(
+        json.dumps(
+            {
+                "name": "dag_user_automation",
+                "baseline_of": None,
+                "summary": summary,
+                "wall_s": run,
+                "cpu_s": None,
+                "peak_rss_mb": None,
+            }
+        )
+    )
+
+
+def as_json(results, run):
+    print(json.dumps({"run": run, "steps": [json.loads(line) for line in open(results)]}, indent=1))
+
+
+def rate(r, n):
     return r["summary"].get("in", n) / r["wall_s"] if r["wall_s"] else 0.0
 
 
@@ -26,7 +106,7 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def merge(steps):
+def merge(steps, n):
     """A step and its repeat (NAME_2: the bench runs each pair A-B-B-A) as one row with the
     mean rate, wall, CPU and MB/s of its runs and the larger peak RSS."""
     groups = {}
@@ -36,7 +116,7 @@ def merge(steps):
     for name, runs in groups.items():
         m = dict(runs[0], name=name, runs=len(runs))
         m["baseline_of"] = (m.get("baseline_of") or "").removesuffix("_2") or None
-        m["rate"] = mean(rate(r) for r in runs)
+        m["rate"] = mean(rate(r, n) for r in runs)
         m["wall_s"] = mean(r["wall_s"] for r in runs)
         m["cpu_s"] = mean(r["cpu_s"] for r in runs)
         m["peak_rss_mb"] = max((r["peak_rss_mb"] or 0 for r in runs), default=0) or None
@@ -45,74 +125,97 @@ def merge(steps):
     return merged
 
 
-batch = merge(steps)
+def report(results_path, criterion_dir, n, png):
+    n = int(n)
+    rows = [json.loads(line) for line in open(results_path)]
+    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
+    realtime = [r for r in rows if r["name"].startswith("rt")]
+    dag = [r for r in rows if r["name"].startswith("dag_")]
 
+    batch = merge(steps, n)
 
-print(f"## rtds benchmark, {n:,} records\n")
-print("Each step and its baseline ran in A-B-B-A order; the figures are the mean of its runs.\n")
-print("| step | runs | records/s | MB/s | wall s | CPU s | peak RSS MB | vs baseline |")
-print("|---|---:|---:|---:|---:|---:|---:|---|")
-for r in batch:
-    ratio = ""
-    for other in batch:
-        if other.get("baseline_of") == r["name"]:
-            ratio = f"{r['rate'] / other['rate']:.0%} of {other['name']}"
-    print(
-        f"| {r['name']} | {r['runs']} | {r['rate']:,.0f} | {num(r['mbs'], '.1f')} | {r['wall_s']:.1f} "
-        f"| {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
-    )
-
-if realtime:
-    print("\n### real-time path (ingest at a fixed rate; transform and load --follow, Cassandra)\n")
-    print("| step | records | CPU s | peak RSS MB | end-to-end p50 ms | p95 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in realtime:
-        lat = r["summary"].get("latency_ms") or {}
-        count = r["summary"].get("out", r["summary"].get("in", ""))
+    print(f"## rtds benchmark, {n:,} records\n")
+    print("Each step and its baseline ran in A-B-B-A order; the figures are the mean of its runs.\n")
+    print("| step | runs | records/s | MB/s | wall s | CPU s | peak RSS MB | vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in batch:
+        ratio = ""
+        for other in batch:
+            if other.get("baseline_of") == r["name"]:
+                ratio = f"{r['rate'] / other['rate']:.0%} of {other['name']}"
         print(
-            f"| {r['name']} | {count:,} | {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} "
-            f"| {lat.get('p50', '')} | {lat.get('p95', '')} | {lat.get('p99', '')} | {lat.get('max', '')} |"
+            f"| {r['name']} | {r['runs']} | {r['rate']:,.0f} | {num(r['mbs'], '.1f')} | {r['wall_s']:.1f} "
+            f"| {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
         )
 
-for r in dag:
-    command = r["summary"].get("command_s")
-    also = f" (the whole `airflow dags test` command, with its start-up: {command:.1f} s)" if command else ""
-    print(
-        f"\n`user_automation` DAG run (`airflow dags test`, 3 sinks), {r['summary']['in']:,} users: "
-        f"{r['wall_s']:.1f} s, Airflow's run duration{also}"
-    )
+    if realtime:
+        print("\n### real-time path (ingest at a fixed rate; transform and load --follow, Cassandra)\n")
+        print("| step | records | CPU s | peak RSS MB | end-to-end p50 ms | p95 ms | p99 ms | max ms |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in realtime:
+            lat = r["summary"].get("latency_ms") or {}
+            count = r["summary"].get("out", r["summary"].get("in", ""))
+            print(
+                f"| {r['name']} | {count:,} | {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} "
+                f"| {lat.get('p50', '')} | {lat.get('p95', '')} | {lat.get('p99', '')} | {lat.get('max', '')} |"
+            )
 
-print("\n### criterion (one core, in process)\n")
-print("| benchmark | time per iteration | throughput |")
-print("|---|---:|---:|")
-for est in sorted(glob.glob(os.path.join(criterion_dir, "*", "*", "new", "estimates.json"))):
-    group, bench = est.split(os.sep)[-4:-2]
-    mean_ns = json.load(open(est))["mean"]["point_estimate"]
-    bench_json = os.path.join(os.path.dirname(est), "benchmark.json")
-    per = 1
-    try:
-        tp = json.load(open(bench_json)).get("throughput") or {}
-        per = tp.get("Elements") or tp.get("Bytes") or 1
-        unit = "elements/s" if "Elements" in tp else "bytes/s"
-    except (OSError, ValueError):
-        unit = "iter/s"
-    print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
+    for r in dag:
+        command = r["summary"].get("command_s")
+        also = f" (the whole `airflow dags test` command, with its start-up: {command:.1f} s)" if command else ""
+        print(
+            f"\n`user_automation` DAG run (`airflow dags test`, 3 sinks), {r['summary']['in']:,} users: "
+            f"{r['wall_s']:.1f} s, Airflow's run duration{also}"
+        )
 
-import matplotlib  # noqa: E402
+    print("\n### criterion (one core, in process)\n")
+    print("| benchmark | time per iteration | throughput |")
+    print("|---|---:|---:|")
+    for est in sorted(glob.glob(os.path.join(criterion_dir, "*", "*", "new", "estimates.json"))):
+        group, bench = est.split(os.sep)[-4:-2]
+        mean_ns = json.load(open(est))["mean"]["point_estimate"]
+        bench_json = os.path.join(os.path.dirname(est), "benchmark.json")
+        per = 1
+        try:
+            tp = json.load(open(bench_json)).get("throughput") or {}
+            per = tp.get("Elements") or tp.get("Bytes") or 1
+            unit = "elements/s" if "Elements" in tp else "bytes/s"
+        except (OSError, ValueError):
+            unit = "iter/s"
+        print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+    import matplotlib
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-names = [r["name"] for r in batch]
-colors = ["tab:gray" if r.get("baseline_of") else "tab:blue" for r in batch]
-left.barh(names, [r["rate"] for r in batch], color=colors)
-left.set_xlabel("records/s (grey: bare baseline)")
-left.invert_yaxis()
-right.barh(names, [r["peak_rss_mb"] or 0 for r in batch], color=colors)
-right.set_xlabel("peak RSS MB")
-right.invert_yaxis()
-right.set_yticklabels([])
-fig.suptitle(f"rtds, {n:,} records per step")
-fig.tight_layout()
-fig.savefig(png, dpi=100)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    names = [r["name"] for r in batch]
+    colors = ["tab:gray" if r.get("baseline_of") else "tab:blue" for r in batch]
+    left.barh(names, [r["rate"] for r in batch], color=colors)
+    left.set_xlabel("records/s (grey: bare baseline)")
+    left.invert_yaxis()
+    right.barh(names, [r["peak_rss_mb"] or 0 for r in batch], color=colors)
+    right.set_xlabel("peak RSS MB")
+    right.invert_yaxis()
+    right.set_yticklabels([])
+    fig.suptitle(f"rtds, {n:,} records per step")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+
+
+COMMANDS = {
+    "record": record,
+    "field": field,
+    "csv": to_csv,
+    "copied": copied,
+    "metric": metric,
+    "dag": dag,
+    "json": as_json,
+    "report": report,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    COMMANDS[sys.argv[1]](*sys.argv[2:])

@@ -34,15 +34,7 @@ eval "$(scripts/stack.sh env)"
 # record NAME BASELINE_OF: add NAME's JSON summary (last JSON line of $WORK/NAME.out),
 # wall and CPU seconds and peak RSS ($WORK/NAME.time, from /usr/bin/time) to the results.
 record() {
-  python3 - "$1" "$2" "$WORK/$1.out" "$WORK/$1.time" >>"$RESULTS" <<'PY'
-import json, sys
-name, baseline_of, out, timing = sys.argv[1:5]
-lines = [l for l in open(out).read().splitlines() if l.startswith("{")]
-summary = json.loads(lines[-1]) if lines else {}
-wall, user, sys_, rss_kb = open(timing).read().split()[-4:]
-print(json.dumps({"name": name, "baseline_of": baseline_of or None, "summary": summary, "wall_s": float(wall),
-                  "cpu_s": float(user) + float(sys_), "peak_rss_mb": int(rss_kb) / 1024}))
-PY
+  python3 bench/report.py record "$1" "$2" "$WORK/$1.out" "$WORK/$1.time" >>"$RESULTS"
 }
 
 # timed NAME CMD...: CMD under /usr/bin/time, output in $WORK/NAME.{out,err,time}.
@@ -149,19 +141,12 @@ cols=$(postgres_psql -qAt -c "SELECT string_agg(column_name, ',' ORDER BY ordina
 say "bench: exporting the rows to CSV for psql \\copy"
 kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic "created_$RUN" \
   --from-beginning --max-messages "$N" --timeout-ms 60000 2>/dev/null >"$WORK/rows.jsonl"
-python3 - "$WORK/rows.jsonl" "$WORK/rows.csv" "$cols" <<'PY'
-import csv, json, sys
-cols = sys.argv[3].split(",")
-with open(sys.argv[2], "w", newline="") as f:
-    w = csv.writer(f)
-    for line in open(sys.argv[1]):
-        r = json.loads(line)
-        w.writerow([r.get(c) for c in cols])
-PY
+python3 bench/report.py csv "$WORK/rows.jsonl" "$WORK/rows.csv" "$cols"
 sync
 postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
-# psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c).
-copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -q -c "\copy $1.created_users ($4) FROM '"'"'$2'"'"' CSV" && echo "{\"stage\":\"psql_copy\",\"in\":$3}"'
+# psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c); its
+# summary line carries the count psql reports (`COPY n`), and the step fails unless it is $3.
+copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -c "\copy $1.created_users ($4) FROM '"'"'$2'"'"' CSV" >"$2.$1.log" && python3 bench/report.py copied "$2.$1.log" "$3"'
 postgres_psql -q -c "CREATE SCHEMA bench_copy2_$RUN; CREATE TABLE bench_copy2_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
 measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N" "$cols"
 measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N" "$cols"
@@ -182,12 +167,7 @@ sync
 # (rtds-ingested-at to Cassandra's write acknowledgement).
 # metric ADDR NAME STAGE: the sum of NAME{stage="STAGE"} on a stage's /metrics (0 if absent).
 metric() {
-  python3 - "$@" <<'PY'
-import re, sys, urllib.request
-addr, name, stage = sys.argv[1:4]
-text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
-print(sum(int(float(v)) for v in re.findall(rf'^{name}\{{stage="{stage}"\}} (\S+)$', text, re.M)) or 0)
-PY
+  python3 bench/report.py metric "$@"
 }
 load_written() { metric "$1" rtds_records_out_total load; }
 # ready ADDR STAGE: the stage holds partitions of its input (its group has settled).
@@ -214,7 +194,7 @@ realtime() {
   wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
   measure "rt${rate}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
     --seed "$rate" --topic "raw_$tag"
-  n=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['out'])" "$WORK/rt${rate}_ingest.out")
+  n=$(python3 bench/report.py field "$WORK/rt${rate}_ingest.out" out)
   t=$SECONDS
   until [ "$(load_written "$addr")" -ge "$n" ]; do
     [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
@@ -244,13 +224,7 @@ airflow_dag_test user_automation "{\"count\": $DAG_COUNT, \"seed\": 7, \"sinks\"
   "$WORK/dag.log" migrated || die "bench: the DAG run failed"
 # The run's wall time as Airflow records it (start to end of the DAG run), and
 # the whole `airflow dags test` command's (with its start-up, ~10 s of Python).
-python3 - "$DAG_COUNT" "$t" "$(date +%s.%N)" "$WORK/dag.log" >>"$RESULTS" <<'PY'
-import json, re, sys
-n, t0, t1, log = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-run = float(re.search(r"DagRun Finished:.*?run_duration=([0-9.]+)", open(log).read()).group(1))
-print(json.dumps({"name": "dag_user_automation", "baseline_of": None, "summary": {"in": n, "command_s": t1 - t0},
-                  "wall_s": run, "cpu_s": None, "peak_rss_mb": None}))
-PY
+python3 bench/report.py dag "$DAG_COUNT" "$t" "$(date +%s.%N)" "$WORK/dag.log" >>"$RESULTS"
 
 # 6. criterion: the generator alone, and the in-process transform against arrow-json decoding alone
 say "bench: criterion"
@@ -260,9 +234,8 @@ cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/crit
 BENCH_VENV="$STACK_DIR/bench-venv"
 [ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
 "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
-"$BENCH_VENV/bin/python" bench/report.py "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/latest.png" \
+"$BENCH_VENV/bin/python" bench/report.py report "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/latest.png" \
   >"$ROOT/bench/results/latest.md"
-python3 -c "import json,sys; print(json.dumps({'run': sys.argv[2], 'steps': [json.loads(l) for l in open(sys.argv[1])]}, indent=1))" \
-  "$RESULTS" "$RUN" >"$ROOT/bench/results/latest.json"
+python3 bench/report.py json "$RESULTS" "$RUN" >"$ROOT/bench/results/latest.json"
 cat "$ROOT/bench/results/latest.md"
 say "results of run $RUN: bench/results/latest.json, .md and .png; scratch data in $WORK"
