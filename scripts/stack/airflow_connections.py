@@ -5,8 +5,8 @@ what this prints) and for the DAG tests (tests/dags/conftest.py imports it).
 The addresses come from the environment, as `scripts/stack.sh env` prints them
 (RTDS_BROKERS, RTDS_CASSANDRA_NODES, RTDS_POSTGRES_URL), never from arguments:
 the PostgreSQL URL holds a password, and a process's arguments are visible to
-every user of the machine (ps, /proc). docker-compose.yml has its own, with the
-containers' addresses.
+every user of the machine (ps, /proc). The compose image runs it too, at start
+(airflow/entrypoint.sh), with the containers' addresses.
 
     python3 scripts/stack/airflow_connections.py   # export AIRFLOW_CONN_RTDS_...=... lines
 """

@@ -30,13 +30,15 @@ cassandra_cql() {
 cassandra_answers() { cassandra_cql "SELECT release_version FROM system.local" 2>/dev/null | grep -q '^[0-9]'; }
 
 cassandra_up() {
-  local t0=$SECONDS jamm opts
+  local t0=$SECONDS jamm opts p
   if is_running cassandra && cassandra_answers; then
     say "cassandra: already up on 127.0.0.1:$CASSANDRA_PORT"
     return 0
   fi
-  if ! is_running cassandra && { port_open "$CASSANDRA_PORT" || port_open 7000; }; then
-    die "cassandra: port $CASSANDRA_PORT or 7000 is taken by another process (not started by this stack)"
+  if ! is_running cassandra; then
+    for p in "$CASSANDRA_PORT" 7000; do
+      port_open "$p" && die "cassandra: 127.0.0.1:$p is taken by $(port_owner "$p"), not by this stack"
+    done
   fi
   mkdir -p "$CASSANDRA_DIR/conf" "$CASSANDRA_DIR/logs"
   tls_certs

@@ -1,19 +1,33 @@
-# Apache Kafka for the stack: one KRaft node (broker + controller, no ZooKeeper) on
-# 127.0.0.1:9092 (controller 127.0.0.1:9093), jars from Maven Central (stack/kafka/pom.xml),
-# run with the system Java 17; config, data and logs under $STACK_DIR/kafka.
+# Apache Kafka for the stack: KRaft nodes (each broker + controller, no ZooKeeper) on loopback,
+# jars from Maven Central (stack/kafka/pom.xml), run with the system Java 17.
 # Sourced by scripts/stack.sh after lib.sh. Functions: kafka_install, kafka_up, kafka_down,
 # kafka_status, kafka_logs, kafka_env, and kafka_cli CLASS ARGS... (run one of Kafka's tools).
-# RTDS_KAFKA_PORT / RTDS_KAFKA_CONTROLLER_PORT move the ports (e.g. for a second, throw-away stack).
+#
+# RTDS_KAFKA_NODES=N (default 1) starts a cluster of N nodes: node i listens on
+# 127.0.0.1:$((9092 + 2 * (i - 1))), its controller on the port after it. One node keeps its data
+# under .stack/kafka; a cluster's nodes under .stack/kafka-node<i>, with internal topics and new
+# topics at replication min(N, 3) and min.insync.replicas=2. RTDS_KAFKA_ONLY=i makes `up`/`down`
+# act on node i alone (a fault test stops one broker). RTDS_KAFKA_PORT moves the first port.
 
+KAFKA_NODES=${RTDS_KAFKA_NODES:-1}
 KAFKA_PORT=${RTDS_KAFKA_PORT:-9092}
-KAFKA_CONTROLLER_PORT=${RTDS_KAFKA_CONTROLLER_PORT:-9093}
-KAFKA_DIR="$STACK_DIR/kafka"
 KAFKA_SRC="$ROOT/stack/kafka"
-KAFKA_CP_FILE="$KAFKA_DIR/classpath.txt"
-KAFKA_LOG="$KAFKA_DIR/server.log"
+KAFKA_TOOLS="$STACK_DIR/kafka-tools"
+KAFKA_CP_FILE="$KAFKA_TOOLS/classpath.txt"
 KAFKA_UP_TIMEOUT=${RTDS_KAFKA_UP_TIMEOUT:-90}
+[[ $KAFKA_NODES =~ ^[1-9]$ ]] || die "RTDS_KAFKA_NODES must be 1 to 9, not '$KAFKA_NODES'"
 
-kafka_err() { printf '[stack] error: %s\n' "$*" >&2; }
+kafka_node_name() { if [ "$KAFKA_NODES" -eq 1 ]; then echo kafka; else echo "kafka-node$1"; fi; }
+kafka_node_dir() { echo "$STACK_DIR/$(kafka_node_name "$1")"; }
+kafka_node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+kafka_nodes() { # the nodes `up`/`down` act on
+  if [ -n "${RTDS_KAFKA_ONLY:-}" ]; then echo "$RTDS_KAFKA_ONLY"; else seq 1 "$KAFKA_NODES"; fi
+}
+kafka_bootstrap() {
+  local i out=()
+  for i in $(seq 1 "$KAFKA_NODES"); do out+=("127.0.0.1:$(kafka_node_port "$i")"); done
+  (IFS=,; echo "${out[*]}")
+}
 
 kafka_install() {
   command -v java >/dev/null || apt_ensure openjdk-17-jre-headless
@@ -21,101 +35,63 @@ kafka_install() {
   command -v mvn >/dev/null || apt_ensure maven
   maven_classpath "$KAFKA_SRC" "$KAFKA_CP_FILE"
   # The readiness probe, compiled once against the same jars.
-  local cls="$KAFKA_DIR/probe/KafkaProbe.class"
+  local cls="$KAFKA_TOOLS/probe/KafkaProbe.class"
   if [ ! -f "$cls" ] || [ "$KAFKA_SRC/KafkaProbe.java" -nt "$cls" ] || [ "$KAFKA_CP_FILE" -nt "$cls" ]; then
-    mkdir -p "$KAFKA_DIR/probe"
-    javac -nowarn -cp "$(cat "$KAFKA_CP_FILE")" -d "$KAFKA_DIR/probe" "$KAFKA_SRC/KafkaProbe.java" >&2 ||
-      { kafka_err "kafka: compiling KafkaProbe failed"; return 1; }
+    mkdir -p "$KAFKA_TOOLS/probe"
+    javac -nowarn -cp "$(cat "$KAFKA_CP_FILE")" -d "$KAFKA_TOOLS/probe" "$KAFKA_SRC/KafkaProbe.java" >&2 ||
+      die "kafka: compiling KafkaProbe failed"
   fi
 }
 
 kafka_version() { tr ':' '\n' <"$KAFKA_CP_FILE" | sed -n 's|.*/kafka_2\.13-\(.*\)\.jar$|\1|p' | head -n 1; }
 
-kafka_java_tool() { # JAVA-ARGS... : a short-lived JVM on Kafka's classpath, logging warnings to stderr
-  [ -s "$KAFKA_CP_FILE" ] || { kafka_err "kafka: no classpath yet: run scripts/stack.sh install kafka"; return 1; }
-  java ${KAFKA_CLI_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$KAFKA_SRC/tools-log4j2.yaml" \
-    -cp "$(cat "$KAFKA_CP_FILE"):$KAFKA_DIR/probe" "$@"
-}
-
-# kafka_cli CLASS ARGS...: run one of Kafka's tools against the stack's classpath, e.g.
+# kafka_cli CLASS ARGS...: a short-lived JVM running one of Kafka's tools on the stack's classpath, e.g.
 #   kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 #   kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic t --from-beginning --max-messages 1
 #   kafka_cli org.apache.kafka.tools.ConsoleProducer --bootstrap-server 127.0.0.1:9092 --topic t
 # Other classes: org.apache.kafka.tools.{BrokerApiVersionsCommand,GetOffsetShell,MetadataQuorumCommand},
 # org.apache.kafka.tools.consumer.group.ConsumerGroupCommand, kafka.tools.StorageTool.
 kafka_cli() {
-  [ $# -ge 1 ] || { kafka_err "usage: kafka_cli CLASS ARGS..."; return 2; }
-  kafka_java_tool "$@"
+  [ $# -ge 1 ] || { say "usage: kafka_cli CLASS ARGS..."; return 2; }
+  [ -s "$KAFKA_CP_FILE" ] || { say "error: kafka: no classpath yet: run scripts/stack.sh install kafka"; return 1; }
+  java ${KAFKA_CLI_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SRC/tools-log4j2.yaml" \
+    -cp "$(cat "$KAFKA_CP_FILE"):$KAFKA_TOOLS/probe" "$@"
 }
 
-# kafka_probe SECONDS [PID]: wait until the broker answers a metadata request; prints a summary.
-kafka_probe() { kafka_java_tool -Xmx128m KafkaProbe "127.0.0.1:$KAFKA_PORT" "$@"; }
-
-# True when PID is a JVM running kafka.Kafka with this stack's server.properties.
-kafka_is_ours() {
-  local args
-  args=$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline") || return 1
-  grep -qx 'kafka.Kafka' <<<"$args" && grep -qxF "$KAFKA_DIR/server.properties" <<<"$args"
-}
-
-# Pid of our broker per the pid file (empty and false when none is alive: a dead or reused pid is not ours).
-kafka_pid() {
-  local f pid
-  f=$(pidfile kafka)
-  [ -f "$f" ] || return 1
-  pid=$(cat "$f" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kafka_is_ours "$pid" && echo "$pid"
-}
-
-# Our brokers that the pid file lost track of (e.g. .stack/kafka/kafka.pid deleted by hand).
-kafka_orphans() {
-  local p
-  for p in $(pgrep -x java 2>/dev/null || true); do
-    kafka_is_ours "$p" && echo "$p"
-  done
-  return 0
-}
-
-kafka_port_owner() { # PORT: "pid N (cmd)" of the listener, when ss can tell
-  local line pid cmd
-  line=$(ss -H -ltnp "sport = :$1" 2>/dev/null | head -n 1) || true
-  pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line" | head -n 1)
-  if [ -n "$pid" ]; then
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || true
-    [ ${#cmd} -le 160 ] || cmd="${cmd:0:50} ... ${cmd: -100}"
-    echo "pid $pid ($cmd)"
-  else
-    echo "another process"
-  fi
-}
-
+# kafka_config I: node I's server.properties (written on every start).
 kafka_config() {
-  mkdir -p "$KAFKA_DIR/data"
-  cat >"$KAFKA_DIR/server.properties" <<CONF
+  local i=$1 dir rf isr voters="" j
+  dir=$(kafka_node_dir "$i")
+  rf=$((KAFKA_NODES < 3 ? KAFKA_NODES : 3))
+  isr=$((rf < 2 ? 1 : 2))
+  for j in $(seq 1 "$KAFKA_NODES"); do voters+="${voters:+,}$j@127.0.0.1:$(($(kafka_node_port "$j") + 1))"; done
+  mkdir -p "$dir/data"
+  cat >"$dir/server.properties" <<CONF
 # Generated by scripts/stack/kafka.sh on every start: edit that file, not this one.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(kafka_node_port "$i"),CONTROLLER://127.0.0.1:$(($(kafka_node_port "$i") + 1))
+advertised.listeners=PLAINTEXT://127.0.0.1:$(kafka_node_port "$i")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$KAFKA_DIR/data
+log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=false
 delete.topic.enable=true
-# One node: every internal topic with one replica; transactions allowed (the transform stage uses them).
-offsets.topic.replication.factor=1
+# Internal topics and new topics replicated on min(nodes, 3); a write needs $isr in-sync replicas.
+# Transactions allowed (the transform stage uses them).
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+default.replication.factor=$rf
+min.insync.replicas=$isr
 group.initial.rebalance.delay.ms=0
 # Huge records (tests go up to ~16 MB).
 message.max.bytes=16777216
@@ -142,110 +118,99 @@ kafka_new_cluster_id() {
   echo "$id"
 }
 
+# kafka_format I ID: format node I's storage once, for cluster ID.
 kafka_format() {
-  [ -f "$KAFKA_DIR/data/meta.properties" ] && return 0
-  say "kafka: formatting KRaft storage in $KAFKA_DIR/data"
-  if ! kafka_cli kafka.tools.StorageTool format --cluster-id "$(kafka_new_cluster_id)" \
-    --config "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1; then
-    cat "$KAFKA_DIR/format.log" >&2
-    kafka_err "kafka: formatting the storage failed"
-    return 1
-  fi
+  local dir
+  dir=$(kafka_node_dir "$1")
+  [ -f "$dir/data/meta.properties" ] && return 0
+  say "kafka: formatting KRaft storage in $dir/data"
+  kafka_cli kafka.tools.StorageTool format --cluster-id "$2" --config "$dir/server.properties" \
+    >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka: formatting the storage of node $1 failed"; }
+}
+
+# The id every node of this stack's cluster is formatted with (a node restarted alone keeps it).
+kafka_cluster_id() {
+  local f="$STACK_DIR/$(kafka_node_name 1)/cluster.id"
+  [ -s "$f" ] || { mkdir -p "$(dirname "$f")" && kafka_new_cluster_id >"$f"; }
+  cat "$f"
+}
+
+kafka_start_node() {
+  local i=$1 name dir port p
+  name=$(kafka_node_name "$i")
+  dir=$(kafka_node_dir "$i")
+  port=$(kafka_node_port "$i")
+  is_running "$name" && return 0
+  for p in "$port" $((port + 1)); do
+    port_open "$p" && die "kafka: 127.0.0.1:$p is taken by $(port_owner "$p"), not by this stack (stop it, or set RTDS_KAFKA_PORT)"
+  done
+  kafka_config "$i"
+  kafka_format "$i" "$(kafka_cluster_id)"
+  # Kafka's own defaults (kafka-server-start.sh): a fixed 1 GB heap. With a
+  # growing 256-512 MB one, G1 kept the young generation at ~11 MB and paused
+  # every second; on 2 busy cores a pause can wait 100-400 ms for the CPU, and
+  # each one showed as an end-to-end latency spike at 1,000 records/s.
+  start_bg "$name" "$dir/stdout.log" java -Xms1g -Xmx1g \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "-Xlog:gc*:file=$dir/gc.log:time,tags:filecount=2,filesize=10M" \
+    -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.yaml" \
+    -cp "$(cat "$KAFKA_CP_FILE")" kafka.Kafka "$dir/server.properties"
 }
 
 kafka_up() {
-  local t0 pid started=0 out rc
-  mkdir -p "$KAFKA_DIR"
-  [ -s "$KAFKA_CP_FILE" ] && [ -f "$KAFKA_DIR/probe/KafkaProbe.class" ] || kafka_install || return 1
-  t0=$SECONDS
-  if ! pid=$(kafka_pid); then
-    rm -f "$(pidfile kafka)"
-    pid=$(kafka_orphans | head -n 1)
-    if [ -n "$pid" ]; then # ours, started earlier, its pid file lost: adopt it
-      say "kafka: adopting the running broker pid $pid (its pid file was missing)"
-      echo "$pid" >"$(pidfile kafka)"
-    fi
+  local t0=$SECONDS i pids=() out rc=0
+  [ -s "$KAFKA_CP_FILE" ] && [ -f "$KAFKA_TOOLS/probe/KafkaProbe.class" ] || kafka_install
+  if [ "$KAFKA_NODES" -gt 1 ] && is_running kafka; then
+    die "kafka: the one-node stack is running: scripts/stack.sh down kafka first"
   fi
-  if [ -z "$pid" ]; then
-    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
-      local p
-      for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        if port_open "$p"; then kafka_err "kafka: 127.0.0.1:$p is taken by $(kafka_port_owner "$p")"; fi
-      done
-      kafka_err "kafka: not started: the port is in use by a process this stack did not start (stop it, or set RTDS_KAFKA_PORT/RTDS_KAFKA_CONTROLLER_PORT)"
-      return 1
-    fi
-    kafka_config
-    kafka_format || return 1
-    # Kafka's own defaults (kafka-server-start.sh): a fixed 1 GB heap. With a
-    # growing 256-512 MB one, G1 kept the young generation at ~11 MB and paused
-    # every second; on 2 busy cores a pause can wait 100-400 ms for the CPU, and
-    # each one showed as an end-to-end latency spike at 1,000 records/s.
-    start_bg kafka "$KAFKA_DIR/stdout.log" java -Xms1g -Xmx1g \
-      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-      -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-      "-Xlog:gc*:file=$KAFKA_DIR/gc.log:time,tags:filecount=2,filesize=10M" \
-      -Dkafka.logs.dir="$KAFKA_DIR" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.yaml" \
-      -cp "$(cat "$KAFKA_CP_FILE")" kafka.Kafka "$KAFKA_DIR/server.properties"
-    pid=$(cat "$(pidfile kafka)")
-    started=1
-  fi
-  rc=0
-  out=$(kafka_probe $((KAFKA_UP_TIMEOUT - (SECONDS - t0))) "$pid" 2>"$KAFKA_DIR/probe.err") || rc=$?
+  for i in $(kafka_nodes); do
+    kafka_start_node "$i"
+    pids+=("$(cat "$(pidfile "$(kafka_node_name "$i")")")")
+  done
+  # Every node must be up before the cluster is (a node restarted alone rejoins the rest).
+  out=$(kafka_cli -Xmx128m KafkaProbe "$(kafka_bootstrap)" $((KAFKA_UP_TIMEOUT - (SECONDS - t0))) "$KAFKA_NODES" \
+    "${pids[@]}" 2>"$STACK_DIR/kafka-probe.err") || rc=$?
   if [ $rc -ne 0 ]; then
-    tail -n 30 "$KAFKA_LOG" >&2 2>/dev/null || true
-    tail -n 10 "$KAFKA_DIR/stdout.log" >&2 2>/dev/null || true
-    tail -n 2 "$KAFKA_DIR/probe.err" >&2 2>/dev/null || true
-    if [ $rc -eq 2 ]; then
-      kafka_err "kafka: the broker (pid $pid) exited during start-up (log: $KAFKA_LOG)"
-    else
-      kafka_err "kafka: no answer on 127.0.0.1:$KAFKA_PORT within ${KAFKA_UP_TIMEOUT}s (pid $pid still running; log: $KAFKA_LOG)"
-    fi
-    return 1
+    for i in $(kafka_nodes); do tail -n 20 "$(kafka_node_dir "$i")/server.log" >&2 2>/dev/null || true; done
+    tail -n 2 "$STACK_DIR/kafka-probe.err" >&2 2>/dev/null || true
+    die "kafka: $KAFKA_NODES node(s) not answering on $(kafka_bootstrap) within ${KAFKA_UP_TIMEOUT}s$([ $rc -eq 2 ] && echo ': a broker exited during start-up')"
   fi
-  if [ $started -eq 1 ]; then
-    say "kafka: up on 127.0.0.1:$KAFKA_PORT (Kafka $(kafka_version), KRaft) in $((SECONDS - t0))s"
-  else
-    say "kafka: already up on 127.0.0.1:$KAFKA_PORT (pid $pid, Kafka $(kafka_version), KRaft; $out)"
-  fi
+  say "kafka: up on $(kafka_bootstrap) (Kafka $(kafka_version), KRaft; $out) in $((SECONDS - t0))s"
 }
 
 kafka_down() {
-  local p left
-  if [ -f "$(pidfile kafka)" ] && ! kafka_pid >/dev/null; then
-    rm -f "$(pidfile kafka)" # dead, or the pid now belongs to someone else: kill nothing
+  local i
+  if [ -n "${RTDS_KAFKA_ONLY:-}" ]; then
+    stop_bg "$(kafka_node_name "$RTDS_KAFKA_ONLY")" 30
+    return
   fi
-  stop_bg kafka 30
-  for p in $(kafka_orphans); do
-    say "kafka: stopping pid $p (ours, but missing from the pid file)"
-    kill -TERM "$p" 2>/dev/null || true
+  # Whichever shape is running: the one node, or a cluster's nodes, all at once (the last
+  # node of a quorum stopped one by one waits for a majority that is gone).
+  is_running kafka && stop_bg kafka 30
+  for i in $(seq 1 9); do
+    if is_running "kafka-node$i"; then stop_bg "kafka-node$i" 30 & fi
   done
-  for _ in $(seq 1 150); do
-    left=$(kafka_orphans)
-    [ -z "$left" ] && return 0
-    sleep 0.2
-  done
-  for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
-  sleep 0.5
-  [ -z "$(kafka_orphans)" ] || { kafka_err "kafka: pid(s) $(kafka_orphans | tr '\n' ' ')still running"; return 1; }
+  wait
 }
 
 kafka_status() {
-  local pid
-  if pid=$(kafka_pid) || pid=$(kafka_orphans | grep -m1 .); then
-    echo "kafka: running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
-  else
-    echo "kafka: stopped"
-    return 1
-  fi
+  local i name rc=0
+  for i in $(seq 1 "$KAFKA_NODES"); do
+    name=$(kafka_node_name "$i")
+    if is_running "$name"; then
+      echo "kafka: node $i running (pid $(cat "$(pidfile "$name")")) on 127.0.0.1:$(kafka_node_port "$i")"
+    else
+      echo "kafka: node $i stopped"
+      rc=1
+    fi
+  done
+  return $rc
 }
 
 kafka_logs() {
-  if [ -f "$KAFKA_LOG" ]; then
-    tail -n 100 "$KAFKA_LOG"
-  else
-    echo "kafka: no log yet ($KAFKA_LOG)"
-  fi
+  local i
+  for i in $(seq 1 "$KAFKA_NODES"); do tail -n 100 "$(kafka_node_dir "$i")/server.log" 2>/dev/null || true; done
 }
 
-kafka_env() { echo "export RTDS_BROKERS=127.0.0.1:$KAFKA_PORT"; }
+kafka_env() { echo "export RTDS_BROKERS=$(kafka_bootstrap)"; }

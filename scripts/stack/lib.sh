@@ -66,6 +66,20 @@ wait_until() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# port_owner PORT: "pid N (command)" of the process listening on PORT, when ss can tell.
+port_owner() {
+  local line pid cmd
+  line=$(ss -H -ltnp "sport = :$1" 2>/dev/null | head -n 1) || true
+  pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line" | head -n 1)
+  if [ -n "$pid" ]; then
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || true
+    [ ${#cmd} -le 160 ] || cmd="${cmd:0:50} ... ${cmd: -100}"
+    echo "pid $pid ($cmd)"
+  else
+    echo "another process"
+  fi
+}
+
 # apt_ensure PKG...: install the Debian packages that are missing.
 apt_ensure() {
   local missing=() p

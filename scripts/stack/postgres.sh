@@ -108,7 +108,7 @@ postgres_up() {
     return 0
   fi
   if ! is_running postgres && port_open "$PG_PORT"; then
-    die "postgres: port $PG_PORT is taken by another process (not started by this stack)"
+    die "postgres: 127.0.0.1:$PG_PORT is taken by $(port_owner "$PG_PORT"), not by this stack"
   fi
   pg_init
   pg_tls

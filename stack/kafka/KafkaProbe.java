@@ -1,5 +1,4 @@
 import java.util.Collection;
-import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ExecutionException;
@@ -10,15 +9,20 @@ import org.apache.kafka.clients.admin.ListTopicsOptions;
 import org.apache.kafka.common.Node;
 
 /**
- * KafkaProbe BOOTSTRAP SECONDS [PID]: wait (one JVM, no restarts) until the broker answers
- * DescribeCluster and a Metadata request; print "nodes=N controller=ID cluster=ID topics=N".
- * Exit 1 after SECONDS without an answer, 2 as soon as process PID (the broker) is gone.
+ * KafkaProbe BOOTSTRAP SECONDS NODES [PID...]: wait (one JVM, no restarts) until the cluster
+ * answers DescribeCluster with at least NODES live brokers and a Metadata request; print
+ * "nodes=N controller=ID cluster=ID topics=N". Exit 1 after SECONDS without that answer, 2 as
+ * soon as one of the processes PID... (the brokers) is gone.
  */
 public class KafkaProbe {
   public static void main(String[] args) throws Exception {
     String bootstrap = args[0];
     long deadline = System.nanoTime() + Long.parseLong(args[1]) * 1_000_000_000L;
-    Optional<ProcessHandle> broker = args.length > 2 ? ProcessHandle.of(Long.parseLong(args[2])) : Optional.empty();
+    int want = Integer.parseInt(args[2]);
+    java.util.List<ProcessHandle> brokers = new java.util.ArrayList<>();
+    for (int i = 3; i < args.length; i++) {
+      ProcessHandle.of(Long.parseLong(args[i])).ifPresent(brokers::add);
+    }
     Properties p = new Properties();
     p.put("bootstrap.servers", bootstrap);
     p.put("client.id", "rtds-stack-probe");
@@ -39,17 +43,17 @@ public class KafkaProbe {
         Node controller = c.controller().get();
         String cluster = c.clusterId().get();
         Set<String> topics = admin.listTopics(new ListTopicsOptions().listInternal(true).timeoutMs(3000)).names().get();
-        if (!nodes.isEmpty()) {
+        if (nodes.size() >= want) {
           System.out.printf("nodes=%d controller=%s cluster=%s topics=%d%n",
               nodes.size(), controller == null ? "none" : controller.idString(), cluster, topics.size());
           admin.close(java.time.Duration.ofSeconds(1));
           System.exit(0);
         }
-        last = "no live broker in the metadata yet";
+        last = nodes.size() + " of " + want + " brokers in the metadata";
       } catch (ExecutionException e) {
         last = String.valueOf(e.getCause());
       }
-      if (broker.isPresent() && !broker.get().isAlive()) {
+      if (brokers.stream().anyMatch(b -> !b.isAlive())) {
         System.err.println("the broker process exited");
         System.exit(2);
       }

@@ -15,7 +15,7 @@ import zipfile
 import jsonschema
 import yaml
 
-from conftest import DAGS, ROOT, STACK
+from conftest import DAGS, ROOT, STACK, airflow_connections
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -66,9 +66,15 @@ def test_connections_the_dags_use_are_configured(dagbag):
         for task in dag.tasks:
             used |= set(getattr(task, "secret_uris", {}).values())
     assert used == {"rtds_kafka", "rtds_cassandra", "rtds_postgres"}
+    # The image's entrypoint makes them from the RTDS_* addresses compose sets, with the one definition.
     env = SERVICES["airflow-scheduler"]["environment"]
-    for conn in used:
-        assert f"AIRFLOW_CONN_{conn.upper()}" in env
+    made = airflow_connections().from_environment(env)
+    assert {name.removeprefix("AIRFLOW_CONN_").lower() for name in made} == used
+    assert "kafka:29092" in made["AIRFLOW_CONN_RTDS_KAFKA"] and "@postgres:5432/" in made["AIRFLOW_CONN_RTDS_POSTGRES"]
+    dockerfile = (ROOT / "airflow/Dockerfile").read_text()
+    assert "COPY scripts/stack/airflow_connections.py airflow/entrypoint.sh /opt/rtds/" in dockerfile
+    assert 'ENTRYPOINT ["/usr/bin/dumb-init", "--", "/opt/rtds/entrypoint.sh"]' in dockerfile
+    assert "python /opt/rtds/airflow_connections.py" in (ROOT / "airflow/entrypoint.sh").read_text()
 
 
 def test_kafka_advertises_an_address_for_containers_and_one_for_the_host():
