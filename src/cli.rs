@@ -235,6 +235,14 @@ pub struct TransformArgs {
     /// Consume-transform-produce in Kafka transactions (exactly once between topics).
     #[arg(long, env = "RTDS_EXACTLY_ONCE")]
     pub exactly_once: bool,
+    /// With --exactly-once: commit a transaction once it has been open this long (it also commits
+    /// whenever the input has nothing more waiting, and at --transaction-records).
+    #[arg(long, env = "RTDS_TRANSACTION_EVERY", default_value = "100ms", value_parser = names::parse_duration)]
+    pub transaction_every: Duration,
+    /// With --exactly-once: commit a transaction once it has taken this many records.
+    #[arg(long, env = "RTDS_TRANSACTION_RECORDS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_records: u64,
     #[command(flatten)]
     pub consume: ConsumeOpts,
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::cli::ConsumeOpts;
-use crate::delivery::{self, BatchAck, Committer, Counts, Deliveries, Hold, Pending, Ranges};
+use crate::delivery::{self, BatchAck, Cadence, Committer, Counts, Deliveries, Hold, Pending, Ranges, Transaction};
 use crate::error::usage;
 use crate::kafka::{self, Consumed, Producer, Profile, Reading, Source};
 use crate::metrics::StageMetrics;
@@ -77,8 +77,9 @@ pub fn reading(opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<R
 pub enum Commit {
     /// After every output of the batch is acknowledged (at least once).
     AfterAck,
-    /// In the Kafka transaction that carries the batch's outputs (exactly once).
-    InTransaction,
+    /// In the Kafka transaction that carries the batch's outputs (exactly
+    /// once), committed as often as the cadence says.
+    InTransaction(Cadence),
 }
 
 /// Run batches through `process` until the source is drained (bounded) or a
@@ -104,11 +105,38 @@ pub async fn run_batches(
     // The lag keeps being measured while a batch waits (a store that is down).
     let lag = metrics.enabled().then(|| spawn_lag_gauge(source, metrics));
     let mut committer = Committer::default();
+    let mut transaction = Transaction::new(deliveries);
+    let mut revocations = source.revocations();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(batch_size, opts.max_wait, &mut shutdown).await? {
+            if source.revocations() != revocations {
+                // The group took partitions back: an open transaction's
+                // batches may be another member's now. Abort it; the group
+                // gives every one of its records out again from the last commit.
+                revocations = source.revocations();
+                let dropped = transaction.abort(producer);
+                // Counted again when they are read again.
+                totals.received -= dropped;
+                if dropped > 0 {
+                    tracing::info!(
+                        records = dropped,
+                        "partitions revoked: the open transaction is aborted and re-read"
+                    );
+                }
+            }
             if batch.messages.is_empty() {
-                // Idle input: commit the batches acknowledged meanwhile, without waiting.
-                committer.commit_ready(usize::MAX, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await?;
+                // Idle input: commit what was acknowledged meanwhile, without waiting.
+                match commit {
+                    Commit::AfterAck => {
+                        committer
+                            .commit_ready(usize::MAX, |o| source.commit(o), |p, c| totals.settle(p, c, metrics))
+                            .await?
+                    }
+                    Commit::InTransaction(_) => {
+                        transaction
+                            .commit(producer, source.group_metadata().as_ref(), |p, c| totals.settle(p, c, metrics))?
+                    }
+                }
                 continue;
             }
             let t = Instant::now();
@@ -128,18 +156,27 @@ pub async fn run_batches(
                         .commit_ready(MAX_PENDING, |o| source.commit(o), |p, c| totals.settle(p, c, metrics))
                         .await?;
                 }
-                Commit::InTransaction => {
-                    let group = source.group_metadata();
-                    let counts =
-                        delivery::commit_in_transaction(producer, group, &offsets, &ack, process(&batch, &ack)).await?;
-                    totals.settle(&Pending { offsets, ack, received, consumed, took: t.elapsed() }, counts, metrics);
+                Commit::InTransaction(cadence) => {
+                    transaction.begin(producer)?;
+                    process(&batch, &ack).await?;
+                    transaction.add(Pending { offsets, ack, received, consumed, took: t.elapsed() });
+                    // A batch short of full: the input has nothing more waiting.
+                    let caught_up = received < batch_size as u64;
+                    if transaction.due(&cadence, caught_up) {
+                        let group = source.group_metadata();
+                        transaction.commit(producer, group.as_ref(), |p, c| totals.settle(p, c, metrics))?;
+                    }
                 }
             }
         }
         kafka::flush(producer, delivery::ACK_TIMEOUT)?;
+        transaction.commit(producer, source.group_metadata().as_ref(), |p, c| totals.settle(p, c, metrics))?;
         committer.commit_ready(0, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await
     }
     .await;
+    if result.is_err() {
+        totals.received -= transaction.abort(producer);
+    }
     if let Some(lag) = lag {
         lag.abort();
     }

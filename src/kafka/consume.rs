@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,11 +33,14 @@ pub struct Profile {
     pub prefetch_mb: u32,
 }
 
-/// Logs rebalances: with commit-after-ack, a partition revoked mid-batch is
-/// re-read by its new owner from the last commit (at least once; sinks upsert).
-/// The partitions held are a gauge: a `--follow` stage is ready once it has some.
+/// Logs rebalances and counts revocations: a batch being collected when its
+/// partitions were revoked is dropped (`Source::next_batch`), and a stage's
+/// open transaction aborted, so that no output is made of records the group
+/// now gives to another member (who reads them from the last commit). The
+/// partitions held are a gauge: a `--follow` stage is ready once it has some.
 pub struct Rebalances {
     stage: &'static str,
+    revocations: AtomicU64,
 }
 
 impl ClientContext for Rebalances {
@@ -60,6 +64,7 @@ impl ConsumerContext for Rebalances {
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = %describe(tpl), "partitions revoked");
+                self.revocations.fetch_add(1, Ordering::SeqCst);
                 held.set(0.0);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
@@ -205,7 +210,7 @@ impl Source {
         let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
         settings.push(("group.id", group.as_deref().unwrap_or(&reader)));
         let consumer: StreamConsumer<Rebalances> = client_config(global, &settings)?
-            .create_with_context(Rebalances { stage: profile.stage })
+            .create_with_context(Rebalances { stage: profile.stage, revocations: AtomicU64::new(0) })
             .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
         let targets = match reading {
             Reading::Follow { .. } => None,
@@ -235,6 +240,31 @@ impl Source {
             group_checked: None,
             unreachable_since: None,
         })
+    }
+
+    /// Partitions were revoked while a batch was collected (the rebalance
+    /// runs inside `recv`): drop the records that came before. The group hands
+    /// each partition out again from its last commit, this consumer included,
+    /// so they are read again; the records that come after are of the new
+    /// assignment, read from there.
+    fn drop_revoked(&mut self, messages: &mut Vec<OwnedMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        tracing::info!(
+            records = messages.len(),
+            "partitions revoked mid-batch: the records before are dropped and re-read"
+        );
+        for m in messages.drain(..) {
+            if self.targets.is_some() {
+                self.done.insert(m.partition(), false);
+            }
+        }
+    }
+
+    /// How many times partitions were taken from this consumer so far.
+    pub fn revocations(&self) -> u64 {
+        self.consumer.context().revocations.load(Ordering::SeqCst)
     }
 
     /// The consumer group's metadata, for a transaction to commit offsets
@@ -294,8 +324,9 @@ impl Source {
         max_wait: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Consumed>> {
-        let mut messages = Vec::new();
+        let mut messages: Vec<OwnedMessage> = Vec::new();
         let mut first_at: Option<Instant> = None;
+        let mut revocations = self.revocations();
         loop {
             if messages.len() >= max || *shutdown.borrow() {
                 break;
@@ -344,7 +375,13 @@ impl Source {
                     return Err(e).with_context(|| format!("consuming {} ({by})", self.topic));
                 }
                 Ok(Ok(m)) => {
+                    let m = m.detach();
                     self.unreachable_since = None;
+                    if self.revocations() != revocations {
+                        self.drop_revoked(&mut messages);
+                        revocations = self.revocations();
+                        first_at = None;
+                    }
                     let p = m.partition();
                     if let Some(targets) = &self.targets {
                         let target = targets.get(&p).copied().unwrap_or(0);
@@ -357,10 +394,14 @@ impl Source {
                             self.done.insert(p, true);
                         }
                     }
-                    messages.push(m.detach());
+                    messages.push(m);
                     first_at.get_or_insert_with(Instant::now);
                 }
             }
+        }
+        if self.revocations() != revocations {
+            // Revoked after the last record came: every one is from before.
+            self.drop_revoked(&mut messages);
         }
         if messages.is_empty() && (self.finished() || *shutdown.borrow()) {
             return Ok(None);

@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
-use crate::delivery::{BatchAck, Counts};
+use crate::delivery::{BatchAck, Cadence, Counts};
 use crate::error::usage;
 use crate::kafka::{self, Consumed, Producer, Profile, Source};
 use crate::metrics::StageMetrics;
@@ -57,10 +57,14 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         output_topic: args.output_topic.clone(),
         dlq_topic: args.consume.dlq_topic.clone(),
     });
-    // Without a transaction, a batch is transformed and sent on a worker task
-    // while the next is consumed.
+    // A batch is transformed and sent on a worker task while the next is
+    // consumed (in a transaction too: it commits once the work is done).
     let mut worker = Relay::new(());
-    let commit = if args.exactly_once { Commit::InTransaction } else { Commit::AfterAck };
+    let commit = if args.exactly_once {
+        Commit::InTransaction(Cadence { every: args.transaction_every, records: args.transaction_records })
+    } else {
+        Commit::AfterAck
+    };
     let (mut totals, result) = stage::run_batches(
         &mut source,
         &args.consume,
@@ -69,11 +73,6 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         commit,
         &metrics,
         async |batch, ack| {
-            if args.exactly_once {
-                // Inside the batch's transaction: made and counted here.
-                ack.count(pipeline.process(batch, ack).await?);
-                return Ok(());
-            }
             let (pipeline, batch) = (pipeline.clone(), batch.clone());
             // Counted with the hold's release.
             worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await

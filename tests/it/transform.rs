@@ -265,26 +265,89 @@ fn kill_9_mid_run_loses_nothing() {
     assert_eq!(out_ids, ids);
 }
 
+/// Ingest `n` generated users and `bad` broken records; the users' ids and the broken payloads.
+fn ingest_with_broken(t: &Topics, n: usize, seed: &str, bad: usize) -> (HashSet<String>, HashSet<Vec<u8>>) {
+    let ids = ingest(t, n, seed);
+    let broken: Vec<Vec<u8>> = (0..bad).map(|i| format!("{{\"broken\": {i}").into_bytes()).collect();
+    let records: Vec<Record> = broken.iter().map(|b| (None, Some(b.as_slice()))).collect();
+    produce(&t.input, &records);
+    (ids, broken.into_iter().collect())
+}
+
+/// Exactly once, as a read_committed consumer sees it: every good input once
+/// in the output and every broken one once in the DLQ (never both, never
+/// twice; `consume` fails on a record more than expected).
+fn assert_exactly_once(t: &Topics, ids: &HashSet<String>, broken: &HashSet<Vec<u8>>, scenario: &str) {
+    let msgs = consume(&t.output, ids.len(), RUN);
+    let out_ids: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
+    let unique: HashSet<String> = out_ids.iter().cloned().collect();
+    let lost = ids.iter().filter(|id| !unique.contains(*id)).count();
+    crate::faults::report(scenario, ids.len(), Some(lost), Some(out_ids.len() - unique.len()), None);
+    assert_eq!(out_ids.len(), unique.len(), "duplicates in the output");
+    assert_eq!(&unique, ids, "the output holds every good input");
+    let dead: Vec<Vec<u8>> = consume(&t.dlq, broken.len(), RUN).iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    assert_eq!(dead.len(), broken.len());
+    assert_eq!(&dead.into_iter().collect::<HashSet<_>>(), broken, "every broken input once in the DLQ");
+}
+
 #[test]
 fn exactly_once_survives_kill_9_without_duplicates() {
     require_kafka();
     let t = Topics::new("it_tr_eos");
-    let ids = ingest(&t, 30_000, "41");
-    kill_mid_run_then_finish(&t, &["--exactly-once"]);
-    // read_committed: exactly one row per input, none from the aborted transaction.
-    let msgs = consume(&t.output, 30_000, RUN);
-    let out_ids: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
-    let unique: HashSet<String> = out_ids.iter().cloned().collect();
-    let lost = ids.iter().filter(|id| !unique.contains(*id)).count();
-    crate::faults::report(
-        "kill -9 transform --exactly-once, rerun",
-        ids.len(),
-        Some(lost),
-        Some(out_ids.len() - unique.len()),
-        None,
-    );
-    assert_eq!(out_ids.len(), unique.len(), "duplicates in users_created");
-    assert_eq!(unique, ids);
+    let (ids, broken) = ingest_with_broken(&t, 30_000, "41", 20);
+    // Transactions of 4 batches: the kill lands inside an open one.
+    kill_mid_run_then_finish(&t, &["--exactly-once", "--transaction-records", "4000"]);
+    assert_exactly_once(&t, &ids, &broken, "kill -9 transform --exactly-once, rerun");
+}
+
+#[test]
+fn exactly_once_survives_kill_9_during_a_commit() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos_commit");
+    let (ids, broken) = ingest_with_broken(&t, 20_000, "43", 20);
+    // Each commit pauses for 5 s once its outputs are acknowledged and its
+    // offsets sent (a fault-test hook): the kill lands between the offsets
+    // and the commit of the first transaction.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let args = ["--exactly-once", "--batch-size", "1000", "--transaction-records", "5000", "--transaction-every", "1h"];
+    let mut child = t
+        .transform()
+        .args(args)
+        .env("RTDS_FAULT_PAUSE_BEFORE_COMMIT", "5s")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the first commit to pause", RUN, || {
+        std::fs::read_to_string(log.path())
+            .unwrap()
+            .contains("pausing between the offsets and the commit")
+            .then_some(())
+    });
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let s = ok_summary(&run(t.transform().args(&args[..3]), RUN));
+    assert_eq!(s["in"].as_u64(), Some(20_020), "the rerun read every input again: {s}");
+    assert_exactly_once(&t, &ids, &broken, "kill -9 transform --exactly-once mid-commit, rerun");
+}
+
+#[test]
+fn exactly_once_fences_a_second_instance_with_the_same_transactional_id() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos_fence");
+    let (ids, broken) = ingest_with_broken(&t, 30_000, "47", 20);
+    let id = unique("it_tr_eos_fence_txn");
+    let args = ["--exactly-once", "--batch-size", "500", "--max-wait", "50ms"];
+    let first = spawn(t.transform().args(args).arg("--follow").env("RTDS_TRANSACTIONAL_ID", &id));
+    wait_for("the first instance's first rows", RUN, || (topic_len(&t.output) > 2000).then_some(()));
+    // A second instance with the same id: the broker fences the first, which
+    // stops with an error and commits nothing more; the second does the rest.
+    let second = run(t.transform().args(args).env("RTDS_TRANSACTIONAL_ID", &id), RUN);
+    let first = wait_child(first, RUN);
+    assert!(!first.status.success(), "the fenced instance must stop with an error");
+    assert!(stderr(&first).to_lowercase().contains("fenced"), "{}", stderr(&first));
+    ok_summary(&second);
+    assert_exactly_once(&t, &ids, &broken, "a second transform with the same transactional id");
 }
 
 #[test]
@@ -336,4 +399,29 @@ fn two_replicas_in_one_group_share_the_work_and_lose_nothing() {
     let out_ids: HashSet<String> =
         consume(&t.output, n, RUN).iter().map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap()).collect();
     assert_eq!(out_ids, ids, "every id came out once the group rebalanced");
+}
+
+#[test]
+fn two_exactly_once_replicas_across_a_rebalance_write_each_record_once() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos_pair");
+    let (ids, broken) = ingest_with_broken(&t, 100_000, "93", 20);
+    let args = ["--follow", "--exactly-once", "--batch-size", "500", "--max-wait", "50ms"];
+    let first = spawn(t.transform().args(args).env("RTDS_TRANSACTIONAL_ID", unique("it_tr_eos_pair_a")));
+    wait_for("the first replica's first rows", RUN, || (topic_len(&t.output) > 1000).then_some(()));
+    // The second joins mid-run: the first's open transaction is aborted at the
+    // revocation, and each partition goes on from its last commit.
+    let second = spawn(t.transform().args(args).env("RTDS_TRANSACTIONAL_ID", unique("it_tr_eos_pair_b")));
+    assert_exactly_once(&t, &ids, &broken, "two transform --exactly-once replicas, one joining mid-run");
+    terminate(&first);
+    terminate(&second);
+    let (a, b) = (wait_child(first, Duration::from_secs(60)), wait_child(second, Duration::from_secs(60)));
+    let (sa, sb) = (ok_summary(&a), ok_summary(&b));
+    let out = sa["out"].as_u64().unwrap() + sb["out"].as_u64().unwrap();
+    assert_eq!(out, 100_000, "committed outputs of both replicas: {sa} {sb}");
+    assert!(sa["in"].as_u64().unwrap() < 100_000, "the second replica joined while the first was still busy: {sa}");
+    // The replicas' summaries balance against the offsets they read and
+    // produced: an aborted transaction's records are in neither.
+    let rec = run(rtds().arg("reconcile").arg(sa.to_string()).arg(sb.to_string()), RUN);
+    assert!(rec.status.success(), "reconcile: {}{}", stdout(&rec), stderr(&rec));
 }
