@@ -15,6 +15,12 @@ and read exactly the offsets that upstream run produced, without a consumer
 group: nothing is committed, and the `--follow` services of the same stages
 (docker-compose.yml) are never in the way, nor are they in the run's way.
 
+The trigger form's `exactly_once` (default off) runs the transform in Kafka
+transactions (RTDS_EXACTLY_ONCE): no duplicate in the output topic, for some
+throughput. Its transactional id needs nothing set: rtds derives one per run
+from the offsets it reads, so a retry fences the attempt it replaces and
+concurrent runs never fence each other.
+
 reconcile runs `rtds reconcile` over the summaries of this run (RTDS_SUMMARIES,
 one a line) and proves the chain: each stage read all the previous one
 produced; in = out + dlq + filtered at every stage; every row is in each chosen
@@ -75,6 +81,11 @@ with DAG(
             minItems=1,
             description="Stores to load",
         ),
+        "exactly_once": Param(
+            False,
+            type="boolean",
+            description="Kafka transactions in transform: no duplicate in the output topic; costs some throughput",
+        ),
     },
     tags=["rtds"],
 ) as dag:
@@ -96,6 +107,8 @@ with DAG(
             "RTDS_OUTPUT_TOPIC": CREATED_TOPIC,
             "RTDS_DLQ_TOPIC": DLQ_TOPIC,
             "RTDS_FROM_SUMMARY": summary_of("ingest"),
+            # rtds parses a bool from the environment as the literal true or false.
+            "RTDS_EXACTLY_ONCE": "{{ 'true' if params.exactly_once else 'false' }}",
         },
         inlets=[RAW],
         outlets=[CREATED, DLQ],

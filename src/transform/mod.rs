@@ -17,7 +17,7 @@ use rdkafka::producer::BaseRecord;
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
 use crate::delivery::{BatchAck, Cadence, Counts};
 use crate::error::usage;
-use crate::kafka::{self, Consumed, Producer, Profile, Source};
+use crate::kafka::{self, Consumed, Producer, Profile, Reading, Source};
 use crate::metrics::StageMetrics;
 use crate::stage::{self, Commit, Relay};
 
@@ -44,10 +44,9 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     }
     let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], 3, 1).await?;
-    let transactional_id = args.exactly_once.then(|| {
-        std::env::var("RTDS_TRANSACTIONAL_ID")
-            .unwrap_or_else(|_| format!("rtds-transform-{}-{}", reading.name(), args.input_topic))
-    });
+    let transactional_id = args
+        .exactly_once
+        .then(|| transactional_id(std::env::var("RTDS_TRANSACTIONAL_ID").ok(), &reading, &args.input_topic));
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
     let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
@@ -85,6 +84,28 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     result?;
     tracing::info!(records = totals.received, out = totals.counts.out, dlq = totals.counts.dlq, "transform finished");
     Ok(())
+}
+
+/// The transactional id of `--exactly-once`. Given (RTDS_TRANSACTIONAL_ID),
+/// with `{hostname}` replaced by this host's name: each container of a
+/// replicated service then has its own, the same across its restarts (a
+/// restart fences what its predecessor left open). Otherwise derived from what
+/// the run reads: the group and topic; or, for explicit offset ranges (a DAG
+/// run), the ranges themselves, so that a retry of the same run fences its
+/// predecessor and two different runs never fence each other.
+fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> String {
+    if let Some(id) = given {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        return id.replace("{hostname}", host.trim());
+    }
+    match reading {
+        Reading::Ranges(spans) => {
+            let text = spans.iter().map(|(p, s)| format!("{p}:{}-{}", s.first, s.last)).collect::<Vec<_>>().join(",");
+            let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{topic}/{text}").as_bytes());
+            format!("rtds-transform-{topic}-{key}")
+        }
+        _ => format!("rtds-transform-{}-{topic}", reading.name()),
+    }
 }
 
 /// The transform itself, apart from Kafka: raw payloads in, clean rows and
@@ -260,6 +281,20 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transactional_id_is_per_host_per_group_or_per_range() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let group = Reading::Follow { group: "g".into() };
+        assert_eq!(transactional_id(Some("t-{hostname}".into()), &group, "raw"), format!("t-{}", host.trim()));
+        assert_eq!(transactional_id(None, &group, "raw"), "rtds-transform-g-raw");
+        let range =
+            |last| Reading::Ranges([(0, crate::delivery::Span { first: 0, last, count: last as u64 + 1 })].into());
+        let (a, b) = (transactional_id(None, &range(9), "raw"), transactional_id(None, &range(19), "raw"));
+        assert_eq!(a, transactional_id(None, &range(9), "raw"), "a retry of the same range: the same id");
+        assert_ne!(a, b, "another range: another id");
+        assert!(a.starts_with("rtds-transform-raw-"), "{a}");
+    }
 
     #[tokio::test]
     async fn parts_put_back_together_keep_each_row_with_its_input() {

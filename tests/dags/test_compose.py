@@ -131,3 +131,15 @@ def test_every_follow_service_reads_as_a_consumer_group_of_its_own():
     # Everything else the services need still comes from the shared settings.
     for name, svc in follow.items():
         assert svc["environment"]["RTDS_BROKERS"] == "kafka:29092", name
+
+
+def test_the_transform_service_can_be_exactly_once_with_a_transactional_id_per_container():
+    svc = SERVICES["rtds-transform"]
+    env = svc["environment"]
+    # Off unless .env says RTDS_EXACTLY_ONCE=true.
+    assert env["RTDS_EXACTLY_ONCE"] == "${RTDS_EXACTLY_ONCE:-false}"
+    # rtds replaces {hostname} with the container's host name: one id per replica.
+    assert "{hostname}" in env["RTDS_TRANSACTIONAL_ID"], env.get("RTDS_TRANSACTIONAL_ID")
+    # Nothing gives every replica the same host name, nor stops it being scaled.
+    assert not {"hostname", "container_name"} & set(svc), svc
+    assert svc["deploy"]["replicas"] == 1

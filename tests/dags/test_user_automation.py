@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -107,6 +108,39 @@ def test_params_validate_like_the_trigger_form(dagbag):
             for key, value in bad.items():
                 candidate[key] = value
             candidate.validate()
+
+
+def test_exactly_once_is_a_boolean_of_the_form_off_by_default(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = dagbag.dags["user_automation"].params
+    exactly_once = params.get_param("exactly_once")
+    assert exactly_once.value is False
+    assert exactly_once.schema["type"] == "boolean"
+    for bad in ["true", "yes", 1]:
+        with pytest.raises(ParamValidationError):
+            copy.deepcopy(params)["exactly_once"] = bad
+
+
+def rendered_exactly_once(dag, conf: dict) -> str:
+    """RTDS_EXACTLY_ONCE of the transform task as Airflow renders it for a run triggered with `conf`."""
+    params = copy.deepcopy(dag.params)  # The DAG's own Params stay untouched.
+    for key, value in conf.items():
+        params[key] = value
+    params.validate()
+    transform = dag.get_task("transform")
+    return transform.render_template(transform.env["RTDS_EXACTLY_ONCE"], {"params": params})
+
+
+def test_the_transform_gets_exactly_once_in_its_environment_as_true_or_false(dagbag):
+    dag = dagbag.dags["user_automation"]
+    assert rendered_exactly_once(dag, {}) == "false"
+    assert rendered_exactly_once(dag, {"exactly_once": False}) == "false"
+    assert rendered_exactly_once(dag, {"exactly_once": True}) == "true"
+    # Only the transform runs in transactions.
+    for task in dag.tasks:
+        if task.task_id != "transform":
+            assert "RTDS_EXACTLY_ONCE" not in (getattr(task, "env", None) or {}), task.task_id
 
 
 def test_retries_and_timeouts(dagbag):
@@ -324,7 +358,15 @@ def real_run(airflow_env, tmp_path_factory):
     }
     try:
         result = dags_test(
-            env, {"count": 2000, "seed": int(time.time()) % 100000, "sinks": ["cassandra", "postgres", "parquet"]}
+            env,
+            # Exactly once: the transform in Kafka transactions, the loads reading read_committed
+            # (make demo runs the default, at least once, end to end).
+            {
+                "count": 2000,
+                "seed": int(time.time()) % 100000,
+                "sinks": ["cassandra", "postgres", "parquet"],
+                "exactly_once": True,
+            },
         )
         yield name, env, result
     finally:
@@ -371,6 +413,7 @@ def test_a_real_run_stores_and_logs_no_postgres_password(real_run):
     this_run = {task_id: json.loads(fields) for task_id, run_id, fields in rendered if run_id in runs}
     assert {"ingest", "transform", *LOADS, "reconcile"} <= set(this_run), set(this_run)
     assert this_run["ingest"]["env"]["RTDS_COUNT"] == "2000"
+    assert this_run["transform"]["env"]["RTDS_EXACTLY_ONCE"] == "true"
     assert json.loads(this_run["transform"]["env"]["RTDS_FROM_SUMMARY"])["stage"] == "ingest"
     kafka = json.loads(env["AIRFLOW_CONN_RTDS_KAFKA"])
     assert this_run["reconcile"]["env"]["RTDS_BROKERS"] == f"{kafka['host']}:{kafka['port']}"
