@@ -36,7 +36,6 @@ test: deps ## start the stack (and stop what it started), lint, every test
 	scripts/test.sh
 
 demo: build ## the pipeline end to end on the local stack, then what each store holds
-	$(CARGO) build --example parquet_head
 	scripts/demo.sh
 
 airflow: build stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds DAGs

@@ -6,7 +6,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 COUNT=${DEMO_COUNT:-10000}
-TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}
 
 scripts/stack.sh up
 scripts/stack.sh install airflow
@@ -37,4 +36,5 @@ step "PostgreSQL: public.created_users"
 postgres_psql -c "SELECT count(*) AS rows FROM created_users" \
   -c "SELECT id, first_name, last_name, post_code, dob, loaded_at FROM created_users ORDER BY loaded_at DESC LIMIT 5"
 step "Parquet: $RTDS_OUT/created_users"
-"$TARGET/debug/examples/parquet_head" "$RTDS_OUT/created_users" 5
+"$RTDS_BIN" query --out "$RTDS_OUT" "SELECT count(*) AS rows FROM created_users"
+"$RTDS_BIN" query --out "$RTDS_OUT" "SELECT id, first_name, last_name, post_code, email FROM created_users LIMIT 5"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::names;
-pub use crate::sinks::{SinkKind, SinkOpts, cassandra::CassandraOpts, postgres::PostgresOpts};
+pub use crate::sinks::{SinkKind, SinkOpts, cassandra::CassandraOpts, parquet::ParquetOpts, postgres::PostgresOpts};
 
 /// The settings read only from the environment or a file (secrets, and what
 /// names them), for the --help of every subcommand that reads them.
@@ -106,6 +106,12 @@ pub enum Command {
         cat summaries.jsonl | rtds reconcile\n\
         Exit 1 names what is missing (the first 20 ids or offset ranges, and the count).\n", store_env_only!()))]
     Reconcile(ReconcileArgs),
+    /// DataFusion SQL over the Parquet files `rtds load --sink parquet` wrote (table <table>).
+    #[command(after_help = "Examples:\n  \
+        rtds query \"SELECT gender, count(*) FROM created_users GROUP BY gender\"\n  \
+        rtds query --out /data \"SELECT * FROM created_users LIMIT 5\" | jq .\n\
+        A table on a terminal, JSON lines when piped; exit 2 with DataFusion's message on bad SQL.\n")]
+    Query(QueryArgs),
 }
 
 /// Options shared by the stages that consume Kafka: how long they run and in what batches.
@@ -266,6 +272,17 @@ pub struct LoadArgs {
     /// Every sink's own options (src/sinks/).
     #[command(flatten)]
     pub sinks: SinkOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// The SQL (DataFusion's dialect).
+    pub sql: String,
+    /// The table the files are registered as: OUT/<table>/ holds them.
+    #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = names::parse_identifier)]
+    pub table: String,
+    #[command(flatten)]
+    pub parquet: ParquetOpts,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod progress;
+pub mod query;
 pub mod reconcile;
 pub mod row;
 pub mod secrets;
@@ -33,5 +34,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => load::run(global, args).await,
         Command::Check(args) => check::run(global, args).await,
         Command::Reconcile(args) => reconcile::run(global, args).await,
+        Command::Query(args) => query::run(args).await,
     }
 }

@@ -71,28 +71,47 @@ impl super::Store for ParquetSink {
     }
 }
 
-/// Every id in the finished files of `dir`, as often as it occurs (files are
-/// append-only: a replayed batch gives an id twice), for `rtds reconcile`.
-pub fn ids(dir: &Path) -> Result<Vec<String>> {
+/// The record batches of the finished files of `dir` (`part-*.parquet`, in
+/// name order: oldest first), only `columns` if given, and the files' schema
+/// (`None` when there is no file).
+pub fn read(dir: &Path, columns: Option<&[&str]>) -> Result<(Option<SchemaRef>, Vec<RecordBatch>)> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut ids = Vec::new();
+    let mut files = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
         let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if !(name.starts_with("part-") && name.ends_with(".parquet")) {
-            continue;
+        if name.starts_with("part-") && name.ends_with(".parquet") {
+            files.push(path);
         }
+    }
+    files.sort();
+    let (mut schema, mut batches) = (None, Vec::new());
+    for path in files {
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let builder =
+        let mut builder =
             ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", path.display()))?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), [COLUMNS[0].name]);
-        for batch in builder.with_projection(mask).build()? {
-            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-            let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("the id column is not text")?;
-            ids.extend(column.iter().flatten().map(str::to_owned));
+        if let Some(columns) = columns {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+            builder = builder.with_projection(mask);
         }
+        for batch in builder.build().with_context(|| format!("reading {}", path.display()))? {
+            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+            schema.get_or_insert_with(|| batch.schema());
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches))
+}
+
+/// Every id in the finished files of `dir`, as often as it occurs (files are
+/// append-only: a replayed batch gives an id twice), for `rtds reconcile`.
+pub fn ids(dir: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for batch in read(dir, Some(&[COLUMNS[0].name]))?.1 {
+        let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("the id column is not text")?;
+        ids.extend(column.iter().flatten().map(str::to_owned));
     }
     Ok(ids)
 }

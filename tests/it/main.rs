@@ -7,6 +7,7 @@ mod faults;
 mod harness;
 mod ingest;
 mod load;
+mod query;
 mod services;
 mod tls;
 mod transform;
