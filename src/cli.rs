@@ -193,17 +193,25 @@ pub struct IngestArgs {
     /// Topic to produce to (created if missing).
     #[arg(long, env = "RTDS_TOPIC", default_value = "users_raw", value_parser = names::parse_topic)]
     pub topic: String,
-    /// Partitions when the topic has to be created.
-    #[arg(long, env = "RTDS_PARTITIONS", default_value_t = 3,
-          value_parser = clap::value_parser!(i32).range(1..=10_000))]
-    pub partitions: i32,
-    /// Replication factor when the topic has to be created.
-    #[arg(long, env = "RTDS_REPLICATION_FACTOR", default_value_t = 1,
-          value_parser = clap::value_parser!(i32).range(1..=16))]
-    pub replication_factor: i32,
+    #[command(flatten)]
+    pub topics: TopicOpts,
     /// Producer compression codec.
     #[arg(long, env = "RTDS_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
     pub compression: Compression,
+}
+
+/// How a stage creates the topics it reads and writes when they are missing
+/// (on a cluster: replication 3 with the brokers' min.insync.replicas=2).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TopicOpts {
+    /// Partitions of a topic the stage creates.
+    #[arg(long, env = "RTDS_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+    /// Replication factor of a topic the stage creates.
+    #[arg(long, env = "RTDS_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -251,6 +259,8 @@ pub struct TransformArgs {
     pub transaction_records: u64,
     #[command(flatten)]
     pub consume: ConsumeOpts,
+    #[command(flatten)]
+    pub topics: TopicOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -269,6 +279,8 @@ pub struct LoadArgs {
     pub retry_for: Duration,
     #[command(flatten)]
     pub consume: ConsumeOpts,
+    #[command(flatten)]
+    pub topics: TopicOpts,
     /// Every sink's own options (src/sinks/).
     #[command(flatten)]
     pub sinks: SinkOpts,

@@ -70,7 +70,7 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
             })?),
         ),
     };
-    kafka::ensure_topics(global, &[&args.topic], args.partitions, args.replication_factor).await?;
+    kafka::ensure_topics(global, &[&args.topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(global, args.compression, None)?;
     let metrics = StageMetrics::new("ingest", global.metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();

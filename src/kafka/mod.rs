@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::cli::GlobalOpts;
+use crate::cli::{GlobalOpts, TopicOpts};
 use crate::error::usage;
 
 /// How long a metadata request or topic creation may take before we call the
@@ -70,8 +70,10 @@ fn read_settings_file(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Create the `topics` that do not exist (one request); existing ones are left as they are.
-pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], partitions: i32, replication: i32) -> Result<()> {
+/// Create the `topics` that do not exist (one request), as `how` says;
+/// existing ones are left as they are.
+pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], how: &TopicOpts) -> Result<()> {
+    let TopicOpts { partitions, replication_factor: replication } = *how;
     let admin: AdminClient<DefaultClientContext> =
         client_config(global, &[])?.create().context("creating a Kafka admin client")?;
     let new: Vec<NewTopic> =

@@ -48,7 +48,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     let name = sink.name();
     let store = sink.location();
     let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
-    kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], 3, 1).await?;
+    kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
     let producer = Arc::new(producer);
     let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;

@@ -43,7 +43,8 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref()).await?));
     }
     let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
-    kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], 3, 1).await?;
+    kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
+        .await?;
     let transactional_id = args
         .exactly_once
         .then(|| transactional_id(std::env::var("RTDS_TRANSACTIONAL_ID").ok(), &reading, &args.input_topic));

@@ -425,3 +425,27 @@ fn two_exactly_once_replicas_across_a_rebalance_write_each_record_once() {
     let rec = run(rtds().arg("reconcile").arg(sa.to_string()).arg(sb.to_string()), RUN);
     assert!(rec.status.success(), "reconcile: {}{}", stdout(&rec), stderr(&rec));
 }
+
+/// Partitions of `topic`, from the broker's metadata.
+fn partitions_of(topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics().first().map_or(0, |t| t.partitions().len())
+}
+
+#[test]
+fn a_stage_creates_its_topics_with_the_partitions_and_replication_asked() {
+    require_kafka();
+    let t = Topics::new("it_tr_topics");
+    ingest(&t, 100, "95");
+    let s = ok_summary(&run(t.transform().args(["--partitions", "5"]), RUN));
+    assert_eq!(s["out"].as_u64(), Some(100), "{s}");
+    assert_eq!((partitions_of(&t.output), partitions_of(&t.dlq)), (5, 5), "the topics it created");
+    assert_eq!(partitions_of(&t.input), 3, "an existing topic is left as it is");
+    // More replicas than this one-broker stack has brokers: refused by Kafka, said in one line.
+    let t = Topics::new("it_tr_topics_rf");
+    let out = run(t.transform().args(["--replication-factor", "3"]), RUN);
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains("creating topic"), "{}", stderr(&out));
+}
