@@ -133,10 +133,15 @@ pub struct ConsumeOpts {
     #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]
     pub dlq_topic: String,
     /// Read exactly the records an upstream run produced to the input topic, given its JSON summary
-    /// line (as the DAG passes the previous task's): a bounded batch over those offsets, without a
-    /// consumer group, so nothing is committed and a --follow service of the stage is never in the way.
+    /// line (as the DAG passes the previous task's; several, one a line, for the replicas of an
+    /// upstream stage): a bounded batch over those offsets, without a consumer group, so nothing is
+    /// committed and a --follow service of the stage is never in the way.
     #[arg(long, env = "RTDS_FROM_SUMMARY", conflicts_with_all = ["follow", "group"])]
     pub from_summary: Option<String>,
+    /// With --from-summary: read only share K of N (e.g. 2/3), the partitions whose number is K-1
+    /// modulo N, so that N replicas of the stage split one run's records without a group.
+    #[arg(long, env = "RTDS_SHARE", requires = "from_summary", value_parser = names::parse_share)]
+    pub share: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -223,6 +223,17 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// Human durations: `60s`, `5m`, `200ms`, `1h 30m`.
+/// A share `K/N` of a run's partitions: 1 <= K <= N.
+pub fn parse_share(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("share must be K/N with 1 <= K <= N (e.g. 2/3), not '{s}'");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60s, 5m, 200ms)"))?;
@@ -264,6 +275,15 @@ pub fn parse_http_url(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares() {
+        assert_eq!(parse_share("2/3"), Ok((2, 3)));
+        assert_eq!(parse_share("1/1"), Ok((1, 1)));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "-1/2", ""] {
+            assert!(parse_share(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 
     #[test]
     fn topics() {

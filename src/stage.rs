@@ -58,15 +58,24 @@ impl Totals {
 /// (`--from-summary`), or as a consumer group (`--group`, else `default_group`)
 /// up to the end seen at start, or on and on with `--follow`.
 pub fn reading(opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<Reading> {
-    if let Some(line) = &opts.from_summary {
+    if let Some(lines) = &opts.from_summary {
         #[derive(serde::Deserialize)]
         struct Upstream {
             produced: Ranges,
         }
-        return match serde_json::from_str::<Upstream>(line) {
-            Ok(up) => Ok(Reading::Ranges(up.produced.of(topic))),
-            Err(e) => usage(format!("--from-summary is not an rtds summary with `produced` offsets: {e}")),
-        };
+        // One summary a line: the replicas of the upstream stage, their ranges merged.
+        let mut produced = Ranges::default();
+        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Upstream>(line) {
+                Ok(up) => produced.merge(&up.produced),
+                Err(e) => return usage(format!("--from-summary is not an rtds summary with `produced` offsets: {e}")),
+            }
+        }
+        let mut spans = produced.of(topic);
+        if let Some((k, n)) = opts.share {
+            spans.retain(|p, _| p.rem_euclid(n as i32) == (k - 1) as i32);
+        }
+        return Ok(Reading::Ranges(spans));
     }
     let group = opts.group.clone().unwrap_or_else(|| default_group.to_owned());
     Ok(if opts.follow { Reading::Follow { group } } else { Reading::ToEnd { group } })

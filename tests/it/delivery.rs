@@ -314,6 +314,43 @@ fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
     assert_eq!(ids.len(), 1500, "every user came out");
 }
 
+#[test]
+fn shares_of_a_run_split_its_partitions_and_reconcile_together() {
+    require_kafka();
+    let (raw, created, dlq) = (unique("it_share_raw"), unique("it_share_c"), unique("it_share_d"));
+    let ingested = ingest(&raw, 3000, "35");
+    let transform = |share: &str, from: &str| {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq]);
+        cmd.args(["--share", share]).env("RTDS_FROM_SUMMARY", from);
+        cmd
+    };
+    // Two replicas of the transform, each a share of ingest's three partitions.
+    let t1 = line(&run(&mut transform("1/2", &ingested), RUN));
+    let t2 = line(&run(&mut transform("2/2", &ingested), RUN));
+    let partitions = |summary: &str| -> Vec<u64> {
+        let s: Value = serde_json::from_str(summary).unwrap();
+        s["consumed"].as_array().unwrap().iter().map(|r| r["partition"].as_u64().unwrap()).collect()
+    };
+    assert_eq!((partitions(&t1), partitions(&t2)), (vec![0, 2], vec![1]), "disjoint shares, every partition");
+    // The loads get both transforms' summaries, one a line, and split them again.
+    let target = Target::new("it_share");
+    let both = format!("{t1}\n{t2}");
+    let mut loads = Vec::new();
+    for share in ["1/2", "2/2"] {
+        let mut cmd = target.load_into("parquet", &created);
+        loads.push(line(&run(cmd.args(["--share", share]).env("RTDS_FROM_SUMMARY", &both), RUN)));
+    }
+    let rec = reconcile(&[vec![ingested.clone(), t1.clone(), t2], loads.clone()].concat());
+    assert!(rec.status.success(), "{}{}", stdout(&rec), stderr(&rec));
+    assert_eq!(summary(&rec)["ok"], true);
+    // Without the second transform's share, reconcile finds a partition unread.
+    let rec = reconcile(&[vec![ingested.clone(), t1], loads].concat());
+    assert_eq!(rec.status.code(), Some(1), "{}", stdout(&rec));
+    let out = run(&mut transform("3/2", &ingested), RUN);
+    assert_one_line_error(&out, 2);
+}
+
 /// The value of the metric `name` served on `addr`.
 fn gauge(addr: &str, name: &str) -> Option<f64> {
     metric(&scrape(addr)?, name)

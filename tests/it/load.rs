@@ -69,7 +69,7 @@ impl Target {
         cmd
     }
 
-    fn load_into(&self, sink: &str, topic: &str) -> std::process::Command {
+    pub(crate) fn load_into(&self, sink: &str, topic: &str) -> std::process::Command {
         let mut cmd = rtds();
         cmd.args(["load", "--sink", sink, "--input-topic", topic, "--keyspace", &self.keyspace])
             .args(["--pg-schema", &self.schema, "--out"])
