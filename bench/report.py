@@ -148,6 +148,17 @@ def report(results_path, criterion_dir, n, png):
             f"| {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} | {ratio} |"
         )
 
+    alo = next((r for r in batch if r["name"] == "transform"), None)
+    eos = [r for r in batch if r["name"].startswith("transform_eos")]
+    if alo and eos:
+        print("\n### transform --exactly-once (the same input as transform, at least once)\n")
+        print("| step | transaction every | records/s | of at least once | CPU s |")
+        print("|---|---|---:|---:|---:|")
+        for r in eos:
+            every = r["name"].removeprefix("transform_eos_every_") if "_every_" in r["name"] else "100ms (default)"
+            share = r["rate"] / alo["rate"]
+            print(f"| {r['name']} | {every} | {r['rate']:,.0f} | {share:.0%} | {num(r['cpu_s'], '.1f')} |")
+
     if realtime:
         print("\n### real-time path (ingest at a fixed rate; transform and load --follow, Cassandra)\n")
         print("| step | records | CPU s | peak RSS MB | end-to-end p50 ms | p95 ms | p99 ms | max ms |")

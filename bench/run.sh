@@ -96,6 +96,17 @@ measure transform_2 "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-t
   --dlq-topic "dlq_$RUN" --group "t2_$RUN"
 drop_data '(pass|pass2|created2)'
 
+# 2b. the transform with --exactly-once over the same input (its at-least-once runs are above),
+# at the default commit cadence and at BENCH_EOS_EVERY's (report.py: the ratio and the table).
+measure transform_eos "" "$REL/rtds" transform --exactly-once --input-topic "raw_$RUN" --output-topic "eos_$RUN" \
+  --dlq-topic "dlq_$RUN" --group "te_$RUN"
+for every in ${BENCH_EOS_EVERY:-10ms 1s}; do
+  measure "transform_eos_every_$every" "" "$REL/rtds" transform --exactly-once --transaction-every "$every" \
+    --input-topic "raw_$RUN" --output-topic "eos${every}_$RUN" --dlq-topic "dlq_$RUN" --group "te${every}_$RUN"
+  drop_data "eos${every}"
+done
+drop_data 'eos'
+
 # 3. loads: Cassandra against a bare scylla-driver loop, PostgreSQL against psql \copy, Parquet.
 # A freshly started Cassandra compiles its write path during its first minute of writes (its
 # rate climbs from 4,000 to 12,000 rows/s over ~45 s, measured): warm it up with
@@ -178,23 +189,26 @@ stop_timed() {
   t=$(pgrep -P "$1" -x time || echo "$1")
   pkill -TERM -P "$t"
 }
+# realtime RATE [MODE]: MODE eos runs the transform --exactly-once (steps named rt<RATE>eos_*).
 realtime() {
-  local rate=$1 secs=${BENCH_RT_SECONDS:-60} tag="rt$1_$RUN" addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
-  local topics=(--dlq-topic "dlq_$tag")
-  RTDS_METRICS_ADDR=$taddr timed "rt${rate}_transform" "$REL/rtds" transform --follow --input-topic "raw_$tag" --output-topic "created_$tag" \
+  local rate=$1 mode=${2:-} secs=${BENCH_RT_SECONDS:-60} addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
+  local name="rt$1$mode" tag="rt$1${mode}_$RUN"
+  local topics=(--dlq-topic "dlq_$tag") eos=()
+  [ "$mode" = eos ] && eos=(--exactly-once)
+  RTDS_METRICS_ADDR=$taddr timed "${name}_transform" "$REL/rtds" transform --follow "${eos[@]}" --input-topic "raw_$tag" --output-topic "created_$tag" \
     "${topics[@]}" --group "t_$tag" &
   local transform=$!
-  RTDS_METRICS_ADDR=$addr timed "rt${rate}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
+  RTDS_METRICS_ADDR=$addr timed "${name}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
     "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" &
   local load=$!
   # The clock starts once both stages hold their partitions: what is measured
   # is the stream, not the stages' start-up.
   wait_until "transform --follow ready" 60 ready "$taddr" transform ||
-    die "bench: transform --follow did not start (see $WORK/rt${rate}_transform.err)"
-  wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/rt${rate}_load.err)"
-  measure "rt${rate}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
+    die "bench: transform --follow did not start (see $WORK/${name}_transform.err)"
+  wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/${name}_load.err)"
+  measure "${name}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
     --seed "$rate" --topic "raw_$tag"
-  n=$(python3 bench/report.py field "$WORK/rt${rate}_ingest.out" out)
+  n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
   t=$SECONDS
   until [ "$(load_written "$addr")" -ge "$n" ]; do
     [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
@@ -202,15 +216,20 @@ realtime() {
   done
   stop_timed "$transform"
   stop_timed "$load"
-  wait "$transform" "$load" || die "bench: a --follow stage failed (see $WORK/rt${rate}_*.err)"
-  record "rt${rate}_transform" ""
-  record "rt${rate}_load" ""
+  wait "$transform" "$load" || die "bench: a --follow stage failed (see $WORK/${name}_*.err)"
+  record "${name}_transform" ""
+  record "${name}_load" ""
 }
 for rate in ${BENCH_RT_RATES:-1000 10000}; do
   say "bench: real-time path at $rate records/s"
   realtime "$rate"
   drop_data ".*rt${rate}"
 done
+# The same at 1,000/s with the transform --exactly-once (the load reads read_committed: a row is
+# seen once its transaction commits).
+say "bench: real-time path at 1000 records/s, transform --exactly-once"
+realtime 1000 eos
+drop_data ".*rt1000eos"
 
 # 5. a bounded user_automation DAG run (airflow dags test) with the release binary.
 DAG_COUNT=${BENCH_DAG_COUNT:-100000}
