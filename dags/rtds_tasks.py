@@ -13,6 +13,10 @@ The PostgreSQL URL holds a password, so it is not templated: RtdsOperator adds
 it to the command's environment at run time, and it is in no rendered field
 (which Airflow stores and shows in the UI).
 
+A stage can fan out: rtds(..., shares=XComArg) maps the task over a list of
+shares ("1/3", "2/3", "3/3"; Airflow dynamic task mapping), and each instance
+gets its own in RTDS_SHARE, beside the same environment as the others.
+
 Topics, the Cassandra keyspace, the PostgreSQL schema, the table and the
 Parquet directory are read from the environment when a DAG is parsed, with
 rtds's own defaults, so a deployment or a test can run the pipeline on topics
@@ -22,9 +26,14 @@ of its own, and the tasks' assets name what the tasks really use.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Asset, BaseHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import XComArg
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 # The rtds binary; the bash command reads it from the environment.
 RTDS_BIN = os.environ.get("RTDS_BIN", "rtds")
@@ -88,7 +97,11 @@ class RtdsOperator(BashOperator):
     the SDK masks the connection's password in the task log.
     """
 
-    def __init__(self, *, secret_uris: dict[str, str] | None = None, **kwargs):
+    def __init__(self, *, secret_uris: dict[str, str] | None = None, share: str | None = None, **kwargs):
+        # A mapped task's instance is built with the share it was expanded to (rtds(..., shares=...)):
+        # RTDS_SHARE joins the environment before templates are rendered, so it is in the rendered env.
+        if share is not None:
+            kwargs["env"] = {**(kwargs.get("env") or {}), "RTDS_SHARE": share}
         super().__init__(**kwargs)
         # Environment variable -> the Airflow connection whose URI it gets.
         self.secret_uris = dict(SECRET_URIS if secret_uris is None else secret_uris)
@@ -105,19 +118,27 @@ def rtds(
     extra_env: dict[str, str] | None = None,
     *,
     connection_env: dict[str, str] = CONNECTION_ENV,
+    shares: XComArg | None = None,
     **kwargs,
-) -> RtdsOperator:
+) -> RtdsOperator | MappedOperator:
     """A task running `rtds <stage>` with its settings in the environment.
 
     `connection_env` and `secret_uris` (default: all the stores' connections)
     let a task that talks to Kafka only need nothing else; `inlets`/`outlets`
     and any other operator argument pass through.
+
+    With `shares` (the XCom of a task returning ["1/N", ..., "N/N"]), the task
+    is mapped over them: N instances, each with its share in RTDS_SHARE and
+    the same environment besides, connections and PostgreSQL URL included.
     """
-    return RtdsOperator(
-        task_id=kwargs.pop("task_id", stage),
-        bash_command=f'"$RTDS_BIN" {stage}',
-        env={"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **connection_env, **(extra_env or {})},
-        append_env=True,
-        do_xcom_push=True,
+    arguments = {
+        "task_id": kwargs.pop("task_id", stage),
+        "bash_command": f'"$RTDS_BIN" {stage}',
+        "env": {"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **connection_env, **(extra_env or {})},
+        "append_env": True,
+        "do_xcom_push": True,
         **kwargs,
-    )
+    }
+    if shares is None:
+        return RtdsOperator(**arguments)
+    return RtdsOperator.partial(**arguments).expand(share=shares)

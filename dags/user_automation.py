@@ -46,9 +46,14 @@ from rtds_tasks import CREATED, CREATED_TOPIC, DLQ, DLQ_TOPIC, PARQUET_OUT, RAW,
 SINKS = ["cassandra", "postgres", "parquet"]
 
 
-def summary_of(task_id: str) -> str:
-    """A template of the JSON summary line `task_id` pushed to XCom in this run."""
-    return f"{{{{ ti.xcom_pull(task_ids='{task_id}') }}}}"
+def summaries_of(*task_ids: str) -> str:
+    """A template of the JSON summary lines the tasks `task_ids` pushed to XCom in this run, one a line.
+
+    Given a list of task ids, xcom_pull returns a list whatever it finds: the value of every map index
+    of a mapped task (one share or many), None for a task that pushed nothing (a load not chosen),
+    which `select` drops. (Given one task id, it would return a bare value when it finds exactly one.)
+    """
+    return "{{ ti.xcom_pull(task_ids=%r) | select | join('\\n') }}" % list(task_ids)
 
 
 with DAG(
@@ -86,6 +91,14 @@ with DAG(
             type="boolean",
             description="Kafka transactions in transform: no duplicate in the output topic; costs some throughput",
         ),
+        "parallelism": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=12,
+            description="Transform tasks, and load tasks per chosen store, "
+            "each a disjoint share of the run's Kafka partitions",
+        ),
     },
     tags=["rtds"],
 ) as dag:
@@ -100,18 +113,28 @@ with DAG(
         },
         outlets=[RAW],
     )
+
+    @task
+    def shares(params: dict) -> list[str]:
+        """The shares of the run's partitions, one a mapped transform and load: ["1/N", ..., "N/N"]."""
+        n = params["parallelism"]
+        return [f"{k}/{n}" for k in range(1, n + 1)]
+
+    # One XCom, expanded by the transform and every load.
+    run_shares = shares()
     transform = rtds(
         "transform",
         {
             "RTDS_INPUT_TOPIC": RAW_TOPIC,
             "RTDS_OUTPUT_TOPIC": CREATED_TOPIC,
             "RTDS_DLQ_TOPIC": DLQ_TOPIC,
-            "RTDS_FROM_SUMMARY": summary_of("ingest"),
+            "RTDS_FROM_SUMMARY": summaries_of("ingest"),
             # rtds parses a bool from the environment as the literal true or false.
             "RTDS_EXACTLY_ONCE": "{{ 'true' if params.exactly_once else 'false' }}",
         },
         inlets=[RAW],
         outlets=[CREATED, DLQ],
+        shares=run_shares,
     )
     loads = {
         sink: rtds(
@@ -121,27 +144,30 @@ with DAG(
                 "RTDS_OUT": PARQUET_OUT,
                 "RTDS_INPUT_TOPIC": CREATED_TOPIC,
                 "RTDS_DLQ_TOPIC": DLQ_TOPIC,
-                "RTDS_FROM_SUMMARY": summary_of("transform"),
+                # Every transform share's summary: each load share reads its partitions of all of them.
+                "RTDS_FROM_SUMMARY": summaries_of("transform"),
             },
             task_id=f"load_{sink}",
             inlets=[CREATED],
             outlets=[STORES[sink], DLQ],
+            shares=run_shares,
         )
         for sink in SINKS
     }
 
     @task.branch
     def choose_sinks(params: dict) -> list[str]:
-        """Run only the loads the trigger form asked for."""
+        """Run only the loads the trigger form asked for.
+
+        A load not chosen is skipped before it is expanded: its one unexpanded instance, no share runs.
+        """
         return [f"load_{sink}" for sink in params["sinks"]]
 
-    # The summaries of this run, one a line; a load that was not chosen has none: an empty line.
-    summaries = "\n".join(
-        f"{{{{ ti.xcom_pull(task_ids='{t.task_id}') or '' }}}}" for t in [ingest, transform, *loads.values()]
-    )
+    # Every summary of this run, one a line: ingest's, every transform share's, every load share's
+    # (a load not chosen has none).
     reconcile = rtds(
         "reconcile",
-        {"RTDS_SUMMARIES": summaries},
+        {"RTDS_SUMMARIES": summaries_of(*(t.task_id for t in [ingest, transform, *loads.values()]))},
         trigger_rule="none_failed_min_one_success",
     )
 

@@ -44,6 +44,6 @@ $CARGO test
 
 # The DAGs: lint, then pytest (DagBag shape tests and real `airflow dags test` runs).
 venv="$ROOT/.stack/airflow/venv/bin"
-"$venv/ruff" check dags tests/dags airflow/plugins
-"$venv/ruff" format --check dags tests/dags airflow/plugins
+"$venv/ruff" check dags tests/dags airflow/plugins bench
+"$venv/ruff" format --check dags tests/dags airflow/plugins bench
 (cd tests/dags && "$venv/pytest" -q)

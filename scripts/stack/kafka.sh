@@ -7,7 +7,8 @@
 # 127.0.0.1:$((9092 + 2 * (i - 1))), its controller on the port after it. One node keeps its data
 # under .stack/kafka; a cluster's nodes under .stack/kafka-node<i>, with internal topics and new
 # topics at replication min(N, 3) and min.insync.replicas=2. RTDS_KAFKA_ONLY=i makes `up`/`down`
-# act on node i alone (a fault test stops one broker). RTDS_KAFKA_PORT moves the first port.
+# act on node i alone (a fault test stops one broker). RTDS_KAFKA_PORT moves the first port, so
+# a cluster can run beside the one-node stack (make faults: RTDS_KAFKA_PORT=19092).
 
 KAFKA_NODES=${RTDS_KAFKA_NODES:-1}
 KAFKA_PORT=${RTDS_KAFKA_PORT:-9092}
@@ -161,9 +162,6 @@ kafka_start_node() {
 kafka_up() {
   local t0=$SECONDS i pids=() out rc=0
   [ -s "$KAFKA_CP_FILE" ] && [ -f "$KAFKA_TOOLS/probe/KafkaProbe.class" ] || kafka_install
-  if [ "$KAFKA_NODES" -gt 1 ] && is_running kafka; then
-    die "kafka: the one-node stack is running: scripts/stack.sh down kafka first"
-  fi
   for i in $(kafka_nodes); do
     kafka_start_node "$i"
     pids+=("$(cat "$(pidfile "$(kafka_node_name "$i")")")")
@@ -181,15 +179,10 @@ kafka_up() {
 
 kafka_down() {
   local i
-  if [ -n "${RTDS_KAFKA_ONLY:-}" ]; then
-    stop_bg "$(kafka_node_name "$RTDS_KAFKA_ONLY")" 30
-    return
-  fi
-  # Whichever shape is running: the one node, or a cluster's nodes, all at once (the last
-  # node of a quorum stopped one by one waits for a majority that is gone).
-  is_running kafka && stop_bg kafka 30
-  for i in $(seq 1 9); do
-    if is_running "kafka-node$i"; then stop_bg "kafka-node$i" 30 & fi
+  # The nodes of this shape (one node, or RTDS_KAFKA_NODES), all at once: the last node of a
+  # quorum stopped one by one waits for a majority that is gone.
+  for i in $(kafka_nodes); do
+    if is_running "$(kafka_node_name "$i")"; then stop_bg "$(kafka_node_name "$i")" 30 & fi
   done
   wait
 }

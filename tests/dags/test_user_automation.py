@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -22,6 +23,22 @@ import pytest
 from conftest import DAGS, ROOT
 
 LOADS = ["load_cassandra", "load_postgres", "load_parquet"]
+
+
+def instance(task, share: str = "1/1"):
+    """A task as it runs: a mapped one (transform, the loads) as the instance given `share`, else itself."""
+    return task.unmap({"share": share}) if task.is_mapped else task
+
+
+# The template of the JSON summaries some tasks pushed to XCom in this run, one a line (summaries_of).
+SUMMARIES_OF = re.compile(r"\{\{ ti\.xcom_pull\(task_ids=(\[[^]]*\])\) \| select \| join\('\\n'\) \}\}")
+
+
+def summaries_of(template: str) -> list[str]:
+    """The task ids whose summaries `template` joins, one a line."""
+    match = SUMMARIES_OF.fullmatch(template)
+    assert match, template
+    return ast.literal_eval(match.group(1))
 
 
 def test_dags_load_without_errors(dagbag):
@@ -52,6 +69,7 @@ def test_each_task_declares_the_assets_it_reads_and_writes(dagbag):
         "ingest": (set(), {raw}),
         "transform": ({raw}, {created, dlq}),
         **{load: ({created}, {store, dlq}) for load, store in stores.items()},
+        "shares": (set(), set()),
         "choose_sinks": (set(), set()),
         "reconcile": (set(), set()),
     }
@@ -82,8 +100,10 @@ def test_the_dlq_asset_is_the_topic_dlq_alert_watches_but_not_its_asset(dagbag):
 
 def test_tasks_and_dependencies(dagbag):
     dag = dagbag.dags["user_automation"]
-    assert set(dag.task_ids) == {"ingest", "transform", "choose_sinks", *LOADS, "reconcile"}
+    assert set(dag.task_ids) == {"ingest", "shares", "transform", "choose_sinks", *LOADS, "reconcile"}
     assert dag.get_task("ingest").downstream_task_ids == {"transform"}
+    # The run's shares, which the transform and every load are mapped over.
+    assert dag.get_task("shares").downstream_task_ids == {"transform", *LOADS}
     assert dag.get_task("transform").downstream_task_ids == {"choose_sinks"}
     assert dag.get_task("choose_sinks").downstream_task_ids == set(LOADS)
     for load in LOADS:
@@ -128,7 +148,7 @@ def rendered_exactly_once(dag, conf: dict) -> str:
     for key, value in conf.items():
         params[key] = value
     params.validate()
-    transform = dag.get_task("transform")
+    transform = instance(dag.get_task("transform"))
     return transform.render_template(transform.env["RTDS_EXACTLY_ONCE"], {"params": params})
 
 
@@ -140,7 +160,7 @@ def test_the_transform_gets_exactly_once_in_its_environment_as_true_or_false(dag
     # Only the transform runs in transactions.
     for task in dag.tasks:
         if task.task_id != "transform":
-            assert "RTDS_EXACTLY_ONCE" not in (getattr(task, "env", None) or {}), task.task_id
+            assert "RTDS_EXACTLY_ONCE" not in (getattr(instance(task), "env", None) or {}), task.task_id
 
 
 def test_retries_and_timeouts(dagbag):
@@ -152,7 +172,7 @@ def test_retries_and_timeouts(dagbag):
 
 def test_no_bash_command_holds_templates_or_params(dagbag):
     for dag_id in ["user_automation", "user_stream"]:
-        for task in dagbag.dags[dag_id].tasks:
+        for task in map(instance, dagbag.dags[dag_id].tasks):
             command = getattr(task, "bash_command", None)
             if command is None:
                 continue
@@ -164,11 +184,10 @@ def test_no_bash_command_holds_templates_or_params(dagbag):
 
 def test_each_stage_reads_what_the_previous_one_produced(dagbag):
     dag = dagbag.dags["user_automation"]
-    pulls = r"\{\{ ti\.xcom_pull\(task_ids='%s'\) \}\}"
-    assert re.fullmatch(pulls % "ingest", dag.get_task("transform").env["RTDS_FROM_SUMMARY"])
+    assert summaries_of(instance(dag.get_task("transform")).env["RTDS_FROM_SUMMARY"]) == ["ingest"]
     for load in LOADS:
-        assert re.fullmatch(pulls % "transform", dag.get_task(load).env["RTDS_FROM_SUMMARY"]), load
-    for task in dag.tasks:
+        assert summaries_of(instance(dag.get_task(load)).env["RTDS_FROM_SUMMARY"]) == ["transform"], load
+    for task in map(instance, dag.tasks):
         env = getattr(task, "env", None) or {}
         # A bounded run reads its upstream's offsets, never as a consumer group.
         assert not {"RTDS_GROUP", "RTDS_FOLLOW"} & set(env), task.task_id
@@ -176,10 +195,10 @@ def test_each_stage_reads_what_the_previous_one_produced(dagbag):
 
 def topics(dag) -> dict[str, str]:
     """The topics each task of user_automation is given, checked to be the same from stage to stage."""
-    ingest, transform = dag.get_task("ingest").env, dag.get_task("transform").env
+    ingest, transform = dag.get_task("ingest").env, instance(dag.get_task("transform")).env
     assert transform["RTDS_INPUT_TOPIC"] == ingest["RTDS_TOPIC"]
     for load in LOADS:
-        env = dag.get_task(load).env
+        env = instance(dag.get_task(load)).env
         assert env["RTDS_INPUT_TOPIC"] == transform["RTDS_OUTPUT_TOPIC"], load
         assert env["RTDS_DLQ_TOPIC"] == transform["RTDS_DLQ_TOPIC"], load
     return {"raw": ingest["RTDS_TOPIC"], "created": transform["RTDS_OUTPUT_TOPIC"], "dlq": transform["RTDS_DLQ_TOPIC"]}
@@ -218,9 +237,7 @@ def test_reconcile_runs_rtds_reconcile_over_every_summary_of_the_run(dagbag):
     assert isinstance(reconcile, BashOperator)
     assert reconcile.bash_command == '"$RTDS_BIN" reconcile'
     assert reconcile.trigger_rule == "none_failed_min_one_success"
-    summaries = reconcile.env["RTDS_SUMMARIES"]
-    for task_id in ["ingest", "transform", *LOADS]:
-        assert f"ti.xcom_pull(task_ids='{task_id}')" in summaries, task_id
+    assert summaries_of(reconcile.env["RTDS_SUMMARIES"]) == ["ingest", "transform", *LOADS]
     # It reads the stores back: the connection settings are there too, the PostgreSQL URL at run time.
     assert {"RTDS_BROKERS", "RTDS_CASSANDRA_NODES"} <= set(reconcile.env)
     assert reconcile.secret_uris == {"RTDS_POSTGRES_URL": "rtds_postgres"}
@@ -229,13 +246,13 @@ def test_reconcile_runs_rtds_reconcile_over_every_summary_of_the_run(dagbag):
 def test_no_template_renders_the_postgres_url(dagbag):
     """Rendered fields are stored and shown in the UI: the URL and its password are never templated."""
     for dag_id in ["user_automation", "user_stream", "dlq_alert"]:
-        for task in dagbag.dags[dag_id].tasks:
+        for task in map(instance, dagbag.dags[dag_id].tasks):
             for field in task.template_fields:
                 value = str(getattr(task, field, ""))
                 for secret in ["RTDS_POSTGRES_URL", "rtds_postgres", "get_uri", "password"]:
                     assert secret not in value, f"{dag_id}.{task.task_id}.{field}: {value}"
-    for task in dagbag.dags["user_automation"].tasks:
-        if task.task_id != "choose_sinks":
+    for task in map(instance, dagbag.dags["user_automation"].tasks):
+        if task.task_id not in {"shares", "choose_sinks"}:
             assert task.secret_uris == {"RTDS_POSTGRES_URL": "rtds_postgres"}, task.task_id
 
 
@@ -257,7 +274,7 @@ def test_the_postgres_url_reaches_the_command_at_run_time(dagbag, monkeypatch):
     monkeypatch.setattr(
         BaseHook, "get_connection", classmethod(lambda cls, conn_id: asked.append(conn_id) or connection)
     )
-    task = dagbag.dags["user_automation"].get_task("load_postgres")
+    task = instance(dagbag.dags["user_automation"].get_task("load_postgres"))
     env = task.get_env({})
     assert asked == ["rtds_postgres"]
     url = urlsplit(env["RTDS_POSTGRES_URL"])
@@ -271,15 +288,21 @@ def test_reconcile_summaries_render_one_a_line_and_nothing_for_loads_not_chosen(
     import jinja2
 
     summaries = dagbag.dags["user_automation"].get_task("reconcile").env["RTDS_SUMMARIES"]
-    pushed = {"ingest": '{"stage":"ingest"}', "transform": '{"stage":"transform"}', "load_parquet": '{"stage":"load"}'}
+    # What each task pushed, by map index: two shares of the transform and of load_parquet, the only load chosen.
+    pushed = {
+        "ingest": ['{"stage":"ingest"}'],
+        "transform": ['{"stage":"transform","share":1}', '{"stage":"transform","share":2}'],
+        "load_parquet": ['{"stage":"load","share":1}', '{"stage":"load","share":2}'],
+    }
 
     class TI:
         def xcom_pull(self, task_ids):
-            return pushed.get(task_ids)
+            # As Airflow 3's does, given a list of task ids: every map index's value, None for a task without any.
+            assert isinstance(task_ids, list), task_ids
+            return [value for task_id in task_ids for value in pushed.get(task_id, [None])]
 
     rendered = jinja2.Environment().from_string(summaries).render(ti=TI())
-    lines = [line for line in rendered.splitlines() if line.strip()]
-    assert lines == ['{"stage":"ingest"}', '{"stage":"transform"}', '{"stage":"load"}'], rendered
+    assert rendered.splitlines() == [line for values in pushed.values() for line in values], rendered
     assert "None" not in rendered
 
 
