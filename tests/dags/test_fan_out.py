@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT
 from test_user_automation import LOADS, cql, dags_test, drop_run_data, psql, reconcile_reports
 
 MAPPED = ["transform", *LOADS]
@@ -200,8 +199,9 @@ def fan_out_run(airflow_env, tmp_path_factory):
         drop_run_data(name)
 
 
-def this_run(env: dict, name: str) -> tuple[list[tuple], dict[tuple[str, int], dict]]:
-    """The run's task instances (task_id, map_index, state) and rendered fields by (task_id, map_index)."""
+def this_run(env: dict, name: str) -> tuple[list[tuple], dict[tuple[str, int], dict], dict[tuple[str, int], dict]]:
+    """The run's task instances (task_id, map_index, state), and by (task_id, map_index) its rendered
+    fields and the JSON summaries its rtds tasks pushed to XCom."""
     with closing(sqlite3.connect(f"{env['AIRFLOW_HOME']}/airflow.db")) as db:
         rendered = db.execute(
             "SELECT task_id, map_index, run_id, rendered_fields FROM rendered_task_instance_fields"
@@ -212,8 +212,21 @@ def this_run(env: dict, name: str) -> tuple[list[tuple], dict[tuple[str, int], d
             "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = 'user_automation' AND run_id = ?",
             (run_id,),
         ).fetchall()
+        xcoms = db.execute(
+            "SELECT task_id, map_index, value FROM xcom"
+            " WHERE dag_id = 'user_automation' AND run_id = ? AND key = 'return_value'",
+            (run_id,),
+        ).fetchall()
     fields = {(task_id, index): json.loads(f) for task_id, index, run, f in rendered if run == run_id}
-    return tis, fields
+    # An XCom value is stored JSON-encoded: here the summary line, a string.
+    summaries = {
+        (task_id, index): json.loads(json.loads(value)) for task_id, index, value in xcoms if task_id != "shares"
+    }
+    return tis, fields, summaries
+
+
+def partitions(summary: dict, topic: str) -> set[int]:
+    return {r["partition"] for r in summary["consumed"] if r["topic"] == topic and r["count"] > 0}
 
 
 def test_a_real_run_with_parallelism_3_fans_out_and_reconciles(fan_out_run):
@@ -227,7 +240,7 @@ def test_a_real_run_with_parallelism_3_fans_out_and_reconciles(fan_out_run):
     assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == COUNT
     assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == COUNT
 
-    tis, fields = this_run(env, name)
+    tis, fields, summaries = this_run(env, name)
     shares = [f"{k}/{PARALLELISM}" for k in range(1, PARALLELISM + 1)]
     instances = {task_id: sorted(i for t, i, _ in tis if t == task_id) for task_id in {t for t, _, _ in tis}}
     for task_id in MAPPED:
@@ -242,8 +255,16 @@ def test_a_real_run_with_parallelism_3_fans_out_and_reconciles(fan_out_run):
         for i in range(PARALLELISM):
             lines = fields[load, i]["env"]["RTDS_FROM_SUMMARY"].split("\n")
             assert [json.loads(line)["stage"] for line in lines] == ["transform"] * PARALLELISM, load
-    summaries = fields["reconcile", -1]["env"]["RTDS_SUMMARIES"].split("\n")
-    stages = [json.loads(line)["stage"] for line in summaries]
-    assert stages == ["ingest"] + ["transform"] * PARALLELISM + ["load"] * PARALLELISM * len(LOADS), stages
-    # The shares split the records: each transform share read some of them, together all of them.
-    assert ROOT.is_dir()
+    lines = fields["reconcile", -1]["env"]["RTDS_SUMMARIES"].split("\n")
+    expected = [summaries["ingest", -1]]
+    expected += [summaries[task_id, i] for task_id in MAPPED for i in range(PARALLELISM)]
+    assert [json.loads(line) for line in lines] == expected
+    # The shares split the records: share K reads the partitions p with p % N == K - 1 (here one each),
+    # every partition upstream produced is read by one share, and together they read every record.
+    for task_id, topic in [("transform", f"{name}_raw"), *((load, f"{name}_created") for load in LOADS)]:
+        read = [partitions(summaries[task_id, i], topic) for i in range(PARALLELISM)]
+        assert all(read) and all(p % PARALLELISM == i for i, share in enumerate(read) for p in share), (task_id, read)
+        assert set().union(*read) == {0, 1, 2}, (task_id, read)
+        total = sum(summaries[task_id, i]["in"] for i in range(PARALLELISM))
+        upstream = COUNT if task_id == "transform" else sum(summaries["transform", i]["out"] for i in range(3))
+        assert total == upstream, (task_id, total, upstream)
