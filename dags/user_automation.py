@@ -1,6 +1,7 @@
 """user_automation: the classic tutorial's DAG, with rtds doing the work.
 
-ingest >> transform >> load_<sink> (the sinks chosen in the trigger form) >> reconcile.
+ingest >> transform >> load_<sink> (the sinks chosen in the trigger form) >> reconcile,
+the transform and each load fanned out over `parallelism` shares (below).
 Each task runs the plain `rtds <stage>` command, built by rtds_tasks.rtds
 (parameters and connection settings in RTDS_* environment variables, never in
 the shell string; the PostgreSQL URL added at run time, never templated). Each
@@ -10,10 +11,23 @@ to XCom, including the Kafka offset ranges it consumed and produced.
 Each task declares the assets it reads and writes (inlets, outlets: the topics,
 the stores), so the UI shows the lineage and other DAGs can be scheduled on them.
 
-transform and each load get the previous stage's summary in RTDS_FROM_SUMMARY
-and read exactly the offsets that upstream run produced, without a consumer
-group: nothing is committed, and the `--follow` services of the same stages
-(docker-compose.yml) are never in the way, nor are they in the run's way.
+transform and each load get the previous stage's summaries in RTDS_FROM_SUMMARY
+(one a line) and read exactly the offsets that upstream run produced, without a
+consumer group: nothing is committed, and the `--follow` services of the same
+stages (docker-compose.yml) are never in the way, nor are they in the run's way.
+
+Fan-out: the trigger form's `parallelism` N (default 1, at most 12) splits the
+run's Kafka partitions into N disjoint shares. The `shares` task returns
+["1/N", ..., "N/N"], and the transform and every load_<sink> are mapped over it
+(dynamic task mapping): N transform instances and N instances of each chosen
+load, each the same `rtds <stage>` with its share in RTDS_SHARE (K/N: the
+partitions p with p % N == K-1), so a run spreads over as many workers as the
+executor has. A transform share reads ingest's summary; every load share reads
+all N transform shares' summaries and takes its partitions of them. A share
+with no partition (N above the topics' partitions) reads nothing, and succeeds.
+The task ids stay transform and load_<sink>, one instance each at N=1.
+choose_sinks skips the loads not chosen before they are expanded: none of their
+shares runs, and reconcile (none_failed_min_one_success) runs all the same.
 
 The trigger form's `exactly_once` (default off) runs the transform in Kafka
 transactions (RTDS_EXACTLY_ONCE): no duplicate in the output topic, for some
@@ -21,11 +35,12 @@ throughput. Its transactional id needs nothing set: rtds derives one per run
 from the offsets it reads, so a retry fences the attempt it replaces and
 concurrent runs never fence each other.
 
-reconcile runs `rtds reconcile` over the summaries of this run (RTDS_SUMMARIES,
-one a line) and proves the chain: each stage read all the previous one
-produced; in = out + dlq + filtered at every stage; every row is in each chosen
-store by id; and every dead letter is in the DLQ topic. It fails the run,
-naming what is missing, if any of it does not hold.
+reconcile runs `rtds reconcile` over every summary of this run (RTDS_SUMMARIES,
+one a line: ingest's, every transform share's, every share of every chosen
+load's), merges the shares of each stage, and proves the chain: each stage read
+all the previous one produced; in = out + dlq + filtered at every stage; every
+row is in each chosen store by id; and every dead letter is in the DLQ topic.
+It fails the run, naming what is missing, if any of it does not hold.
 
 Topics are read from the environment when the DAG is parsed (RTDS_RAW_TOPIC,
 RTDS_CREATED_TOPIC, RTDS_DLQ_TOPIC; rtds_tasks), so a deployment or a test can
@@ -53,7 +68,7 @@ def summaries_of(*task_ids: str) -> str:
     of a mapped task (one share or many), None for a task that pushed nothing (a load not chosen),
     which `select` drops. (Given one task id, it would return a bare value when it finds exactly one.)
     """
-    return "{{ ti.xcom_pull(task_ids=%r) | select | join('\\n') }}" % list(task_ids)
+    return f"{{{{ ti.xcom_pull(task_ids={list(task_ids)!r}) | select | join('\\n') }}}}"
 
 
 with DAG(
