@@ -9,12 +9,19 @@ import copy
 import json
 import sqlite3
 import time
-import uuid
 from contextlib import closing
 from types import SimpleNamespace
 
 import pytest
-from test_user_automation import LOADS, cql, dags_test, drop_run_data, psql, reconcile_reports
+from test_user_automation import (
+    LOADS,
+    cql,
+    dags_test,
+    drop_run_data,
+    isolated_env,
+    psql,
+    succeeded_and_reconciled,
+)
 
 MAPPED = ["transform", *LOADS]
 # Connections as the template context's `conn` gives them (attribute access on a dict in Jinja).
@@ -170,18 +177,9 @@ PARALLELISM = 3
 
 @pytest.fixture(scope="module")
 def fan_out_run(airflow_env, tmp_path_factory):
-    name = f"fanout_{uuid.uuid4().hex[:8]}"
-    env = {
-        **airflow_env,
-        "RTDS_KEYSPACE": name,
-        "RTDS_PG_SCHEMA": name,
-        "RTDS_RAW_TOPIC": f"{name}_raw",
-        "RTDS_CREATED_TOPIC": f"{name}_created",
-        "RTDS_DLQ_TOPIC": f"{name}_dlq",
-        "RTDS_OUT": str(tmp_path_factory.mktemp("fan_out") / "parquet"),
-        # Reconcile's 13 summaries in its rendered env, whole (else Airflow stores a truncated string).
-        "AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH": "100000",
-    }
+    name, env = isolated_env("fanout", airflow_env, tmp_path_factory)
+    # Reconcile's 13 summaries in its rendered env, whole (else Airflow stores a truncated string).
+    env["AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH"] = "100000"
     conf = {
         "count": COUNT,
         "seed": int(time.time()) % 100000,
@@ -228,14 +226,9 @@ def partitions(summary: dict, topic: str) -> set[int]:
 
 def test_a_real_run_with_parallelism_3_fans_out_and_reconciles(fan_out_run):
     name, env, result = fan_out_run
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
-    assert finished and "state=success" in finished[-1], finished
-    reports = reconcile_reports(result.stdout + result.stderr)
-    assert reports, "no rtds reconcile report in the output of airflow dags test"
-    assert reports[-1]["ok"] is True, reports[-1]
+    report = succeeded_and_reconciled(result)
     # Reconcile merged the shares of each stage: every record of the run, in every partition.
-    details = {check["check"]: check["detail"] for check in reports[-1]["checks"]}
+    details = {check["check"]: check["detail"] for check in report["checks"]}
     for stage in MAPPED:
         assert details[f"{stage}: every record accounted for"].startswith(f"in {COUNT} = out "), details
     for upstream, stage, topic in [("ingest", "transform", "raw"), *(("transform", load, "created") for load in LOADS)]:

@@ -334,6 +334,22 @@ def cql(query: str, check: bool = True) -> str:
     return stack("cassandra", f'cassandra_cql "{query}"', check)
 
 
+def isolated_env(prefix: str, airflow_env: dict, tmp_path_factory) -> tuple[str, dict]:
+    """A name of its own and the environment of a run that uses only its own keyspace, schema,
+    topics and Parquet directory (all named after it): exact counts, whatever ran before."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    env = {
+        **airflow_env,
+        "RTDS_KEYSPACE": name,
+        "RTDS_PG_SCHEMA": name,
+        "RTDS_RAW_TOPIC": f"{name}_raw",
+        "RTDS_CREATED_TOPIC": f"{name}_created",
+        "RTDS_DLQ_TOPIC": f"{name}_dlq",
+        "RTDS_OUT": str(tmp_path_factory.mktemp(prefix) / "parquet"),
+    }
+    return name, env
+
+
 def drop_run_data(name: str) -> None:
     """Drop what a run isolated under `name` left: schema, keyspace, topics (best effort)."""
     psql(f"DROP SCHEMA IF EXISTS {name} CASCADE", check=False)
@@ -369,16 +385,7 @@ def real_run(airflow_env, tmp_path_factory):
 
     A keyspace, schema, topics and Parquet directory of its own: exact counts, whatever ran before.
     """
-    name = f"dagtest_{uuid.uuid4().hex[:8]}"
-    env = {
-        **airflow_env,
-        "RTDS_KEYSPACE": name,
-        "RTDS_PG_SCHEMA": name,
-        "RTDS_RAW_TOPIC": f"{name}_raw",
-        "RTDS_CREATED_TOPIC": f"{name}_created",
-        "RTDS_DLQ_TOPIC": f"{name}_dlq",
-        "RTDS_OUT": str(tmp_path_factory.mktemp("real_run") / "parquet"),
-    }
+    name, env = isolated_env("dagtest", airflow_env, tmp_path_factory)
     try:
         result = dags_test(
             env,
@@ -396,15 +403,20 @@ def real_run(airflow_env, tmp_path_factory):
         drop_run_data(name)
 
 
-def test_a_real_run_fills_every_store_and_reconciles(real_run):
-    name, env, result = real_run
+def succeeded_and_reconciled(result: subprocess.CompletedProcess) -> dict:
+    """The run succeeded and its last rtds reconcile report (after any retry, from the run's log) holds: that report."""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
     assert finished and "state=success" in finished[-1], finished
-    # The task's output is in the run's log: rtds reconcile's report, the last one (after any retry), holds.
     reports = reconcile_reports(result.stdout + result.stderr)
     assert reports, "no rtds reconcile report in the output of airflow dags test"
     assert reports[-1]["ok"] is True, reports[-1]
+    return reports[-1]
+
+
+def test_a_real_run_fills_every_store_and_reconciles(real_run):
+    name, env, result = real_run
+    succeeded_and_reconciled(result)
     assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == 2000
     assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
     files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
