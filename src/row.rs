@@ -47,8 +47,13 @@ const fn column(name: &'static str, kind: Kind) -> Column {
     Column { name, kind }
 }
 
+/// Columns in a row. A literal, not `COLUMNS.len()`: arrays of this width
+/// inside `COLUMNS`'s users made that a const cycle in release builds
+/// (E0391; debug builds compiled it).
+pub const WIDTH: usize = 12;
+
 /// The columns of a clean row, in the order of every store's schema. The id comes first.
-pub const COLUMNS: [Column; 12] = [
+pub const COLUMNS: [Column; WIDTH] = [
     column("id", Kind::Id),
     column("first_name", Kind::Text),
     column("last_name", Kind::Text),
@@ -62,9 +67,6 @@ pub const COLUMNS: [Column; 12] = [
     column("phone", Kind::Text),
     column("picture", Kind::Text),
 ];
-
-/// Columns in a row.
-pub const WIDTH: usize = COLUMNS.len();
 
 /// The column names, in order.
 pub fn names() -> impl Iterator<Item = &'static str> {
