@@ -77,35 +77,42 @@ drop_data() {
 # PostgreSQL at 71% of their baselines; on a stack up for hours: 102-125%).
 
 # 1. ingest against a bare rdkafka producer of the same payloads
-measure ingest "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw_$RUN"
-topic "bareraw_$RUN"
-measure bare_producer ingest "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw_$RUN" "$N" 1
-topic "bareraw2_$RUN"
-measure bare_producer_2 ingest_2 "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw2_$RUN" "$N" 1
-measure ingest_2 "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw2_$RUN"
-drop_data '(bareraw|bareraw2|raw2)'
+bench_ingest() {
+  measure ingest "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw_$RUN"
+  topic "bareraw_$RUN"
+  measure bare_producer ingest "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw_$RUN" "$N" 1
+  topic "bareraw2_$RUN"
+  measure bare_producer_2 ingest_2 "$REL/examples/bare_producer" 127.0.0.1:9092 "bareraw2_$RUN" "$N" 1
+  measure ingest_2 "" "$REL/rtds" ingest --source generate --count "$N" --seed 1 --topic "raw2_$RUN"
+  drop_data '(bareraw|bareraw2|raw2)'
+}
 
 # 2. transform against a bare consume-and-produce passthrough
-measure transform "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created_$RUN" \
-  --dlq-topic "dlq_$RUN" --group "t_$RUN"
-topic "pass_$RUN"
-measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN"
-topic "pass2_$RUN"
-measure bare_passthrough_2 transform_2 "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass2_$RUN" "p2_$RUN"
-measure transform_2 "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created2_$RUN" \
-  --dlq-topic "dlq_$RUN" --group "t2_$RUN"
-drop_data '(pass|pass2|created2)'
+bench_transform() {
+  measure transform "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created_$RUN" \
+    --dlq-topic "dlq_$RUN" --group "t_$RUN"
+  topic "pass_$RUN"
+  measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN"
+  topic "pass2_$RUN"
+  measure bare_passthrough_2 transform_2 "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass2_$RUN" "p2_$RUN"
+  measure transform_2 "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created2_$RUN" \
+    --dlq-topic "dlq_$RUN" --group "t2_$RUN"
+  drop_data '(pass|pass2|created2)'
+}
 
 # 2b. the transform with --exactly-once over the same input (its at-least-once runs are above),
 # at the default commit cadence and at BENCH_EOS_EVERY's (report.py: the ratio and the table).
-measure transform_eos "" "$REL/rtds" transform --exactly-once --input-topic "raw_$RUN" --output-topic "eos_$RUN" \
-  --dlq-topic "dlq_$RUN" --group "te_$RUN"
-for every in ${BENCH_EOS_EVERY:-10ms 1s}; do
-  measure "transform_eos_every_$every" "" "$REL/rtds" transform --exactly-once --transaction-every "$every" \
-    --input-topic "raw_$RUN" --output-topic "eos${every}_$RUN" --dlq-topic "dlq_$RUN" --group "te${every}_$RUN"
-  drop_data "eos${every}"
-done
-drop_data 'eos'
+bench_eos() {
+  measure transform_eos "" "$REL/rtds" transform --exactly-once --input-topic "raw_$RUN" --output-topic "eos_$RUN" \
+    --dlq-topic "dlq_$RUN" --group "te_$RUN"
+  local every
+  for every in ${BENCH_EOS_EVERY:-10ms 1s}; do
+    measure "transform_eos_every_$every" "" "$REL/rtds" transform --exactly-once --transaction-every "$every" \
+      --input-topic "raw_$RUN" --output-topic "eos${every}_$RUN" --dlq-topic "dlq_$RUN" --group "te${every}_$RUN"
+    drop_data "eos${every}"
+  done
+  drop_data 'eos'
+}
 
 # 3. loads: Cassandra against a bare scylla-driver loop, PostgreSQL against psql \copy, Parquet.
 # A freshly started Cassandra compiles its write path during its first minute of writes (its
@@ -113,65 +120,70 @@ drop_data 'eos'
 # BENCH_WARM_ROWS rows (a scratch keyspace, then dropped) so that whichever Cassandra step runs
 # first does not pay for it. With 50,000 rows, rtds (run first) was 69-73% of the bare loop;
 # on a warm server the two are equal.
-WARM=${BENCH_WARM_ROWS:-400000}
-sync
-say "bench: warming up Cassandra ($WARM rows)"
-{ "$REL/rtds" ingest --source generate --count "$WARM" --seed 2 --topic "warmraw_$RUN" &&
-  "$REL/rtds" transform --input-topic "warmraw_$RUN" --output-topic "warm_$RUN" --dlq-topic "dlq_$RUN" \
-    --group "tw_$RUN" &&
-  "$REL/rtds" load --sink cassandra --input-topic "warm_$RUN" --group "lw_$RUN" --keyspace "bench_warm_$RUN" \
-    --concurrency "$CONCURRENCY"; } \
-  >"$WORK/warmup.out" 2>"$WORK/warmup.err" || die "bench: warming up Cassandra failed (see $WORK/warmup.err)"
-drop_data '(bench_warm|warmraw|warm)'
-measure load_cassandra "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc_$RUN" \
-  --keyspace "bench_rtds_$RUN" --concurrency "$CONCURRENCY"
-# rtds's 1M fresh rows are flushed and compacted for minutes: drop them first, so that the
-# bare loop does not share the server with that (one run: the bare loop at 80% of rtds).
-drop_data 'bench_rtds'
-sync
-measure bare_cassandra load_cassandra "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc_$RUN" \
-  127.0.0.1:9042 "bench_bare_$RUN" "$CONCURRENCY"
-drop_data 'bench_bare'
-sync
-measure bare_cassandra_2 load_cassandra_2 "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc2_$RUN" \
-  127.0.0.1:9042 "bench_bare2_$RUN" "$CONCURRENCY"
-drop_data 'bench_bare2'
-sync
-measure load_cassandra_2 "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc2_$RUN" \
-  --keyspace "bench_rtds2_$RUN" --concurrency "$CONCURRENCY"
-# Cassandra compacts its 2M fresh rows for minutes: drop them (and write back
-# the dirty pages) so that the PostgreSQL load and psql \copy share the CPU
-# with nothing else, as psql \copy did when it ran later than the load.
-drop_data 'bench_(rtds|rtds2|bare|bare2)'
-sync
-measure load_postgres "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp_$RUN" \
-  --pg-schema "bench_rtds_$RUN"
-# The row contract's columns, in order, as rtds created them (not written out here).
-cols=$(postgres_psql -qAt -c "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
-  WHERE table_schema = 'bench_rtds_$RUN' AND table_name = 'created_users' AND column_name <> 'loaded_at'")
-say "bench: exporting the rows to CSV for psql \\copy"
-kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic "created_$RUN" \
-  --from-beginning --max-messages "$N" --timeout-ms 60000 2>/dev/null >"$WORK/rows.jsonl"
-python3 bench/report.py csv "$WORK/rows.jsonl" "$WORK/rows.csv" "$cols"
-sync
-postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
-# psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c); its
-# summary line carries the count psql reports (`COPY n`), and the step fails unless it is $3.
-copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -c "\copy $1.created_users ($4) FROM '"'"'$2'"'"' CSV" >"$2.$1.log" && python3 bench/report.py copied "$2.$1.log" "$3"'
-postgres_psql -q -c "CREATE SCHEMA bench_copy2_$RUN; CREATE TABLE bench_copy2_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
-measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N" "$cols"
-measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N" "$cols"
-sync
-measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
-  --pg-schema "bench_rtds2_$RUN"
-measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
+bench_load() {
+  local warm=${BENCH_WARM_ROWS:-400000} cols
+  sync
+  say "bench: warming up Cassandra ($warm rows)"
+  { "$REL/rtds" ingest --source generate --count "$warm" --seed 2 --topic "warmraw_$RUN" &&
+    "$REL/rtds" transform --input-topic "warmraw_$RUN" --output-topic "warm_$RUN" --dlq-topic "dlq_$RUN" \
+      --group "tw_$RUN" &&
+    "$REL/rtds" load --sink cassandra --input-topic "warm_$RUN" --group "lw_$RUN" --keyspace "bench_warm_$RUN" \
+      --concurrency "$CONCURRENCY"; } \
+    >"$WORK/warmup.out" 2>"$WORK/warmup.err" || die "bench: warming up Cassandra failed (see $WORK/warmup.err)"
+  drop_data '(bench_warm|warmraw|warm)'
+  measure load_cassandra "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc_$RUN" \
+    --keyspace "bench_rtds_$RUN" --concurrency "$CONCURRENCY"
+  # rtds's 1M fresh rows are flushed and compacted for minutes: drop them first, so that the
+  # bare loop does not share the server with that (one run: the bare loop at 80% of rtds).
+  drop_data 'bench_rtds'
+  sync
+  measure bare_cassandra load_cassandra "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc_$RUN" \
+    127.0.0.1:9042 "bench_bare_$RUN" "$CONCURRENCY"
+  drop_data 'bench_bare'
+  sync
+  measure bare_cassandra_2 load_cassandra_2 "$REL/examples/bare_cassandra" 127.0.0.1:9092 "created_$RUN" "bc2_$RUN" \
+    127.0.0.1:9042 "bench_bare2_$RUN" "$CONCURRENCY"
+  drop_data 'bench_bare2'
+  sync
+  measure load_cassandra_2 "" "$REL/rtds" load --sink cassandra --input-topic "created_$RUN" --group "lc2_$RUN" \
+    --keyspace "bench_rtds2_$RUN" --concurrency "$CONCURRENCY"
+  # Cassandra compacts its 2M fresh rows for minutes: drop them (and write back
+  # the dirty pages) so that the PostgreSQL load and psql \copy share the CPU
+  # with nothing else, as psql \copy did when it ran later than the load.
+  drop_data 'bench_(rtds|rtds2|bare|bare2)'
+  sync
+  measure load_postgres "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp_$RUN" \
+    --pg-schema "bench_rtds_$RUN"
+  # The row contract's columns, in order, as rtds created them (not written out here).
+  cols=$(postgres_psql -qAt -c "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+    WHERE table_schema = 'bench_rtds_$RUN' AND table_name = 'created_users' AND column_name <> 'loaded_at'")
+  say "bench: exporting the rows to CSV for psql \\copy"
+  kafka_cli org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 --topic "created_$RUN" \
+    --from-beginning --max-messages "$N" --timeout-ms 60000 2>/dev/null >"$WORK/rows.jsonl"
+  python3 bench/report.py csv "$WORK/rows.jsonl" "$WORK/rows.csv" "$cols"
+  sync
+  postgres_psql -q -c "CREATE SCHEMA bench_copy_$RUN; CREATE TABLE bench_copy_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
+  # psql \copy of the rows into schema $1's table (run under /usr/bin/time, so a bash -c); its
+  # summary line carries the count psql reports (`COPY n`), and the step fails unless it is $3.
+  copy_cmd='PGPASSWORD=$(cat "$0") psql -h 127.0.0.1 -p 5433 -U rtds -d rtds -c "\copy $1.created_users ($4) FROM '"'"'$2'"'"' CSV" >"$2.$1.log" && python3 bench/report.py copied "$2.$1.log" "$3"'
+  postgres_psql -q -c "CREATE SCHEMA bench_copy2_$RUN; CREATE TABLE bench_copy2_$RUN.created_users (LIKE bench_rtds_$RUN.created_users INCLUDING ALL)"
+  measure psql_copy load_postgres bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy_$RUN" "$WORK/rows.csv" "$N" "$cols"
+  measure psql_copy_2 load_postgres_2 bash -c "$copy_cmd" "$STACK_DIR/postgres/password" "bench_copy2_$RUN" "$WORK/rows.csv" "$N" "$cols"
+  sync
+  measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
+    --pg-schema "bench_rtds2_$RUN"
+  measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
+}
 
-say "bench: dropping the 1M-record steps' data"
-drop_data '.*'
-rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
-# The steps above leave GBs of dirty pages; their write-back throttles the
-# stores' writes for a while, which would show as the real-time path's latency.
-sync
+# drop_batch_data: after the 1M-record steps, their data goes.
+drop_batch_data() {
+  say "bench: dropping the 1M-record steps' data"
+  drop_data '.*'
+  rm -rf "$WORK/rows.jsonl" "$WORK/rows.csv" "$WORK/parquet"
+  # The steps above leave GBs of dirty pages; their write-back throttles the
+  # stores' writes for a while, which would show as the real-time path's latency.
+  sync
+}
 
 # 4. the real-time path: ingest at a fixed rate for BENCH_RT_SECONDS while `transform --follow`
 # and `load --follow --sink cassandra` run; the load's summary has the end-to-end latency
@@ -220,41 +232,69 @@ realtime() {
   record "${name}_transform" ""
   record "${name}_load" ""
 }
-for rate in ${BENCH_RT_RATES:-1000 10000}; do
-  say "bench: real-time path at $rate records/s"
-  realtime "$rate"
-  drop_data ".*rt${rate}"
-done
-# The same at 1,000/s with the transform --exactly-once (the load reads read_committed: a row is
-# seen once its transaction commits).
-say "bench: real-time path at 1000 records/s, transform --exactly-once"
-realtime 1000 eos
-drop_data ".*rt1000eos"
+bench_realtime() {
+  local rate
+  for rate in ${BENCH_RT_RATES:-1000 10000}; do
+    say "bench: real-time path at $rate records/s"
+    realtime "$rate"
+    drop_data ".*rt${rate}"
+  done
+  # The same at 1,000/s with the transform --exactly-once (the load reads read_committed: a row is
+  # seen once its transaction commits).
+  say "bench: real-time path at 1000 records/s, transform --exactly-once"
+  realtime 1000 eos
+  drop_data ".*rt1000eos"
+}
 
 # 5. a bounded user_automation DAG run (airflow dags test) with the release binary.
-DAG_COUNT=${BENCH_DAG_COUNT:-100000}
-say "bench: user_automation DAG run, $DAG_COUNT users"
-scripts/stack.sh install airflow
-. scripts/stack/airflow.sh
-RTDS_BIN="$REL/rtds" RTDS_OUT="$WORK/dag-parquet" airflow_vars
-airflow_migrate || die "bench: airflow db migrate failed"
-t=$(date +%s.%N)
-airflow_dag_test user_automation "{\"count\": $DAG_COUNT, \"seed\": 7, \"sinks\": [\"cassandra\", \"postgres\", \"parquet\"]}" \
-  "$WORK/dag.log" migrated || die "bench: the DAG run failed"
-# The run's wall time as Airflow records it (start to end of the DAG run), and
-# the whole `airflow dags test` command's (with its start-up, ~10 s of Python).
-python3 bench/report.py dag "$DAG_COUNT" "$t" "$(date +%s.%N)" "$WORK/dag.log" >>"$RESULTS"
+bench_dag() {
+  local dag_count=${BENCH_DAG_COUNT:-100000} t
+  say "bench: user_automation DAG run, $dag_count users"
+  scripts/stack.sh install airflow
+  . scripts/stack/airflow.sh
+  RTDS_BIN="$REL/rtds" RTDS_OUT="$WORK/dag-parquet" airflow_vars
+  airflow_migrate || die "bench: airflow db migrate failed"
+  t=$(date +%s.%N)
+  airflow_dag_test user_automation "{\"count\": $dag_count, \"seed\": 7, \"sinks\": [\"cassandra\", \"postgres\", \"parquet\"]}" \
+    "$WORK/dag.log" migrated || die "bench: the DAG run failed"
+  # The run's wall time as Airflow records it (start to end of the DAG run), and
+  # the whole `airflow dags test` command's (with its start-up, ~10 s of Python).
+  python3 bench/report.py dag "$dag_count" "$t" "$(date +%s.%N)" "$WORK/dag.log" >>"$RESULTS"
+}
 
 # 6. criterion: the generator alone, and the in-process transform against arrow-json decoding alone
-say "bench: criterion"
-cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
+bench_criterion() {
+  say "bench: criterion"
+  cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
+}
 
+# BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
+# load reads transform's: a step runs only with the ones it reads.
+ALL_STEPS="ingest transform eos load realtime dag criterion"
+STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
+for s in $STEPS; do
+  [[ " $ALL_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $ALL_STEPS)"
+done
+needs() { [[ "$STEPS" != *" $1 "* || "$STEPS" == *" $2 "* ]] || die "bench: step $1 needs step $2 (BENCH_STEPS)"; }
+needs transform ingest
+needs eos ingest
+needs load transform
+for s in $ALL_STEPS; do
+  [[ "$STEPS" == *" $s "* ]] || continue
+  # the 1M-record data goes before the steps after it, which it would slow
+  [ "$s" != realtime ] || [[ "$STEPS" != *" ingest "* ]] || drop_batch_data
+  "bench_$s"
+done
+[[ "$STEPS" == *" realtime "* || "$STEPS" != *" ingest "* ]] || drop_batch_data
+
+# A run of every step replaces bench/results/latest.*; a run of some steps reports into $WORK.
+OUT="$ROOT/bench/results/latest"
+[ "$STEPS" = " $ALL_STEPS " ] || OUT="$WORK/report"
 # The chart needs matplotlib: a small venv of its own, made once.
 BENCH_VENV="$STACK_DIR/bench-venv"
 [ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
 "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
-"$BENCH_VENV/bin/python" bench/report.py report "$RESULTS" "$TARGET/criterion" "$N" "$ROOT/bench/results/latest.png" \
-  >"$ROOT/bench/results/latest.md"
-python3 bench/report.py json "$RESULTS" "$RUN" >"$ROOT/bench/results/latest.json"
-cat "$ROOT/bench/results/latest.md"
-say "results of run $RUN: bench/results/latest.json, .md and .png; scratch data in $WORK"
+"$BENCH_VENV/bin/python" bench/report.py report "$RESULTS" "$TARGET/criterion" "$N" "$OUT.png" >"$OUT.md"
+python3 bench/report.py json "$RESULTS" "$RUN" >"$OUT.json"
+cat "$OUT.md"
+say "results of run $RUN: $OUT.json, .md and .png; scratch data in $WORK"

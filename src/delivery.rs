@@ -458,16 +458,29 @@ impl<'a> Transaction<'a> {
             return Ok(());
         }
         let attempt = || {
+            let start = Instant::now();
             let counts = self.outcome()?;
+            let acked = start.elapsed();
             if let Some(group) = group {
                 let offsets = latest_offsets(self.batches.iter().map(|b| &b.offsets))?;
                 txn("send offsets", producer.send_offsets_to_transaction(&offsets, group, ACK_TIMEOUT))?;
             }
+            let offsets = start.elapsed() - acked;
             if let Some(pause) = *PAUSE_BEFORE_COMMIT {
                 tracing::warn!(?pause, "fault injection: pausing between the offsets and the commit");
                 std::thread::sleep(pause);
             }
             txn("commit", producer.commit_transaction(ACK_TIMEOUT))?;
+            // Where a commit's time goes (RTDS_LOG=rtds=debug): the acks, the offsets, the commit.
+            tracing::debug!(
+                batches = self.batches.len(),
+                records = self.records,
+                open_ms = self.began.map_or(0, |t| t.elapsed().as_millis()),
+                acks_ms = acked.as_millis(),
+                offsets_ms = offsets.as_millis(),
+                commit_ms = (start.elapsed() - acked - offsets).as_millis(),
+                "transaction committed"
+            );
             Ok(counts)
         };
         let result: Result<Vec<Counts>> = tokio::task::block_in_place(attempt);
