@@ -168,9 +168,10 @@ pub async fn run_batches(
                 Commit::InTransaction(cadence) => {
                     transaction.begin(producer)?;
                     process(&batch, &ack).await?;
+                    // A batch short of full, its partitions read to their end: the
+                    // input has nothing more waiting, so commit without the cadence's wait.
+                    let caught_up = received < batch_size as u64 && source.caught_up(&consumed);
                     transaction.add(Pending { offsets, ack, received, consumed, took: t.elapsed() });
-                    // A batch short of full: the input has nothing more waiting.
-                    let caught_up = received < batch_size as u64;
                     if transaction.due(&cadence, caught_up) {
                         let group = source.group_metadata();
                         transaction.commit(producer, group.as_ref(), |p, c| totals.settle(p, c, metrics))?;

@@ -267,6 +267,34 @@ impl Source {
         self.consumer.context().revocations.load(Ordering::SeqCst)
     }
 
+    /// Whether a batch (where it read, `batch`) read its partitions to their end as the brokers last
+    /// reported it (the high watermark of the latest fetch, kept by librdkafka:
+    /// no request is made). A batch that came back short is then the input
+    /// caught up; otherwise only a fetch slower than `--max-wait`, and an
+    /// exactly-once stage keeps its transaction open instead of committing.
+    pub fn caught_up(&self, batch: &Ranges) -> bool {
+        let client = self.consumer.client().native_ptr();
+        let Ok(topic) = std::ffi::CString::new(self.topic.as_str()) else { return true };
+        batch.of(&self.topic).iter().all(|(&partition, span)| {
+            let (mut low, mut high) = (-1i64, -1i64);
+            // SAFETY: the client outlives the call (self holds it); topic is a
+            // NUL-terminated string; low and high are valid for writes.
+            let err = unsafe {
+                rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                    client,
+                    topic.as_ptr(),
+                    partition,
+                    &mut low,
+                    &mut high,
+                )
+            };
+            // Not known (no fetch response yet): say caught up, as before this check.
+            err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || high < 0
+                || span.last + 1 >= high
+        })
+    }
+
     /// The consumer group's metadata, for a transaction to commit offsets
     /// with; `None` when the run reads explicit ranges (no group).
     pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
