@@ -78,8 +78,13 @@ impl PostgresSink {
     pub async fn open(opts: &PostgresOpts, table: &str) -> Result<Self> {
         let client = connect(opts).await?;
         let schema = &opts.pg_schema;
+        // IF NOT EXISTS is not safe against a concurrent create: two replicas
+        // starting at once both try it, and one fails on pg_namespace's unique
+        // index. The advisory lock (held to the end of this one implicit
+        // transaction) makes the second wait for the first, then find it done.
         let ddl = format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
+            "SELECT pg_advisory_xact_lock(hashtext('rtds: create schema and table')); \
+             CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
             super::column_ddl(Kind::postgres)
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
