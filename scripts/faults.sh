@@ -13,11 +13,14 @@ cargo test --test it -- --include-ignored --test-threads=1 --nocapture faults:: 
   --skip cluster_ 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # The cluster scenarios on a three-broker KRaft cluster of their own, beside the stack's
-# one broker (ports 19092-19097), stopped afterwards.
+# one broker (ports 19092-19097), stopped afterwards. They run the release build (their
+# throughput is a figure a user gets; RTDS_IT_BIN, the binary the tests run).
+cargo build --release --quiet --bin rtds
 export RTDS_KAFKA_NODES=3 RTDS_KAFKA_PORT=19092
 scripts/stack.sh up kafka
 cluster=$(scripts/stack.sh env kafka | sed -n 's/^export RTDS_BROKERS=//p')
-RTDS_BROKERS=$cluster cargo test --test it -- --ignored --test-threads=1 --nocapture cluster_ 2>&1 | tee -a "$log"
+RTDS_IT_BIN="${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/release/rtds" RTDS_BROKERS=$cluster \
+  cargo test --test it -- --ignored --test-threads=1 --nocapture cluster_ 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 scripts/stack.sh down kafka
 unset RTDS_KAFKA_NODES RTDS_KAFKA_PORT
@@ -55,5 +58,18 @@ for line in sys.stdin:
     f = json.loads(line)
     rec = "" if f["recovery_s"] is None else f["recovery_s"]
     print("| {} | {:,} | {} | {} | {} |".format(f["scenario"], f["records"], shown(f["lost"]), shown(f["duplicated"]), rec))
+'
+# The scale-out scenario's figures (tests/it/cluster.rs): throughput by replicas, output gaps.
+printf '\n| scale-out on 3 brokers (release build) | figure |\n|---|---:|\n'
+grep -o 'SCALE {.*}' "$log" | sed 's/^SCALE //' | python3 -c '
+import json, sys
+for line in sys.stdin:
+    f = json.loads(line)
+    if "replicas" in f:
+        print("| {} transform --exactly-once replica(s), records/s | {:,.0f} |".format(f["replicas"], f["records_per_s"]))
+    elif "event" in f:
+        print("| longest gap in the output after: {}, s | {} |".format(f["event"], f["longest_gap_s"]))
+    else:
+        print("| the scenario, records/s (wall {} s) | {:,.0f} |".format(f["wall_s"], f["scenario_records_per_s"]))
 '
 exit "$rc"

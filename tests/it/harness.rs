@@ -73,9 +73,12 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
     }
 }
 
-/// The `rtds` binary with a clean RTDS_* environment except the stack's addresses.
+/// The `rtds` binary with a clean RTDS_* environment except the stack's addresses:
+/// this build's, or RTDS_IT_BIN's (`make faults` runs its cluster scenarios with
+/// the release build, for the figures a user gets).
 pub fn rtds() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtds"));
+    let bin = std::env::var_os("RTDS_IT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rtds").into());
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("RTDS_")
             && !matches!(k.as_str(), "RTDS_BROKERS" | "RTDS_CASSANDRA_NODES" | "RTDS_POSTGRES_URL")

@@ -2,6 +2,7 @@
 //! One test binary, so it links once.
 
 mod cli;
+mod cluster;
 mod delivery;
 mod faults;
 mod harness;
