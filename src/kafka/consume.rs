@@ -45,12 +45,11 @@ pub struct Rebalances {
 
 impl ClientContext for Rebalances {
     fn error(&self, error: KafkaError, reason: &str) {
-        // End of partition is how a bounded run knows it is done, not a fault.
-        if matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
-            tracing::trace!("{reason}");
-        } else {
-            tracing::warn!("Kafka: {error}: {reason}");
-        }
+        super::client_error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::client_log(level, fac, message);
     }
 }
 

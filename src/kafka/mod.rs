@@ -23,6 +23,36 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::cli::{GlobalOpts, TopicOpts};
 use crate::error::usage;
 
+/// librdkafka's client-level errors, for our producer and consumer contexts:
+/// warnings. librdkafka retries them itself (a broker away: it reconnects, and
+/// on a cluster the others carry on); what fails for good comes back from the
+/// call that needed it, with its context. End of partition is how a bounded
+/// run knows it is done, not a fault.
+pub(crate) fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    use rdkafka::error::KafkaError;
+    if matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+        tracing::trace!("{reason}");
+    } else {
+        tracing::warn!("Kafka: {error}: {reason}");
+    }
+}
+
+/// librdkafka's log lines at its levels, except a failed connection to a
+/// broker (`FAIL`): a warning, for the reason `client_error` gives.
+pub(crate) fn client_log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error if fac != "FAIL" => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+            tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+    }
+}
+
 /// How long a metadata request or topic creation may take before we call the
 /// cluster unreachable.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,4 +158,46 @@ pub async fn cluster_info(global: &GlobalOpts) -> Result<ClusterInfo> {
         })
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use rdkafka::config::RDKafkaLogLevel;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    /// What `f` logs at info and above, as text lines.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Capture(Arc::default());
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_broker_out_of_reach_is_a_warning_other_errors_stay_errors() {
+        let failed = logged(|| super::client_log(RDKafkaLogLevel::Error, "FAIL", "Connect to 127.0.0.1:19096 refused"));
+        assert!(failed.contains("WARN") && !failed.contains("ERROR"), "{failed}");
+        let ssl = logged(|| super::client_log(RDKafkaLogLevel::Error, "SSL", "certificate verify failed"));
+        assert!(ssl.contains("ERROR"), "{ssl}");
+        let transport = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        let global = logged(|| super::client_error(&transport, "127.0.0.1:19096/3: Connect failed"));
+        assert!(global.contains("WARN") && global.contains("19096"), "{global}");
+        let eof = KafkaError::Global(RDKafkaErrorCode::PartitionEOF);
+        assert_eq!(logged(|| super::client_error(&eof, "end of partition")), "");
+    }
 }

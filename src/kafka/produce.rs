@@ -39,7 +39,15 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// Producer context that counts delivery reports, in total and per batch.
 pub struct Counting(pub Arc<Deliveries>);
 
-impl ClientContext for Counting {}
+impl ClientContext for Counting {
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::client_error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::client_log(level, fac, message);
+    }
+}
 
 impl ProducerContext for Counting {
     type DeliveryOpaque = Arc<BatchAck>;
