@@ -294,7 +294,10 @@ OUT="$ROOT/bench/results/latest"
 BENCH_VENV="$STACK_DIR/bench-venv"
 [ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
 "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
-"$BENCH_VENV/bin/python" bench/report.py report "$RESULTS" "$TARGET/criterion" "$N" "$OUT.png" >"$OUT.md"
+# criterion's results are shown only when this run made them (its directory keeps earlier ones).
+CRITERION="$TARGET/criterion"
+[[ "$STEPS" == *" criterion "* ]] || CRITERION=""
+"$BENCH_VENV/bin/python" bench/report.py report "$RESULTS" "$CRITERION" "$N" "$OUT.png" >"$OUT.md"
 python3 bench/report.py json "$RESULTS" "$RUN" >"$OUT.json"
 cat "$OUT.md"
 say "results of run $RUN: $OUT.json, .md and .png; scratch data in $WORK"
