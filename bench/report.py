@@ -185,19 +185,18 @@ def report(results_path, criterion_dir, n, png):
         print("\n### criterion (one core, in process)\n")
         print("| benchmark | time per iteration | throughput |")
         print("|---|---:|---:|")
-    ests = glob.glob(os.path.join(criterion_dir, "*", "*", "new", "estimates.json")) if criterion_dir else []
-    for est in sorted(ests):
-        group, bench = est.split(os.sep)[-4:-2]
-        mean_ns = json.load(open(est))["mean"]["point_estimate"]
-        bench_json = os.path.join(os.path.dirname(est), "benchmark.json")
-        per = 1
-        try:
-            tp = json.load(open(bench_json)).get("throughput") or {}
-            per = tp.get("Elements") or tp.get("Bytes") or 1
-            unit = "elements/s" if "Elements" in tp else "bytes/s"
-        except (OSError, ValueError):
-            unit = "iter/s"
-        print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
+        for est in sorted(glob.glob(os.path.join(criterion_dir, "*", "*", "new", "estimates.json"))):
+            group, bench = est.split(os.sep)[-4:-2]
+            mean_ns = json.load(open(est))["mean"]["point_estimate"]
+            bench_json = os.path.join(os.path.dirname(est), "benchmark.json")
+            per = 1
+            try:
+                tp = json.load(open(bench_json)).get("throughput") or {}
+                per = tp.get("Elements") or tp.get("Bytes") or 1
+                unit = "elements/s" if "Elements" in tp else "bytes/s"
+            except (OSError, ValueError):
+                unit = "iter/s"
+            print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
 
     import matplotlib
 

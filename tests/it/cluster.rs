@@ -152,15 +152,7 @@ struct Watch {
 impl Watch {
     fn start(topic: &str) -> Self {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", unique("it_watch"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "20")
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer = reader_config().set("fetch.wait.max.ms", "20").create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let (count, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
         let (c, s) = (count.clone(), stop.clone());

@@ -173,18 +173,23 @@ pub fn postgres(rt: &tokio::runtime::Runtime) -> tokio_postgres::Client {
     })
 }
 
+/// A reader of a topic from its beginning as a load sees it (read_committed),
+/// in a group of its own that commits nothing.
+pub fn reader_config() -> rdkafka::ClientConfig {
+    let mut cfg = rdkafka::ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers())
+        .set("group.id", unique("it_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    cfg
+}
+
 /// Every record of `topic` from the beginning, until `n` arrived (panics after `deadline`).
 pub fn consume(topic: &str, n: usize, deadline: Duration) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("it_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = reader_config().create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let mut got = Vec::with_capacity(n);
     let start = Instant::now();
