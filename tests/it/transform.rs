@@ -377,6 +377,25 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
     assert_eq!((s["in"].as_u64(), s["out"].as_u64()), (Some(600), Some(600)), "{s}");
 }
 
+/// A batch that read its input to the end closes at once: waiting for more
+/// would only add latency. With `--max-wait 1h`, rows come out only if it does.
+#[test]
+fn follow_batches_at_the_end_of_the_input_do_not_wait_to_fill() {
+    require_kafka();
+    let t = Topics::new("it_tr_nowait");
+    ingest(&t, 300, "83");
+    let child = spawn(t.transform().args(["--follow", "--max-wait", "1h"]));
+    wait_for("the 300 rows", RUN, || (topic_len(&t.output) >= 300).then_some(()));
+    let out = run(
+        rtds().args(["ingest", "--source", "generate", "--count", "10", "--seed", "84", "--topic", &t.input]),
+        RUN,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the next 10 rows", RUN, || (topic_len(&t.output) >= 310).then_some(()));
+    terminate(&child);
+    ok_summary(&wait_child(child, Duration::from_secs(60)));
+}
+
 #[test]
 fn two_replicas_in_one_group_share_the_work_and_lose_nothing() {
     require_kafka();
