@@ -1,6 +1,6 @@
 //! Baseline for `rtds load --sink cassandra`: consume the same users_created
 //! rows and insert them with a bare scylla-driver loop of prepared statements
-//! at the same concurrency, until the end of the input.
+//! at the same concurrency, reading while writing, until the end of the input.
 //! Usage: bare_cassandra BROKERS TOPIC GROUP NODE KEYSPACE CONCURRENCY
 
 use std::collections::HashSet;
@@ -40,6 +40,36 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     insert.set_consistency(Consistency::LocalQuorum);
 
+    // Reading and writing overlap: a thread consumes and parses rows into a
+    // bounded channel while `concurrency` inserts are always in flight.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Row>(10_000);
+    let (brokers, topic, group) = (brokers.clone(), topic.clone(), group.clone());
+    let start = Instant::now();
+    let reader = std::thread::spawn(move || read_rows(&brokers, &topic, &group, tx));
+    let rows = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|row| (row, rx)) });
+    let mut n = 0u64;
+    let mut inserts = std::pin::pin!(
+        rows.map(|row| {
+            let (session, insert) = (&session, &insert);
+            async move { session.execute_unpaged(insert, row).await }
+        })
+        .buffer_unordered(concurrency)
+    );
+    while let Some(r) = inserts.next().await {
+        r?;
+        n += 1;
+    }
+    reader.join().map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"stage": "bare_cassandra", "in": n, "out": n, "seconds": seconds, "records_per_s": n as f64 / seconds})
+    );
+    Ok(())
+}
+
+/// Consume `topic` to its end, each row parsed into its values, into `tx`.
+fn read_rows(brokers: &str, topic: &str, group: &str, tx: tokio::sync::mpsc::Sender<Row>) -> anyhow::Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -49,54 +79,27 @@ async fn main() -> anyhow::Result<()> {
         .create()?;
     let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
     consumer.subscribe(&[topic])?;
-    let start = Instant::now();
     let mut eof = HashSet::new();
-    let mut n = 0u64;
-    let mut batch: Vec<Row> = Vec::with_capacity(5000);
-    loop {
-        let done = eof.len() >= partitions;
-        if !done && batch.len() < 5000 {
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    eof.insert(p);
-                }
-                Some(Err(e)) => anyhow::bail!("consume: {e}"),
-                Some(Ok(m)) => {
-                    let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
-                    let mut row = Row::with_capacity(COLUMNS.len());
-                    for c in &COLUMNS {
-                        let text = v[c.name].as_str();
-                        row.push(match c.kind {
-                            Kind::Id => Some(CqlValue::Uuid(uuid::Uuid::parse_str(text.unwrap_or_default())?)),
-                            _ => text.map(|s| CqlValue::Text(s.to_owned())),
-                        });
-                    }
-                    batch.push(row);
-                }
+    while eof.len() < partitions {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
             }
-            continue;
-        }
-        n += batch.len() as u64;
-        let results: Vec<_> = futures::stream::iter(batch.drain(..))
-            .map(|row| {
-                let (session, insert) = (&session, &insert);
-                async move { session.execute_unpaged(insert, row).await }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
-        if done {
-            break;
+            Some(Err(e)) => anyhow::bail!("consume: {e}"),
+            Some(Ok(m)) => {
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                let mut row = Row::with_capacity(COLUMNS.len());
+                for c in &COLUMNS {
+                    let text = v[c.name].as_str();
+                    row.push(match c.kind {
+                        Kind::Id => Some(CqlValue::Uuid(uuid::Uuid::parse_str(text.unwrap_or_default())?)),
+                        _ => text.map(|s| CqlValue::Text(s.to_owned())),
+                    });
+                }
+                tx.blocking_send(row).map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+            }
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({"stage": "bare_cassandra", "in": n, "out": n, "seconds": seconds, "records_per_s": n as f64 / seconds})
-    );
     Ok(())
 }

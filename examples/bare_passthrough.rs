@@ -1,8 +1,11 @@
-//! Baseline for `rtds transform`: bare rdkafka consume-and-produce of the same
-//! records, unchanged, to another topic, until the end of the input; then commit.
-//! Usage: bare_passthrough BROKERS INPUT OUTPUT GROUP
+//! Baseline for `rtds transform`: bare rdkafka consume-and-produce until the end
+//! of the input, then commit. For each input record it produces the bytes rtds
+//! produced for it: the clean row of its key, read beforehand (not timed) from
+//! ROWS, a topic rtds's transform wrote (without ROWS: the input unchanged). So
+//! it does rtds's Kafka work, byte for byte, and none of the transforming.
+//! Usage: bare_passthrough BROKERS INPUT OUTPUT GROUP [ROWS]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 #[path = "common/bare.rs"]
@@ -25,6 +28,10 @@ fn main() -> anyhow::Result<()> {
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .create()?;
+    let rows = match args.get(5) {
+        Some(topic) => read_rows(brokers, topic)?,
+        None => HashMap::new(),
+    };
     let producer = bare::producer(brokers)?;
     let partitions = consumer.fetch_metadata(Some(input), Duration::from_secs(10))?.topics()[0].partitions().len();
     consumer.subscribe(&[input])?;
@@ -44,7 +51,11 @@ fn main() -> anyhow::Result<()> {
                 if let Some(k) = m.key() {
                     record = record.key(k);
                 }
-                if let Some(p) = m.payload() {
+                let clean = m.key().and_then(|k| rows.get(k));
+                if !rows.is_empty() && clean.is_none() {
+                    anyhow::bail!("input record at offset {} has no clean row in {}", m.offset(), args[5]);
+                }
+                if let Some(p) = clean.map(Vec::as_slice).or(m.payload()) {
                     record = record.payload(p);
                 }
                 if let Some(h) = m.headers() {
@@ -62,4 +73,31 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({"stage": "bare_passthrough", "in": n, "out": n, "seconds": seconds, "records_per_s": n as f64 / seconds})
     );
     Ok(())
+}
+
+/// Every record of `topic` (to its end), payload by key.
+fn read_rows(brokers: &str, topic: &str) -> anyhow::Result<HashMap<Vec<u8>, Vec<u8>>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bare-rows-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
+    consumer.subscribe(&[topic])?;
+    let (mut rows, mut eof) = (HashMap::new(), HashSet::new());
+    while eof.len() < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                rows.insert(m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec());
+            }
+        }
+    }
+    Ok(rows)
 }
