@@ -1,5 +1,6 @@
 //! In-process transform of one batch (raw JSON bytes -> Arrow -> SQL -> output
-//! JSON) against arrow-json decoding of the same bytes alone, on one core.
+//! JSON) against arrow-json decoding of the same bytes alone, on one core; and
+//! rtds's own decoding alone.
 
 use std::hint::black_box;
 
@@ -7,7 +8,7 @@ use arrow_json::ReaderBuilder;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rtds::ingest::generate::Generator;
 use rtds::transform::Transformer;
-use rtds::transform::decode::raw_schema;
+use rtds::transform::decode::{RawDecoder, raw_schema};
 
 const BATCH: usize = 5000;
 
@@ -37,6 +38,15 @@ fn transform(c: &mut Criterion) {
                 .unwrap();
             decoder.decode(&joined).unwrap();
             black_box(decoder.flush().unwrap())
+        })
+    });
+    // rtds's decoding alone (the first step of rtds_transform), for where the time goes.
+    let decoder = RawDecoder::default();
+    group.bench_function("rtds_decode_only", |b| {
+        b.iter(|| {
+            let decoded = decoder.decode(black_box(&payloads)).unwrap();
+            assert_eq!(decoded.rows.len(), BATCH);
+            black_box(decoded)
         })
     });
     group.bench_function("rtds_transform", |b| {

@@ -12,7 +12,7 @@ const VALID: &[u8] = br#"{"gender":"female","name":{"title":"Ms","first":"Ana","
 fuzz_target!(|data: &[u8]| {
     let decoder = RawDecoder::default();
     for batch in [&[Some(data)][..], &[Some(VALID), Some(data), Some(VALID)]] {
-        let d = decoder.decode(batch);
+        let d = decoder.decode(batch).expect("a batch of what was read is always built");
         assert_eq!(d.rows.len() + d.rejected.len(), batch.len(), "an input went missing");
         assert_eq!(d.batch.num_rows(), d.rows.len());
         assert!(d.rejected.iter().all(|(_, why)| !why.is_empty()), "a rejection without a reason");

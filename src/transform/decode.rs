@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, StructArray};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::array::{
+    ArrayRef, Int64Builder, NullBufferBuilder, RecordBatch, RecordBatchOptions, StringBuilder, StructArray,
+    new_null_array,
+};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use arrow_json::ReaderBuilder;
+use arrow::error::ArrowError;
+
+use super::json::{self, Fault, Leaf, Record, Shape, Value};
 
 /// Largest payload accepted; anything bigger goes to the DLQ unparsed.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -67,13 +71,22 @@ pub struct Decoded {
     pub rejected: Vec<(usize, String)>,
 }
 
+/// Decodes raw records in one pass each (`json::read`) straight into Arrow
+/// builders: a record is appended only once it is known to be good, so a bad
+/// one costs its neighbours nothing.
 pub struct RawDecoder {
     schema: SchemaRef,
+    shape: Shape,
+    /// The slot of `login.uuid`, every row's key.
+    uuid: Option<usize>,
 }
 
 impl Default for RawDecoder {
     fn default() -> Self {
-        Self { schema: raw_schema() }
+        let schema = raw_schema();
+        let shape = Shape::of(schema.fields());
+        let uuid = shape.slot("login.uuid");
+        Self { schema, shape, uuid }
     }
 }
 
@@ -83,126 +96,156 @@ impl RawDecoder {
     }
 
     /// Decode `payloads` (None = a record without a value).
-    pub fn decode(&self, payloads: &[Option<&[u8]>]) -> Decoded {
-        let mut rejected = Vec::new();
-        let mut candidates = Vec::with_capacity(payloads.len());
-        for (i, p) in payloads.iter().enumerate() {
-            match precheck(*p) {
-                Ok(bytes) => candidates.push((i, bytes)),
+    pub fn decode(&self, payloads: &[Option<&[u8]>]) -> Result<Decoded, ArrowError> {
+        let n = payloads.len();
+        let mut columns = Columns::new(&self.shape, n);
+        let mut record = self.shape.record();
+        let (mut rows, mut ids, mut rejected) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+        let mut text = String::new();
+        for (i, payload) in payloads.iter().enumerate() {
+            let good = self.read(*payload, &mut record).and_then(|bytes| Ok((bytes, self.id(bytes, &record)?)));
+            match good {
+                Ok((bytes, id)) => {
+                    columns.append(bytes, &record, &mut text);
+                    rows.push(i);
+                    ids.push(id);
+                }
                 Err(why) => rejected.push((i, why)),
             }
         }
-        // Fast path: the whole batch in one decoder. Each candidate is known to
-        // be exactly one JSON object, so records cannot run into each other.
-        let (batch, rows) = match self.decode_all(candidates.iter().map(|(_, b)| *b)) {
-            Ok(batch) if batch.num_rows() == candidates.len() => (batch, candidates.iter().map(|(i, _)| *i).collect()),
-            // Some record has a wrong type: find it without losing the others.
-            _ => {
-                let mut good = Vec::new();
-                let mut rows = Vec::new();
-                for (i, bytes) in &candidates {
-                    match self.decode_all(std::iter::once(*bytes)) {
-                        Ok(b) if b.num_rows() == 1 => {
-                            good.push(b);
-                            rows.push(*i);
-                        }
-                        Ok(_) => rejected.push((*i, "not a single JSON object".into())),
-                        Err(e) => rejected.push((*i, format!("wrong type: {e}"))),
-                    }
-                }
-                let batch =
-                    concat_batches(&self.schema, &good).unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
-                (batch, rows)
-            }
-        };
-        let (batch, rows, ids) = check_uuids(batch, rows, &mut rejected);
-        rejected.sort_by_key(|(i, _)| *i);
-        Decoded { batch, rows, ids, rejected }
+        let batch = columns.finish(&self.schema)?;
+        Ok(Decoded { batch, rows, ids, rejected })
     }
 
-    fn decode_all<'a>(
-        &self,
-        records: impl ExactSizeIterator<Item = &'a [u8]>,
-    ) -> Result<RecordBatch, arrow::error::ArrowError> {
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
-            .with_coerce_primitive(true)
-            .with_batch_size(records.len().max(1))
-            .build_decoder()?;
-        for r in records {
-            let mut rest = r;
-            while !rest.is_empty() {
-                let n = decoder.decode(rest)?;
-                if n == 0 {
-                    break;
-                }
-                rest = &rest[n..];
-            }
-            decoder.decode(b"\n")?;
+    /// Read one record into `record`; the reason if it is not a good one.
+    fn read<'a>(&self, payload: Option<&'a [u8]>, record: &mut Record) -> Result<&'a [u8], String> {
+        let Some(bytes) = payload else { return Err("null payload (record has no value)".into()) };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err("empty payload".into());
         }
-        Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(format!("record too large: {} bytes (limit {MAX_RECORD_BYTES})", bytes.len()));
+        }
+        if let Err(e) = std::str::from_utf8(bytes) {
+            return Err(format!("invalid UTF-8: {e}"));
+        }
+        match json::read(&self.shape, bytes, record) {
+            Ok(()) => Ok(bytes),
+            Err(Fault::Malformed(why)) => Err(format!("malformed JSON: {why}")),
+            Err(Fault::NotAnObject) => Err("not a JSON object".into()),
+            Err(Fault::WrongType(why)) => Err(format!("wrong type: {why}")),
+        }
+    }
+
+    /// The record's `login.uuid`, if it has a valid one.
+    fn id(&self, bytes: &[u8], record: &Record) -> Result<String, String> {
+        let mut buf = String::new();
+        let id = self.uuid.and_then(|slot| text_of(record.values[slot], bytes, &mut buf));
+        let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
+        match uuid::Uuid::try_parse(id) {
+            Ok(_) => Ok(id.to_owned()),
+            Err(_) => Err(format!("login.uuid is not a UUID: {:?}", truncate(id, 64))),
+        }
     }
 }
 
-/// Reject what is not exactly one JSON object, before Arrow sees it.
-fn precheck(payload: Option<&[u8]>) -> Result<&[u8], String> {
-    let Some(bytes) = payload else { return Err("null payload (record has no value)".into()) };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty payload".into());
+/// A value's text (None if null): a string's, its escapes decoded into `buf`,
+/// or a number or boolean as written.
+fn text_of<'a>(value: Value, bytes: &'a [u8], buf: &'a mut String) -> Option<&'a str> {
+    let (start, end, escaped) = match value {
+        Value::Null => return None,
+        Value::Str { start, end, escaped } => (start as usize, end as usize, escaped),
+        Value::Raw { start, end } => (start as usize, end as usize, false),
+    };
+    if escaped {
+        json::unescape(&bytes[start..end], buf);
+        return Some(buf.as_str());
     }
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(format!("record too large: {} bytes (limit {MAX_RECORD_BYTES})", bytes.len()));
+    // The record is valid UTF-8 and a value's bounds are ASCII quotes or
+    // delimiters, so this cannot fail.
+    std::str::from_utf8(&bytes[start..end]).ok()
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Int(Int64Builder),
+}
+
+/// The batch being built: a builder per leaf, a validity per object.
+struct Columns {
+    rows: usize,
+    leaves: Vec<Builder>,
+    /// By object number; the root (0) is every row, so it has none.
+    objects: Vec<NullBufferBuilder>,
+}
+
+impl Columns {
+    fn new(shape: &Shape, n: usize) -> Self {
+        let leaves = shape
+            .leaves
+            .iter()
+            .map(|kind| match kind {
+                Leaf::Text => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
+                Leaf::Int => Builder::Int(Int64Builder::with_capacity(n)),
+            })
+            .collect();
+        let objects = (1..shape.objects.len()).map(|_| NullBufferBuilder::new(n)).collect();
+        Self { rows: 0, leaves, objects }
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(format!("invalid UTF-8: {e}"));
+
+    fn append(&mut self, bytes: &[u8], record: &Record, buf: &mut String) {
+        for (builder, value) in self.leaves.iter_mut().zip(&record.values) {
+            match builder {
+                Builder::Text(b) => b.append_option(text_of(*value, bytes, buf)),
+                Builder::Int(b) => b.append_option(text_of(*value, bytes, buf).and_then(|t| json::int(t.as_bytes()))),
+            }
+        }
+        for (validity, held) in self.objects.iter_mut().zip(&record.objects[1..]) {
+            validity.append(*held);
+        }
+        self.rows += 1;
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(format!("malformed JSON: {e}"));
-    }
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(bytes),
-        _ => Err("not a JSON object".into()),
+
+    fn finish(self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let (rows, mut leaves, mut objects) = (self.rows, self.leaves.into_iter(), self.objects.into_iter());
+        let columns = build(schema.fields(), rows, &mut leaves, &mut objects)?;
+        RecordBatch::try_new_with_options(
+            schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
     }
 }
 
-/// Keep the rows whose `login.uuid` is present and a valid UUID.
-fn check_uuids(
-    batch: RecordBatch,
-    rows: Vec<usize>,
-    rejected: &mut Vec<(usize, String)>,
-) -> (RecordBatch, Vec<usize>, Vec<String>) {
-    let uuids = batch
-        .column_by_name("login")
-        .and_then(|c| c.as_any().downcast_ref::<StructArray>())
-        .and_then(|login| login.column_by_name("uuid").cloned());
-    let uuids = uuids.as_ref().and_then(|c| c.as_any().downcast_ref::<StringArray>());
-    let mut keep = Vec::with_capacity(batch.num_rows());
-    let mut ids = Vec::with_capacity(batch.num_rows());
-    for (row, input) in rows.iter().enumerate() {
-        let reason = match uuids {
-            Some(u) if u.is_valid(row) => match uuid::Uuid::try_parse(u.value(row)) {
-                Ok(_) => {
-                    ids.push(u.value(row).to_owned());
-                    None
-                }
-                Err(_) => Some(format!("login.uuid is not a UUID: {:?}", truncate(u.value(row), 64))),
+/// The arrays of `fields`, taking leaves and object validities in the order
+/// `Shape::of` numbered them (depth first).
+fn build(
+    fields: &Fields,
+    rows: usize,
+    leaves: &mut impl Iterator<Item = Builder>,
+    objects: &mut impl Iterator<Item = NullBufferBuilder>,
+) -> Result<Vec<ArrayRef>, ArrowError> {
+    let missing = || ArrowError::InvalidArgumentError("decode: the builders do not match the schema".into());
+    let mut arrays = Vec::with_capacity(fields.len());
+    for f in fields {
+        let array: ArrayRef = match f.data_type() {
+            DataType::Struct(inner) => {
+                let mut validity = objects.next().ok_or_else(missing)?;
+                let children = build(inner, rows, leaves, objects)?;
+                Arc::new(StructArray::try_new_with_length(inner.clone(), children, validity.finish(), rows)?)
+            }
+            DataType::Utf8 | DataType::Int64 => match leaves.next().ok_or_else(missing)? {
+                Builder::Text(mut b) => Arc::new(b.finish()),
+                Builder::Int(mut b) => Arc::new(b.finish()),
             },
-            _ => Some("missing login.uuid".to_owned()),
+            other => new_null_array(other, rows),
         };
-        if let Some(r) = &reason {
-            rejected.push((*input, r.clone()));
-        }
-        keep.push(reason.is_none());
+        arrays.push(array);
     }
-    if keep.iter().all(|k| *k) {
-        return (batch, rows, ids);
-    }
-    let rows = rows.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
-    let batch = filter_record_batch(&batch, &BooleanArray::from(keep))
-        .unwrap_or_else(|_| RecordBatch::new_empty(batch.schema()));
-    (batch, rows, ids)
+    Ok(arrays)
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -217,7 +260,7 @@ mod tests {
 
     fn decode(inputs: &[Option<&str>]) -> Decoded {
         let payloads: Vec<Option<&[u8]>> = inputs.iter().map(|p| p.map(str::as_bytes)).collect();
-        RawDecoder::default().decode(&payloads)
+        RawDecoder::default().decode(&payloads).unwrap()
     }
 
     #[test]
@@ -269,12 +312,9 @@ mod tests {
         let deep = format!("{}{}", "{\"a\":".repeat(1000), "}".repeat(1000));
         let bad_utf8: &[u8] =
             b"{\"gender\":\"\xff\xfe\",\"login\":{\"uuid\":\"7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6\"}}";
-        let d = RawDecoder::default().decode(&[
-            Some(huge.as_bytes()),
-            Some(deep.as_bytes()),
-            Some(bad_utf8),
-            Some(GOOD.as_bytes()),
-        ]);
+        let d = RawDecoder::default()
+            .decode(&[Some(huge.as_bytes()), Some(deep.as_bytes()), Some(bad_utf8), Some(GOOD.as_bytes())])
+            .unwrap();
         assert_eq!(d.rows, vec![3]);
         assert!(d.rejected[0].1.starts_with("record too large"));
         assert!(d.rejected[1].1.starts_with("malformed JSON"));

@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod json;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -152,14 +153,14 @@ impl Transformer {
             })
             .collect();
         let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
-        let decoded = self.decoder.decode(&payloads);
+        let Ok(decoded) = self.decoder.decode(&payloads) else { return };
         if let Ok(out) = self.query.run(decoded.batch).await {
             let _ = encode::rows(&out);
         }
     }
 
     pub async fn apply(&mut self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
-        let decoded = self.decoder.decode(payloads);
+        let decoded = self.decoder.decode(payloads).context("building the batch of decoded records")?;
         let mut rejected = decoded.rejected;
         if decoded.rows.is_empty() {
             return Ok(Applied { rows: Vec::new(), rejected, filtered: 0 });

@@ -132,7 +132,7 @@ mod tests {
             let rec = format!(
                 r#"{{"login":{{"uuid":"{uuid}"}},"location":{{"street":{{"number":1,"name":"A"}},"city":"B","state":"C","country":"D"}}}}"#
             );
-            let d = dec.decode(&[Some(rec.as_bytes())]);
+            let d = dec.decode(&[Some(rec.as_bytes())]).unwrap();
             let out = q.run(d.batch).await.unwrap();
             assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
             let ids = arrow::util::pretty::pretty_format_batches(&out).unwrap().to_string();

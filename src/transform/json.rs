@@ -1,0 +1,651 @@
+//! A strict JSON reader (RFC 8259) for the decode step: one pass over a record
+//! validates all of it and notes where each value of a field the schema knows
+//! lies, without building a tree or copying a byte. Values of other fields are
+//! validated and skipped. The decoder (`decode.rs`) then copies the noted
+//! values into Arrow builders, so a record that fails leaves nothing behind.
+//!
+//! It replaced arrow-json's tape decoder plus a serde_json validating pass: the
+//! tape decoder alone accepts what is not JSON (`01`, `1.`, trailing commas, raw
+//! newlines in strings) and with one record at a time ignores what follows the
+//! first object, so every record was read twice (bench/README.md).
+
+use std::ops::Range;
+
+use arrow::datatypes::{DataType, Fields};
+
+/// How deep objects and arrays may nest (serde_json's limit too).
+const MAX_DEPTH: u32 = 128;
+
+/// What the reader looks for: the schema as a tree of objects whose leaves are
+/// slots. Leaves and objects are numbered depth first, so the slots and
+/// objects under an object are ranges.
+#[derive(Debug)]
+pub struct Shape {
+    nodes: Vec<Node>,
+    /// Each leaf's kind, by slot.
+    pub leaves: Vec<Leaf>,
+    /// Each object's dotted path, by object number (the root, 0, is "").
+    pub objects: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    /// Text; numbers and booleans are taken as the text they were written as.
+    Text,
+    /// A 64-bit integer, written as a number or as a string holding one.
+    Int,
+}
+
+#[derive(Debug)]
+enum Node {
+    Object { object: usize, fields: Vec<(Box<[u8]>, usize)>, slots: Range<usize>, objects: Range<usize> },
+    Leaf { slot: usize, path: String },
+}
+
+impl Shape {
+    /// The shape of `fields` (Utf8, Int64 and Struct fields; others are not
+    /// read, and stay null).
+    pub fn of(fields: &Fields) -> Self {
+        let mut shape = Shape { nodes: Vec::new(), leaves: Vec::new(), objects: Vec::new() };
+        shape.object(fields, "");
+        shape
+    }
+
+    fn object(&mut self, fields: &Fields, path: &str) -> usize {
+        let node = self.nodes.len();
+        let object = self.objects.len();
+        self.objects.push(path.to_owned());
+        let (first_slot, first_object) = (self.leaves.len(), object);
+        self.nodes.push(Node::Object { object, fields: Vec::new(), slots: 0..0, objects: 0..0 });
+        let mut children = Vec::new();
+        for f in fields {
+            let path = if path.is_empty() { f.name().clone() } else { format!("{path}.{}", f.name()) };
+            let child = match f.data_type() {
+                DataType::Struct(inner) => self.object(inner, &path),
+                DataType::Utf8 => self.leaf(Leaf::Text, path),
+                DataType::Int64 => self.leaf(Leaf::Int, path),
+                _ => continue,
+            };
+            children.push((f.name().as_bytes().into(), child));
+        }
+        let (slots, objects) = (first_slot..self.leaves.len(), first_object..self.objects.len());
+        self.nodes[node] = Node::Object { object, fields: children, slots, objects };
+        node
+    }
+
+    fn leaf(&mut self, kind: Leaf, path: String) -> usize {
+        self.nodes.push(Node::Leaf { slot: self.leaves.len(), path });
+        self.leaves.push(kind);
+        self.nodes.len() - 1
+    }
+
+    /// The slot of the leaf at `path` (dotted).
+    pub fn slot(&self, path: &str) -> Option<usize> {
+        self.nodes.iter().find_map(|n| match n {
+            Node::Leaf { slot, path: p } if p == path => Some(*slot),
+            _ => None,
+        })
+    }
+
+    /// A fresh record for this shape: every value null.
+    pub fn record(&self) -> Record {
+        Record { values: vec![Value::Null; self.leaves.len()], objects: vec![false; self.objects.len()] }
+    }
+}
+
+/// Where a value lies in the record's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// Absent, or JSON null.
+    Null,
+    /// A string's contents, between its quotes; `escaped` if it holds a `\`.
+    Str { start: u32, end: u32, escaped: bool },
+    /// A number or a boolean, as written.
+    Raw { start: u32, end: u32 },
+}
+
+/// One record's values by slot, and which objects it held (not null).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub values: Vec<Value>,
+    pub objects: Vec<bool>,
+}
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Not JSON, or more than one value.
+    Malformed(String),
+    /// JSON, but not an object.
+    NotAnObject,
+    /// JSON, but a field the schema knows holds a value of another type.
+    WrongType(String),
+}
+
+/// Read `bytes` (valid UTF-8) into `out`, which it resets first.
+pub fn read(shape: &Shape, bytes: &[u8], out: &mut Record) -> Result<(), Fault> {
+    out.values.fill(Value::Null);
+    out.objects.fill(false);
+    let mut r = Reader { b: bytes, i: 0, depth: 0, wrong: None };
+    r.ws();
+    if r.peek() == Some(b'{') {
+        out.objects[0] = true;
+        r.object(shape, Some(0), out)?;
+    } else {
+        r.value()?;
+        r.end()?;
+        return Err(Fault::NotAnObject);
+    }
+    r.end()?;
+    // A wrong type counts only once the whole record is known to be JSON.
+    match r.wrong {
+        Some(why) => Err(Fault::WrongType(why)),
+        None => Ok(()),
+    }
+}
+
+/// The text of a string value (its escapes decoded) into `buf`, cleared first.
+/// The reader validated the escapes; anything else cannot happen, and would
+/// come out as U+FFFD rather than a panic.
+pub fn unescape(raw: &[u8], buf: &mut String) {
+    buf.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let run = raw[i..].iter().position(|&c| c == b'\\').unwrap_or(raw.len() - i);
+        buf.push_str(std::str::from_utf8(&raw[i..i + run]).unwrap_or("\u{fffd}"));
+        i += run;
+        if i >= raw.len() {
+            break;
+        }
+        let c = raw.get(i + 1).copied().unwrap_or(b'?');
+        i += 2;
+        match c {
+            b'b' => buf.push('\u{8}'),
+            b'f' => buf.push('\u{c}'),
+            b'n' => buf.push('\n'),
+            b'r' => buf.push('\r'),
+            b't' => buf.push('\t'),
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4)).unwrap_or(0xfffd);
+                i += 4;
+                let code = if (0xd800..0xdc00).contains(&hi) {
+                    let lo = hex4(raw.get(i + 2..i + 6)).unwrap_or(0);
+                    i += 6;
+                    0x10000 + ((hi - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff)
+                } else {
+                    hi
+                };
+                buf.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+            }
+            other => buf.push(other as char),
+        }
+    }
+}
+
+fn hex4(digits: Option<&[u8]>) -> Option<u32> {
+    let digits = digits?;
+    let mut v = 0;
+    for &d in digits {
+        v = v * 16 + (d as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// An `Int` leaf's value, from a number (integral, in range) or a string holding one.
+pub fn int(text: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(text).ok()?;
+    s.parse::<i64>().ok().or_else(|| {
+        let f = s.parse::<f64>().ok()?;
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+    })
+}
+
+/// Bytes a string may hold as they are; the others end a plain run: the
+/// quote, the backslash and the control characters (which JSON forbids raw).
+static PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = false;
+        c += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+    /// The first wrong type seen (the record is read on, in case it is not JSON).
+    wrong: Option<String>,
+}
+
+impl Reader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn fail<T>(&self, what: &str) -> Result<T, Fault> {
+        Err(Fault::Malformed(match self.peek() {
+            Some(c) if c.is_ascii_graphic() => format!("{what}, found `{}` at byte {}", c as char, self.i),
+            Some(c) => format!("{what}, found byte 0x{c:02x} at byte {}", self.i),
+            None => format!("{what}, found the end at byte {}", self.i),
+        }))
+    }
+
+    /// Only whitespace may follow the value.
+    fn end(&mut self) -> Result<(), Fault> {
+        self.ws();
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.fail("trailing characters after the JSON value"),
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), Fault> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH { self.fail("nested too deep") } else { Ok(()) }
+    }
+
+    /// Any value, validated and skipped.
+    fn value(&mut self) -> Result<(), Fault> {
+        match self.peek() {
+            Some(b'{') => self.object(&NO_SHAPE, None, &mut Record { values: Vec::new(), objects: Vec::new() }),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => self.fail("expected a value"),
+        }
+    }
+
+    fn array(&mut self) -> Result<(), Fault> {
+        self.enter()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                self.value()?;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(b']') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return self.fail("expected `,` or `]`"),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// An object at `self.i`; with `node`, the fields the shape knows are noted in `out`.
+    fn object(&mut self, shape: &Shape, node: Option<usize>, out: &mut Record) -> Result<(), Fault> {
+        self.enter()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        let fields = match node.map(|n| &shape.nodes[n]) {
+            Some(Node::Object { fields, .. }) => fields.as_slice(),
+            _ => &[],
+        };
+        // Records keep their fields in one order: try the one after the last match first.
+        let mut next = 0;
+        let mut key = String::new();
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return self.fail("expected a field name");
+            }
+            let (start, end, escaped) = self.string()?;
+            let name = if escaped {
+                unescape(&self.b[start..end], &mut key);
+                key.as_bytes()
+            } else {
+                &self.b[start..end]
+            };
+            let known = match fields.get(next) {
+                Some((n, child)) if **n == *name => Some((next, *child)),
+                _ => fields.iter().position(|(n, _)| **n == *name).map(|k| (k, fields[k].1)),
+            };
+            self.ws();
+            if self.peek() != Some(b':') {
+                return self.fail("expected `:`");
+            }
+            self.i += 1;
+            self.ws();
+            match known {
+                Some((k, child)) => {
+                    next = k + 1;
+                    self.field(shape, child, out)?;
+                }
+                None => self.value()?,
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return self.fail("expected `,` or `}`"),
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// The value of a field the shape knows (node `child`). The last of
+    /// repeated fields wins, as in arrow-json.
+    fn field(&mut self, shape: &Shape, child: usize, out: &mut Record) -> Result<(), Fault> {
+        let c = self.peek();
+        match &shape.nodes[child] {
+            Node::Object { object, slots, objects, .. } => {
+                out.values[slots.clone()].fill(Value::Null);
+                out.objects[objects.clone()].fill(false);
+                match c {
+                    Some(b'{') => {
+                        out.objects[*object] = true;
+                        self.object(shape, Some(child), out)
+                    }
+                    Some(b'n') => self.literal(b"null"),
+                    _ => self.wrong_type(&shape.objects[*object], "an object"),
+                }
+            }
+            Node::Leaf { slot, path } => {
+                let start = self.i as u32;
+                let value = match c {
+                    Some(b'"') => {
+                        let (s, e, escaped) = self.string()?;
+                        Value::Str { start: s as u32, end: e as u32, escaped }
+                    }
+                    Some(b'-' | b'0'..=b'9') => {
+                        self.number()?;
+                        Value::Raw { start, end: self.i as u32 }
+                    }
+                    Some(b't' | b'f') if shape.leaves[*slot] == Leaf::Text => {
+                        self.literal(if c == Some(b't') { b"true" } else { b"false" })?;
+                        Value::Raw { start, end: self.i as u32 }
+                    }
+                    Some(b'n') => {
+                        self.literal(b"null")?;
+                        Value::Null
+                    }
+                    _ => {
+                        let wanted = if shape.leaves[*slot] == Leaf::Int { "an integer" } else { "text" };
+                        return self.wrong_type(path, wanted);
+                    }
+                };
+                if shape.leaves[*slot] == Leaf::Int
+                    && let Value::Str { start, end, .. } | Value::Raw { start, end } = value
+                    && int(&self.b[start as usize..end as usize]).is_none()
+                {
+                    self.note_wrong(format!("`{path}` should be an integer, found {}", self.excerpt(start, end)));
+                }
+                out.values[*slot] = value;
+                Ok(())
+            }
+        }
+    }
+
+    /// A value of the wrong type for `path`: noted, then validated and skipped.
+    fn wrong_type(&mut self, path: &str, wanted: &str) -> Result<(), Fault> {
+        let found = match self.peek() {
+            Some(b'{') => "an object",
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            Some(b'-' | b'0'..=b'9') => "a number",
+            _ => return self.fail("expected a value"),
+        };
+        self.note_wrong(format!("`{path}` should be {wanted}, found {found}"));
+        self.value()
+    }
+
+    fn note_wrong(&mut self, why: String) {
+        self.wrong.get_or_insert(why);
+    }
+
+    fn excerpt(&self, start: u32, end: u32) -> String {
+        let text = String::from_utf8_lossy(&self.b[start as usize..end as usize]);
+        format!("{:?}", super::decode::truncate(&text, 40))
+    }
+
+    /// A string at `self.i`: the range of its contents and whether it holds escapes.
+    fn string(&mut self) -> Result<(usize, usize, bool), Fault> {
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let run = self.b[self.i..].iter().position(|&c| !PLAIN[c as usize]);
+            let Some(run) = run else {
+                self.i = self.b.len();
+                return self.fail("unterminated string");
+            };
+            self.i += run;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok((start, self.i - 1, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return self.fail("control character in a string (it must be escaped)"),
+            }
+        }
+    }
+
+    /// An escape at `self.i` (the backslash).
+    fn escape(&mut self) -> Result<(), Fault> {
+        self.i += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                let code = self.hex_escape()?;
+                if (0xdc00..0xe000).contains(&code) {
+                    return self.fail("lone low surrogate in a \\u escape");
+                }
+                if (0xd800..0xdc00).contains(&code) {
+                    if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                        return self.fail("high surrogate not followed by a low one in a \\u escape");
+                    }
+                    self.i += 1;
+                    if !(0xdc00..0xe000).contains(&self.hex_escape()?) {
+                        return self.fail("high surrogate not followed by a low one in a \\u escape");
+                    }
+                }
+                Ok(())
+            }
+            _ => self.fail("invalid escape"),
+        }
+    }
+
+    /// `uXXXX` at `self.i`: its code unit.
+    fn hex_escape(&mut self) -> Result<u32, Fault> {
+        match hex4(self.b.get(self.i + 1..self.i + 5)) {
+            Some(code) => {
+                self.i += 5;
+                Ok(code)
+            }
+            None => self.fail("invalid \\u escape"),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<(), Fault> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return self.fail("invalid number"),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return self.fail("invalid number: no digit after `.`");
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return self.fail("invalid number: no digit in the exponent");
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Fault> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            self.fail("invalid literal")
+        }
+    }
+}
+
+/// The shape of "no field known": objects read through it are only validated.
+static NO_SHAPE: Shape = Shape { nodes: Vec::new(), leaves: Vec::new(), objects: Vec::new() };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    fn shape() -> Shape {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        let inner = Fields::from(vec![text("a"), Field::new("n", DataType::Int64, true)]);
+        Shape::of(&Fields::from(vec![text("s"), Field::new("o", DataType::Struct(inner), true), text("t")]))
+    }
+
+    fn read_str(json: &str) -> Result<Vec<String>, Fault> {
+        let shape = shape();
+        let mut rec = shape.record();
+        read(&shape, json.as_bytes(), &mut rec)?;
+        let mut buf = String::new();
+        Ok(rec
+            .values
+            .iter()
+            .map(|v| match *v {
+                Value::Null => "null".to_owned(),
+                Value::Raw { start, end } => format!("raw:{}", &json[start as usize..end as usize]),
+                Value::Str { start, end, .. } => {
+                    unescape(&json.as_bytes()[start as usize..end as usize], &mut buf);
+                    format!("str:{buf}")
+                }
+            })
+            .collect())
+    }
+
+    #[test]
+    fn values_are_noted_where_they_lie_and_unknown_fields_skipped() {
+        let got = read_str(r#" {"x":[1,{"y":null}],"s":"h\u00e9\n\"","o":{"n":"42","a":1.50},"t":true} "#).unwrap();
+        assert_eq!(got, ["str:hé\n\"", "raw:1.50", "str:42", "raw:true"]);
+        assert_eq!(read_str(r#"{"s":"\ud83d\ude00","o":null}"#).unwrap(), ["str:😀", "null", "null", "null"]);
+    }
+
+    #[test]
+    fn the_last_of_repeated_fields_wins() {
+        let got = read_str(r#"{"o":{"a":"first","n":1},"s":"x","o":{"n":2},"s":"y"}"#).unwrap();
+        assert_eq!(got, ["str:y", "null", "raw:2", "null"]);
+    }
+
+    #[test]
+    fn what_is_not_json_is_malformed() {
+        for bad in [
+            r#"{"s":01}"#,
+            r#"{"s":1.}"#,
+            r#"{"s":1e}"#,
+            r#"{"s":-}"#,
+            r#"{"s":1,}"#,
+            r#"{"x":[1,2,]}"#,
+            "{\"s\":\"a\nb\"}",
+            r#"{"s":1}{"t":2}"#,
+            r#"{"s":1} x"#,
+            r#"{"s":"\x"}"#,
+            r#"{"s":"\u12"}"#,
+            r#"{"s":"\udc00"}"#,
+            r#"{"s":"\ud800x"}"#,
+            r#"{"s":NaN}"#,
+            r#"{"s":tru}"#,
+            r#"{"s" 1}"#,
+            r#"{s:1}"#,
+            r#"{"s":"open"#,
+            r#"{"s":1"#,
+            "[1,2",
+            "",
+        ] {
+            assert!(matches!(read_str(bad), Err(Fault::Malformed(_))), "{bad:?}: {:?}", read_str(bad));
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(read_str(&deep), Err(Fault::Malformed(m)) if m.contains("deep")));
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_or_has_a_wrong_type_says_so() {
+        for not_object in ["[1,2,3]", "null", r#""s""#, " 42 "] {
+            assert_eq!(read_str(not_object), Err(Fault::NotAnObject), "{not_object}");
+        }
+        for (json, says) in [
+            (r#"{"o":"just a string"}"#, "`o` should be an object, found a string"),
+            (r#"{"s":{"a":1}}"#, "`s` should be text, found an object"),
+            (r#"{"o":{"n":"x"}}"#, "`o.n` should be an integer, found \"x\""),
+            (r#"{"o":{"n":1.5}}"#, "`o.n` should be an integer, found \"1.5\""),
+            (r#"{"o":{"n":true}}"#, "`o.n` should be an integer, found a boolean"),
+        ] {
+            assert_eq!(read_str(json), Err(Fault::WrongType(says.into())), "{json}");
+        }
+        // Not JSON comes first: a wrong type in a malformed record is a malformed record.
+        assert!(matches!(read_str(r#"{"o":"x","s":01}"#), Err(Fault::Malformed(_))));
+    }
+
+    #[test]
+    fn integers_come_from_numbers_or_strings() {
+        assert_eq!(int(b"36"), Some(36));
+        assert_eq!(int(b"-7"), Some(-7));
+        assert_eq!(int(b"36.0"), Some(36));
+        assert_eq!(int(b"1e2"), Some(100));
+        assert_eq!(int(b"36.5"), None);
+        assert_eq!(int(b"99999999999999999999"), None);
+    }
+}
