@@ -103,10 +103,10 @@ impl RawDecoder {
         let (mut rows, mut ids, mut rejected) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
         let mut text = String::new();
         for (i, payload) in payloads.iter().enumerate() {
-            let good = self.read(*payload, &mut record).and_then(|bytes| Ok((bytes, self.id(bytes, &record)?)));
+            let good = self.read(*payload, &mut record).and_then(|json| Ok((json, self.id(json, &record)?)));
             match good {
-                Ok((bytes, id)) => {
-                    columns.append(bytes, &record, &mut text);
+                Ok((json, id)) => {
+                    columns.append(json, &record, &mut text);
                     rows.push(i);
                     ids.push(id);
                 }
@@ -117,8 +117,8 @@ impl RawDecoder {
         Ok(Decoded { batch, rows, ids, rejected })
     }
 
-    /// Read one record into `record`; the reason if it is not a good one.
-    fn read<'a>(&self, payload: Option<&'a [u8]>, record: &mut Record) -> Result<&'a [u8], String> {
+    /// Read one record into `record`: its text, or the reason it is not a good one.
+    fn read<'a>(&self, payload: Option<&'a [u8]>, record: &mut Record) -> Result<&'a str, String> {
         let Some(bytes) = payload else { return Err("null payload (record has no value)".into()) };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err("empty payload".into());
@@ -126,11 +126,10 @@ impl RawDecoder {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(format!("record too large: {} bytes (limit {MAX_RECORD_BYTES})", bytes.len()));
         }
-        if let Err(e) = std::str::from_utf8(bytes) {
-            return Err(format!("invalid UTF-8: {e}"));
-        }
+        // Checked once for the whole record: its values are then slices of it.
+        let json = std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))?;
         match json::read(&self.shape, bytes, record) {
-            Ok(()) => Ok(bytes),
+            Ok(()) => Ok(json),
             Err(Fault::Malformed(why)) => Err(format!("malformed JSON: {why}")),
             Err(Fault::NotAnObject) => Err("not a JSON object".into()),
             Err(Fault::WrongType(why)) => Err(format!("wrong type: {why}")),
@@ -138,9 +137,9 @@ impl RawDecoder {
     }
 
     /// The record's `login.uuid`, if it has a valid one.
-    fn id(&self, bytes: &[u8], record: &Record) -> Result<String, String> {
+    fn id(&self, json: &str, record: &Record) -> Result<String, String> {
         let mut buf = String::new();
-        let id = self.uuid.and_then(|slot| text_of(record.values[slot], bytes, &mut buf));
+        let id = self.uuid.and_then(|slot| text_of(record.values[slot], json, &mut buf));
         let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
         match uuid::Uuid::try_parse(id) {
             Ok(_) => Ok(id.to_owned()),
@@ -151,19 +150,19 @@ impl RawDecoder {
 
 /// A value's text (None if null): a string's, its escapes decoded into `buf`,
 /// or a number or boolean as written.
-fn text_of<'a>(value: Value, bytes: &'a [u8], buf: &'a mut String) -> Option<&'a str> {
+fn text_of<'a>(value: Value, json: &'a str, buf: &'a mut String) -> Option<&'a str> {
     let (start, end, escaped) = match value {
         Value::Null => return None,
         Value::Str { start, end, escaped } => (start as usize, end as usize, escaped),
         Value::Raw { start, end } => (start as usize, end as usize, false),
     };
     if escaped {
-        json::unescape(&bytes[start..end], buf);
+        json::unescape(&json.as_bytes()[start..end], buf);
         return Some(buf.as_str());
     }
-    // The record is valid UTF-8 and a value's bounds are ASCII quotes or
-    // delimiters, so this cannot fail.
-    std::str::from_utf8(&bytes[start..end]).ok()
+    // A value's bounds are ASCII quotes or delimiters: char boundaries (`get`
+    // checks only that, not the text between, which is valid UTF-8 already).
+    json.get(start..end)
 }
 
 enum Builder {
@@ -193,11 +192,11 @@ impl Columns {
         Self { rows: 0, leaves, objects }
     }
 
-    fn append(&mut self, bytes: &[u8], record: &Record, buf: &mut String) {
+    fn append(&mut self, json: &str, record: &Record, buf: &mut String) {
         for (builder, value) in self.leaves.iter_mut().zip(&record.values) {
             match builder {
-                Builder::Text(b) => b.append_option(text_of(*value, bytes, buf)),
-                Builder::Int(b) => b.append_option(text_of(*value, bytes, buf).and_then(|t| json::int(t.as_bytes()))),
+                Builder::Text(b) => b.append_option(text_of(*value, json, buf)),
+                Builder::Int(b) => b.append_option(text_of(*value, json, buf).and_then(|t| json::int(t.as_bytes()))),
             }
         }
         for (validity, held) in self.objects.iter_mut().zip(&record.objects[1..]) {

@@ -180,20 +180,8 @@ impl Transformer {
                 rows
             }
         };
-        // The input record of each row, for the headers it carries on: the
-        // next input of its id not yet taken (an id may come twice in a batch
-        // when a topic was replayed).
-        let mut by_id: HashMap<&str, std::collections::VecDeque<usize>> = HashMap::new();
-        for (id, input) in decoded.ids.iter().zip(&decoded.rows) {
-            by_id.entry(id.as_str()).or_default().push_back(*input);
-        }
-        let rows: Vec<_> = rows
-            .into_iter()
-            .map(|r| {
-                let input = by_id.get_mut(r.id.as_str()).and_then(|q| q.pop_front());
-                (r, input)
-            })
-            .collect();
+        let inputs = inputs_of(&rows, &decoded.ids, &decoded.rows);
+        let rows: Vec<_> = rows.into_iter().zip(inputs).collect();
         // Filtered: decoded inputs the SQL neither failed on nor made a row
         // of, counted one by one (a SQL that made two rows of one input, or a
         // row of none, leaves in != out + dlq + filtered for reconcile to see).
@@ -204,6 +192,21 @@ impl Transformer {
         let filtered = decoded.rows.iter().filter(|i| !accounted[**i]).count() as u64;
         Ok(Applied { rows, rejected, filtered })
     }
+}
+
+/// The input record of each row, for the headers it carries on: the next
+/// input of its id not yet taken (an id may come twice in a batch when a topic
+/// was replayed). Most SQL keeps every row in input order: then row i is
+/// decoded row i, found without a map.
+fn inputs_of(rows: &[encode::Row], ids: &[String], inputs: &[usize]) -> Vec<Option<usize>> {
+    if rows.len() == ids.len() && rows.iter().zip(ids).all(|(r, id)| r.id == *id) {
+        return inputs.iter().map(|i| Some(*i)).collect();
+    }
+    let mut by_id: HashMap<&str, std::collections::VecDeque<usize>> = HashMap::new();
+    for (id, input) in ids.iter().zip(inputs) {
+        by_id.entry(id.as_str()).or_default().push_back(*input);
+    }
+    rows.iter().map(|r| by_id.get_mut(r.id.as_str()).and_then(|q| q.pop_front())).collect()
 }
 
 impl Applied {
@@ -296,6 +299,20 @@ mod tests {
         assert_eq!(a, transactional_id(None, &range(9), "raw"), "a retry of the same range: the same id");
         assert_ne!(a, b, "another range: another id");
         assert!(a.starts_with("rtds-transform-raw-"), "{a}");
+    }
+
+    #[test]
+    fn each_row_finds_its_input_in_order_or_not() {
+        let row = |id: &str| encode::Row { id: id.into(), json: Vec::new() };
+        let ids: Vec<String> = ["a", "b", "a", "c"].map(String::from).into();
+        let inputs = [0, 2, 5, 7];
+        let in_order = [row("a"), row("b"), row("a"), row("c")];
+        assert_eq!(inputs_of(&in_order, &ids, &inputs), [Some(0), Some(2), Some(5), Some(7)]);
+        let reordered = [row("b"), row("a"), row("c"), row("a")];
+        assert_eq!(inputs_of(&reordered, &ids, &inputs), [Some(2), Some(0), Some(7), Some(5)]);
+        // Filtered and reordered: each id takes its inputs in turn; an unknown id has none.
+        let shuffled = [row("c"), row("a"), row("x"), row("a"), row("a")];
+        assert_eq!(inputs_of(&shuffled, &ids, &inputs), [Some(7), Some(0), None, Some(5), None]);
     }
 
     #[tokio::test]
