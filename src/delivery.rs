@@ -174,9 +174,10 @@ pub struct Span {
     pub count: u64,
 }
 
-/// Spans by topic and partition.
+/// Spans by topic and partition (by topic first: adding an offset, once per
+/// record, looks the topic up by `&str` without allocating).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Ranges(BTreeMap<(String, i32), Span>);
+pub struct Ranges(BTreeMap<String, BTreeMap<i32, Span>>);
 
 /// How a range is written in a summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,27 +196,31 @@ impl Ranges {
 
     /// Add a span (widening the one already held for that partition).
     pub fn add_span(&mut self, topic: &str, partition: i32, span: Span) {
-        match self.0.get_mut(&(topic.to_owned(), partition)) {
-            Some(s) => {
+        let partitions = match self.0.get_mut(topic) {
+            Some(p) => p,
+            None => self.0.entry(topic.to_owned()).or_default(),
+        };
+        partitions
+            .entry(partition)
+            .and_modify(|s| {
                 s.first = s.first.min(span.first);
                 s.last = s.last.max(span.last);
                 s.count += span.count;
-            }
-            None => {
-                self.0.insert((topic.to_owned(), partition), span);
-            }
-        }
+            })
+            .or_insert(span);
     }
 
     pub fn merge(&mut self, other: &Ranges) {
-        for ((t, p), s) in &other.0 {
-            self.add_span(t, *p, *s);
+        for (t, partitions) in &other.0 {
+            for (p, s) in partitions {
+                self.add_span(t, *p, *s);
+            }
         }
     }
 
     /// The spans of `topic`, by partition.
     pub fn of(&self, topic: &str) -> BTreeMap<i32, Span> {
-        self.0.iter().filter(|((t, _), _)| t == topic).map(|((_, p), s)| (*p, *s)).collect()
+        self.0.get(topic).cloned().unwrap_or_default()
     }
 
     /// Records counted on `topic`.
@@ -226,7 +231,9 @@ impl Ranges {
     pub fn list(&self) -> Vec<TopicSpan> {
         self.0
             .iter()
-            .map(|((topic, partition), span)| TopicSpan { topic: topic.clone(), partition: *partition, span: *span })
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().map(|(p, span)| TopicSpan { topic: topic.clone(), partition: *p, span: *span })
+            })
             .collect()
     }
 
