@@ -1,10 +1,12 @@
 //! SQL output batches to one JSON object per row, keyed by its `id`.
 
 use anyhow::{Context, Result};
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow_json::writer::{LineDelimited, WriterBuilder};
+
+use super::json::plain_run;
 
 /// One clean row: its key and its JSON.
 pub struct Row {
@@ -19,18 +21,158 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
         let ids = batch.column_by_name("id").context("the SQL output has no `id` column")?;
         let ids = cast(ids, &DataType::Utf8).context("reading `id` as text")?;
         let ids = ids.as_any().downcast_ref::<StringArray>().context("reading `id` as text")?;
-        let mut buf = Vec::with_capacity(batch.num_rows() * 512);
-        let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(&mut buf);
-        writer.write(batch).context("encoding rows as JSON")?;
-        writer.finish().context("encoding rows as JSON")?;
-        drop(writer);
-        // JSON text never holds a raw newline, so lines are rows.
-        for (row, line) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            if ids.is_null(row) {
-                anyhow::bail!("the SQL produced a row with a null `id`; every row needs one (it is the row's key)");
-            }
-            out.push(Row { id: ids.value(row).to_owned(), json: line.to_vec() });
+        if let Some(row) = (0..batch.num_rows()).find(|r| ids.is_null(*r)) {
+            anyhow::bail!(
+                "the SQL produced a row with a null `id` (row {row}); every row needs one (it is the row's key)"
+            );
         }
+        let jsons = match texts(batch) {
+            Some(columns) => text_rows(batch, &columns),
+            None => any_rows(batch)?,
+        };
+        out.extend(jsons.into_iter().enumerate().map(|(row, json)| Row { id: ids.value(row).to_owned(), json }));
     }
     Ok(out)
+}
+
+/// A text column, whichever of Arrow's string layouts it has.
+enum Text<'a> {
+    Utf8(&'a StringArray),
+    Large(&'a arrow::array::LargeStringArray),
+    View(&'a arrow::array::StringViewArray),
+}
+
+impl Text<'_> {
+    fn get(&self, row: usize) -> Option<&str> {
+        match self {
+            Text::Utf8(a) => a.is_valid(row).then(|| a.value(row)),
+            Text::Large(a) => a.is_valid(row).then(|| a.value(row)),
+            Text::View(a) => a.is_valid(row).then(|| a.value(row)),
+        }
+    }
+}
+
+/// The columns of `batch` if every one is text (the built-in SQL's output).
+fn texts(batch: &RecordBatch) -> Option<Vec<Text<'_>>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8 => Some(Text::Utf8(c.as_string::<i32>())),
+            DataType::LargeUtf8 => Some(Text::Large(c.as_string::<i64>())),
+            DataType::Utf8View => Some(Text::View(c.as_string_view())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rows of text columns, written straight from the arrays: what arrow-json's
+/// writer writes, without its per-value dispatch (a third of the encoding).
+fn text_rows(batch: &RecordBatch, columns: &[Text<'_>]) -> Vec<Vec<u8>> {
+    let keys: Vec<Vec<u8>> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut key = Vec::new();
+            quoted(&mut key, f.name());
+            key.push(b':');
+            key
+        })
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let mut json = Vec::with_capacity(512);
+            json.push(b'{');
+            for (k, (key, column)) in keys.iter().zip(columns).enumerate() {
+                if k > 0 {
+                    json.push(b',');
+                }
+                json.extend_from_slice(key);
+                match column.get(row) {
+                    Some(text) => quoted(&mut json, text),
+                    None => json.extend_from_slice(b"null"),
+                }
+            }
+            json.push(b'}');
+            json
+        })
+        .collect()
+}
+
+/// `text` as a JSON string, escaped as serde_json (and so arrow-json) does.
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    let mut rest = text.as_bytes();
+    out.push(b'"');
+    loop {
+        let run = plain_run(rest);
+        out.extend_from_slice(&rest[..run]);
+        let Some((&c, tail)) = rest[run..].split_first() else { break };
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+        }
+        rest = tail;
+    }
+    out.push(b'"');
+}
+
+/// Rows of any columns, by arrow-json's writer.
+fn any_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut buf = Vec::with_capacity(batch.num_rows() * 512);
+    let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(&mut buf);
+    writer.write(batch).context("encoding rows as JSON")?;
+    writer.finish().context("encoding rows as JSON")?;
+    drop(writer);
+    // JSON text never holds a raw newline, so lines are rows.
+    Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringViewArray};
+
+    use super::*;
+
+    #[test]
+    fn text_rows_are_what_arrow_json_writes() {
+        let tricky = ["plain", "quote \" back \\ slash", "new\nline\ttab\r\u{8}\u{c}\u{1}\u{1f}", "Zoë 😀", ""];
+        let ids: Vec<Option<&str>> =
+            (0..tricky.len() + 1).map(|_| Some("7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6")).collect();
+        let mut values: Vec<Option<&str>> = tricky.iter().map(|t| Some(*t)).collect();
+        values.push(None);
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(StringArray::from(ids))),
+            ("we\"ird key", Arc::new(StringArray::from(values.clone()))),
+            ("view", Arc::new(StringViewArray::from(values))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        assert!(texts(&batch).is_some());
+        let fast = text_rows(&batch, &texts(&batch).unwrap());
+        assert_eq!(fast, any_rows(&batch).unwrap());
+        assert_eq!(fast.len(), tricky.len() + 1);
+    }
+
+    #[test]
+    fn other_columns_go_through_arrow_json_and_a_null_id_is_an_error() {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(StringArray::from(vec![Some("a"), None]))),
+            ("n", Arc::new(Int64Array::from(vec![1, 2]))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        assert!(texts(&batch).is_none());
+        let err = rows(std::slice::from_ref(&batch)).err().unwrap().to_string();
+        assert!(err.contains("null `id`"), "{err}");
+        let ok = batch.slice(0, 1);
+        let got = rows(&[ok]).unwrap();
+        assert_eq!((got[0].id.as_str(), got[0].json.as_slice()), ("a", br#"{"id":"a","n":1}"#.as_slice()));
+    }
 }

@@ -218,7 +218,7 @@ static PLAIN: [bool; 256] = {
 /// first quote, backslash or control character, or all of `b`. Eight bytes at
 /// a time (most of a record is text): a byte-by-byte loop was ~9 instructions
 /// a byte, the whole decoder's largest cost (callgrind).
-fn plain_run(b: &[u8]) -> usize {
+pub(crate) fn plain_run(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
