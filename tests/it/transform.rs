@@ -386,10 +386,8 @@ fn follow_batches_at_the_end_of_the_input_do_not_wait_to_fill() {
     ingest(&t, 300, "83");
     let child = spawn(t.transform().args(["--follow", "--max-wait", "1h"]));
     wait_for("the 300 rows", RUN, || (topic_len(&t.output) >= 300).then_some(()));
-    let out = run(
-        rtds().args(["ingest", "--source", "generate", "--count", "10", "--seed", "84", "--topic", &t.input]),
-        RUN,
-    );
+    let out =
+        run(rtds().args(["ingest", "--source", "generate", "--count", "10", "--seed", "84", "--topic", &t.input]), RUN);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("the next 10 rows", RUN, || (topic_len(&t.output) >= 310).then_some(()));
     terminate(&child);
