@@ -128,7 +128,10 @@ def merge(steps, n):
 def report(results_path, criterion_dir, n, png):
     n = int(n)
     rows = [json.loads(line) for line in open(results_path)]
-    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_"))]
+    # The profiles step: a clean build of each profile (build_P) and the transform it gives (transform_P).
+    profiles = [r["name"].removeprefix("build_") for r in rows if r["name"].startswith("build_")]
+    of_profiles = {f"build_{p}" for p in profiles} | {f"transform_{p}" for p in profiles}
+    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_")) and r["name"] not in of_profiles]
     realtime = [r for r in rows if r["name"].startswith("rt")]
     dag = [r for r in rows if r["name"].startswith("dag_")]
 
@@ -160,6 +163,21 @@ def report(results_path, criterion_dir, n, png):
             every = r["name"].removeprefix("transform_eos_every_") if "_every_" in r["name"] else "100ms (default)"
             share = r["rate"] / alo["rate"]
             print(f"| {r['name']} | {every} | {r['rate']:,.0f} | {share:.0%} | {num(r['cpu_s'], '.1f')} |")
+
+    if profiles:
+        by_name = {r["name"]: r for r in rows}
+        release = by_name.get("transform_release")
+        print("\n### build profiles (a clean build of the rtds binary, then the transform of the same records)\n")
+        print("| profile | clean build min | build CPU min | binary MB | transform records/s | of release | CPU s | peak RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for p in profiles:
+            b, t = by_name[f"build_{p}"], by_name.get(f"transform_{p}")
+            speed = rate(t, n) if t else None
+            share = f"{speed / rate(release, n):.0%}" if t and release else ""
+            print(
+                f"| {p} | {b['wall_s'] / 60:.1f} | {b['cpu_s'] / 60:.1f} | {b['summary']['binary_bytes'] / 1e6:.0f} "
+                f"| {num(speed, ',.0f')} | {share} | {num(t and t['cpu_s'], '.1f')} | {num(t and t['peak_rss_mb'], '.0f')} |"
+            )
 
     if realtime:
         print("\n### real-time path (ingest at a fixed rate; transform and load --follow, Cassandra)\n")

@@ -47,6 +47,13 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+def rtds_bin() -> str:
+    """The binary the tests' Airflow runs: RTDS_BIN, else the debug build `make test` made
+    (the stack's own default, the optimized `ship` build, is what `make airflow` builds)."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/rtds/target"))
+    return os.environ.get("RTDS_BIN", str(target / "debug/rtds"))
+
+
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory) -> dict[str, str]:
     """Environment for `airflow dags test` against the local stack."""
@@ -54,8 +61,6 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
     stack = stack_env()
     if "RTDS_POSTGRES_URL" not in stack:
         pytest.fail("the local stack is not set up: run `make stack-up` (scripts/stack.sh up)")
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/rtds/target"))
-    rtds_bin = os.environ.get("RTDS_BIN", str(target / "debug/rtds"))
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -65,7 +70,7 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         # The same connections as the stack's Airflow (scripts/stack/airflow.sh), from one definition.
         **airflow_connections().from_environment(stack),
-        "RTDS_BIN": rtds_bin,
+        "RTDS_BIN": rtds_bin(),
         "RTDS_OUT": str(home / "parquet"),
     }
     airflow = shutil.which("airflow", path=str(Path(os.sys.executable).parent)) or "airflow"
@@ -91,7 +96,8 @@ def call(method: str, path: str, token: str | None = None, body: dict | None = N
 @pytest.fixture(scope="module")
 def airflow_server():
     already = subprocess.run([str(ROOT / "scripts/stack.sh"), "status", "airflow"], capture_output=True, check=False)
-    subprocess.run([str(ROOT / "scripts/stack.sh"), "up", "airflow"], check=True)
+    env = {**os.environ, "RTDS_BIN": rtds_bin()}
+    subprocess.run([str(ROOT / "scripts/stack.sh"), "up", "airflow"], check=True, env=env)
     yield
     if already.returncode != 0:
         subprocess.run([str(ROOT / "scripts/stack.sh"), "down", "airflow"], check=False)

@@ -5,13 +5,12 @@ dag-processor and triggerer running; scripts/stack.sh up airflow)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
 
-from conftest import DAGS, ROOT, call, login, unpause
+from conftest import DAGS, ROOT, call, login, rtds_bin, unpause
 
 
 def test_the_dag_is_scheduled_by_a_kafka_watcher_on_users_dlq(dagbag):
@@ -69,9 +68,8 @@ def test_a_dead_letter_triggers_an_alert_run(airflow_server):
         f" && echo '{{\"truncated\": ' | kafka_cli org.apache.kafka.tools.ConsoleProducer"
         f" --bootstrap-server 127.0.0.1:9092 --topic {topic}"
     )
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/rtds/target"))
     out = subprocess.run(
-        [os.environ.get("RTDS_BIN", f"{target}/debug/rtds"), "transform", "--input-topic", topic, "--group", topic],
+        [rtds_bin(), "transform", "--input-topic", topic, "--group", topic],
         capture_output=True,
         text=True,
         check=True,
