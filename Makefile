@@ -4,17 +4,19 @@ SHELL := /bin/bash
 # Builds live outside the clone so CI and later sessions reuse them.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
 CARGO ?= cargo
-RTDS := $(CARGO_TARGET_DIR)/debug/rtds
 
-.PHONY: all deps build lint test demo airflow stack-up stack-down stack-status faults bench clean
+.PHONY: all deps build ship lint test demo airflow stack-up stack-down stack-status faults bench clean
 
 all: build
 
 deps: ## install what the build needs (Debian packages, Rust components)
 	@scripts/deps.sh
 
-build: deps
+build: deps ## the debug build the tests run
 	$(CARGO) build
+
+ship: deps ## the optimized binary Airflow, the demo and the compose image run (profile `ship`, Cargo.toml)
+	$(CARGO) build --profile ship --bin rtds
 
 lint: deps
 	$(CARGO) fmt --check
@@ -35,10 +37,10 @@ stack-status:
 test: deps ## start the stack (and stop what it started), lint, every test
 	scripts/test.sh
 
-demo: build ## the pipeline end to end on the local stack, then what each store holds
+demo: deps ## the pipeline end to end on the local stack (the ship build), then what each store holds
 	scripts/demo.sh
 
-airflow: build stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds DAGs
+airflow: ship stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds DAGs
 	scripts/stack.sh up airflow
 	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: see .stack/airflow/home/simple_auth_manager_passwords.json.generated"
 
