@@ -19,6 +19,7 @@ CONCURRENCY=${BENCH_CONCURRENCY:-64}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}
 REL="$TARGET/release"
 RUN=$(date -u +%Y%m%dt%H%M%S)
+COMMIT=$(git rev-parse HEAD)
 WORK="$STACK_DIR/bench-$RUN"
 # Each step's figures, as the run goes; the report replaces bench/results/latest.*
 # (git keeps only the latest run: the earlier ones are in its history).
@@ -87,14 +88,14 @@ bench_ingest() {
   drop_data '(bareraw|bareraw2|raw2)'
 }
 
-# 2. transform against a bare consume-and-produce passthrough
+# 2. transform against a bare consume-and-produce of the same bytes (the clean rows the transform wrote)
 bench_transform() {
   measure transform "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created_$RUN" \
     --dlq-topic "dlq_$RUN" --group "t_$RUN"
   topic "pass_$RUN"
-  measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN"
+  measure bare_passthrough transform "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass_$RUN" "p_$RUN" "created_$RUN"
   topic "pass2_$RUN"
-  measure bare_passthrough_2 transform_2 "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass2_$RUN" "p2_$RUN"
+  measure bare_passthrough_2 transform_2 "$REL/examples/bare_passthrough" 127.0.0.1:9092 "raw_$RUN" "pass2_$RUN" "p2_$RUN" "created_$RUN"
   measure transform_2 "" "$REL/rtds" transform --input-topic "raw_$RUN" --output-topic "created2_$RUN" \
     --dlq-topic "dlq_$RUN" --group "t2_$RUN"
   drop_data '(pass|pass2|created2)'
@@ -268,23 +269,60 @@ bench_criterion() {
   cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
 }
 
+# 7. build profiles: a clean build of the rtds binary under each of BENCH_PROFILES (in a target
+# directory of its own; the crates are already downloaded), then the transform over ingest's
+# records with that binary: what each profile costs to build and what it gives. Each builds the
+# commit the run started at (a copy of it): an hour of builds must not pick up edits made meanwhile.
+profile_args() {
+  case $1 in
+    dev) echo "--profile dev" ;;
+    release) echo "--release" ;;
+    o1 | o2) echo "--release --config profile.release.opt-level=${1#o}" ;;
+    *) echo "--profile $1" ;;
+  esac
+}
+bench_profiles() {
+  local p dir bin src="$WORK/src"
+  rm -rf "$src" && mkdir -p "$src"
+  git archive "$COMMIT" | tar -x -C "$src"
+  for p in ${BENCH_PROFILES:-o1 o2 dev release}; do
+    dir="$WORK/target-$p"
+    rm -rf "$dir"
+    say "bench: clean build of rtds, profile $p"
+    # shellcheck disable=SC2046 # the profile's arguments are words
+    timed "build_$p" cargo build --quiet --bin rtds $(profile_args "$p") --manifest-path "$src/Cargo.toml" --target-dir "$dir" ||
+      { tail -n 20 "$WORK/build_$p.err" >&2; die "bench: the $p build failed"; }
+    bin=$(find "$dir" -mindepth 2 -maxdepth 2 -name rtds -type f)
+    printf '{"profile": "%s", "binary_bytes": %s}\n' "$p" "$(stat -c %s "$bin")" >"$WORK/build_$p.out"
+    record "build_$p" ""
+    cp "$bin" "$WORK/rtds-$p"
+    rm -rf "$dir"
+    measure "transform_$p" "" "$WORK/rtds-$p" transform --input-topic "raw_$RUN" --output-topic "prof${p}_$RUN" \
+      --dlq-topic "dlq_$RUN" --group "tp${p}_$RUN"
+    drop_data "prof${p}"
+  done
+}
+
 # BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
 # load reads transform's: a step runs only with the ones it reads.
 ALL_STEPS="ingest transform eos load realtime dag criterion"
+# profiles (clean builds, an hour or more on 2 cores) runs only when BENCH_STEPS names it.
+KNOWN_STEPS="ingest profiles transform eos load realtime dag criterion"
 STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
 for s in $STEPS; do
-  [[ " $ALL_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $ALL_STEPS)"
+  [[ " $KNOWN_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $KNOWN_STEPS)"
 done
 needs() { [[ "$STEPS" != *" $1 "* || "$STEPS" == *" $2 "* ]] || die "bench: step $1 needs step $2 (BENCH_STEPS)"; }
 needs transform ingest
 needs eos ingest
+needs profiles ingest
 needs load transform
 # The 1M-record data goes once its steps are done: before the next step, which it would slow.
 batch_data=""
-for s in $ALL_STEPS; do
+for s in $KNOWN_STEPS; do
   [[ "$STEPS" == *" $s "* ]] || continue
   case $s in
-    ingest | transform | eos | load) batch_data=1 ;;
+    ingest | profiles | transform | eos | load) batch_data=1 ;;
     *) [ -z "$batch_data" ] || { drop_batch_data; batch_data=""; } ;;
   esac
   "bench_$s"
