@@ -3,13 +3,12 @@
 //! at the same concurrency, reading while writing, until the end of the input.
 //! Usage: bare_cassandra BROKERS TOPIC GROUP NODE KEYSPACE CONCURRENCY
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "common/bare.rs"]
+mod bare;
 
 use futures::StreamExt;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rtds::row::{COLUMNS, Kind, names};
 use scylla::client::session_builder::SessionBuilder;
@@ -70,36 +69,17 @@ async fn main() -> anyhow::Result<()> {
 
 /// Consume `topic` to its end, each row parsed into its values, into `tx`.
 fn read_rows(brokers: &str, topic: &str, group: &str, tx: tokio::sync::mpsc::Sender<Row>) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
-    consumer.subscribe(&[topic])?;
-    let mut eof = HashSet::new();
-    while eof.len() < partitions {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => anyhow::bail!("consume: {e}"),
-            Some(Ok(m)) => {
-                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
-                let mut row = Row::with_capacity(COLUMNS.len());
-                for c in &COLUMNS {
-                    let text = v[c.name].as_str();
-                    row.push(match c.kind {
-                        Kind::Id => Some(CqlValue::Uuid(uuid::Uuid::parse_str(text.unwrap_or_default())?)),
-                        _ => text.map(|s| CqlValue::Text(s.to_owned())),
-                    });
-                }
-                tx.blocking_send(row).map_err(|_| anyhow::anyhow!("the writer stopped"))?;
-            }
+    let (consumer, partitions) = bare::consumer(brokers, group, topic)?;
+    bare::read_to_end(&consumer, partitions, |m| {
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+        let mut row = Row::with_capacity(COLUMNS.len());
+        for c in &COLUMNS {
+            let text = v[c.name].as_str();
+            row.push(match c.kind {
+                Kind::Id => Some(CqlValue::Uuid(uuid::Uuid::parse_str(text.unwrap_or_default())?)),
+                _ => text.map(|s| CqlValue::Text(s.to_owned())),
+            });
         }
-    }
-    Ok(())
+        tx.blocking_send(row).map_err(|_| anyhow::anyhow!("the writer stopped"))
+    })
 }

@@ -5,66 +5,45 @@
 //! it does rtds's Kafka work, byte for byte, and none of the transforming.
 //! Usage: bare_passthrough BROKERS INPUT OUTPUT GROUP [ROWS]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[path = "common/bare.rs"]
 mod bare;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (brokers, input, output, group) = (&args[1], &args[2], &args[3], &args[4]);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set("fetch.max.bytes", "52428800")
-        .create()?;
     let rows = match args.get(5) {
         Some(topic) => read_rows(brokers, topic)?,
         None => HashMap::new(),
     };
+    let (consumer, partitions) = bare::consumer(brokers, group, input)?;
     let producer = bare::producer(brokers)?;
-    let partitions = consumer.fetch_metadata(Some(input), Duration::from_secs(10))?.topics()[0].partitions().len();
-    consumer.subscribe(&[input])?;
     let start = Instant::now();
-    let mut eof = HashSet::new();
     let mut n = 0u64;
-    while eof.len() < partitions {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => anyhow::bail!("consume: {e}"),
-            Some(Ok(m)) => {
-                n += 1;
-                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
-                if let Some(k) = m.key() {
-                    record = record.key(k);
-                }
-                let clean = m.key().and_then(|k| rows.get(k));
-                if !rows.is_empty() && clean.is_none() {
-                    anyhow::bail!("input record at offset {} has no clean row in {}", m.offset(), args[5]);
-                }
-                if let Some(p) = clean.map(Vec::as_slice).or(m.payload()) {
-                    record = record.payload(p);
-                }
-                if let Some(h) = m.headers() {
-                    record = record.headers(h.detach());
-                }
-                bare::send(&producer, record)?;
-            }
+    bare::read_to_end(&consumer, partitions, |m| {
+        n += 1;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
+        if let Some(k) = m.key() {
+            record = record.key(k);
         }
-    }
+        let clean = m.key().and_then(|k| rows.get(k));
+        if !rows.is_empty() && clean.is_none() {
+            anyhow::bail!("input record at offset {} has no clean row in {}", m.offset(), args[5]);
+        }
+        if let Some(p) = clean.map(Vec::as_slice).or(m.payload()) {
+            record = record.payload(p);
+        }
+        if let Some(h) = m.headers() {
+            record = record.headers(h.detach());
+        }
+        bare::send(&producer, record)
+    })?;
     producer.flush(Duration::from_secs(180))?;
     consumer.commit_consumer_state(CommitMode::Sync)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -77,27 +56,11 @@ fn main() -> anyhow::Result<()> {
 
 /// Every record of `topic` (to its end), payload by key.
 fn read_rows(brokers: &str, topic: &str) -> anyhow::Result<HashMap<Vec<u8>, Vec<u8>>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bare-rows-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
-    consumer.subscribe(&[topic])?;
-    let (mut rows, mut eof) = (HashMap::new(), HashSet::new());
-    while eof.len() < partitions {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
-            Some(Ok(m)) => {
-                rows.insert(m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec());
-            }
-        }
-    }
+    let (consumer, partitions) = bare::consumer(brokers, &format!("bare-rows-{}", std::process::id()), topic)?;
+    let mut rows = HashMap::new();
+    bare::read_to_end(&consumer, partitions, |m| {
+        rows.insert(m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec());
+        Ok(())
+    })?;
     Ok(rows)
 }

@@ -1,11 +1,16 @@
 //! What the bare baselines share: a plain rdkafka producer with rtds' producer
-//! settings (so a comparison measures rtds, not different settings) and a send
-//! that waits while the local queue is full.
+//! settings (so a comparison measures rtds, not different settings), a send
+//! that waits while the local queue is full, and a consumer that reads a topic
+//! to its end.
+#![allow(dead_code)] // each example uses what it needs
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -31,4 +36,39 @@ pub fn send(producer: &Producer, mut record: BaseRecord<'_, [u8], [u8]>) -> anyh
             Err((e, _)) => anyhow::bail!("send: {e}"),
         }
     }
+}
+
+/// A consumer in `group` subscribed to `topic` from its start, and its number of partitions.
+pub fn consumer(brokers: &str, group: &str, topic: &str) -> anyhow::Result<(BaseConsumer, usize)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
+    consumer.subscribe(&[topic])?;
+    Ok((consumer, partitions))
+}
+
+/// Every record, to the end of each of the `partitions`, through `each`.
+pub fn read_to_end(
+    consumer: &BaseConsumer,
+    partitions: usize,
+    mut each: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut eof = HashSet::new();
+    while eof.len() < partitions {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => anyhow::bail!("consume: {e}"),
+            Some(Ok(m)) => each(&m)?,
+        }
+    }
+    Ok(())
 }
