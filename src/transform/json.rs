@@ -304,19 +304,30 @@ impl Reader<'_> {
             loop {
                 self.ws();
                 self.value()?;
-                self.ws();
-                match self.peek() {
-                    Some(b',') => self.i += 1,
-                    Some(b']') => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return self.fail("expected `,` or `]`"),
+                if self.separator(b']')? {
+                    break;
                 }
             }
         }
         self.depth -= 1;
         Ok(())
+    }
+
+    /// After a member of an array or object: a `,` (false: another follows)
+    /// or its `close` (true: it ends here).
+    fn separator(&mut self, close: u8) -> Result<bool, Fault> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(true)
+            }
+            _ => self.fail(&format!("expected `,` or `{}`", close as char)),
+        }
     }
 
     /// An object at `self.i`; with `node`, the fields the shape knows are noted in `out`.
@@ -365,14 +376,8 @@ impl Reader<'_> {
                 }
                 None => self.value()?,
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return self.fail("expected `,` or `}`"),
+            if self.separator(b'}')? {
+                break;
             }
         }
         self.depth -= 1;
