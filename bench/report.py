@@ -168,15 +168,20 @@ def report(results_path, criterion_dir, n, png):
         by_name = {r["name"]: r for r in rows}
         release = by_name.get("transform_release")
         print("\n### build profiles (a clean build of the rtds binary, then the transform of the same records)\n")
-        print("| profile | clean build min | build CPU min | binary MB | transform records/s | of release | CPU s | peak RSS MB |")
+        print(
+            "| profile | clean build min | build CPU min | binary MB "
+            "| transform records/s | of release | CPU s | peak RSS MB |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for p in profiles:
             b, t = by_name[f"build_{p}"], by_name.get(f"transform_{p}")
             speed = rate(t, n) if t else None
             share = f"{speed / rate(release, n):.0%}" if t and release else ""
+            mb = b["summary"]["binary_bytes"] / 1e6
+            cpu, rss = num(t and t["cpu_s"], ".1f"), num(t and t["peak_rss_mb"], ".0f")
             print(
-                f"| {p} | {b['wall_s'] / 60:.1f} | {b['cpu_s'] / 60:.1f} | {b['summary']['binary_bytes'] / 1e6:.0f} "
-                f"| {num(speed, ',.0f')} | {share} | {num(t and t['cpu_s'], '.1f')} | {num(t and t['peak_rss_mb'], '.0f')} |"
+                f"| {p} | {b['wall_s'] / 60:.1f} | {b['cpu_s'] / 60:.1f} | {mb:.0f} "
+                f"| {num(speed, ',.0f')} | {share} | {cpu} | {rss} |"
             )
 
     if realtime:
