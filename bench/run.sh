@@ -17,7 +17,10 @@ apt_ensure time python3
 N=${BENCH_COUNT:-1000000}
 CONCURRENCY=${BENCH_CONCURRENCY:-64}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}
-REL="$TARGET/release"
+# BENCH_BIN_DIR: bench the binaries already built there (e.g. the ship build users run,
+# $CARGO_TARGET_DIR/ship) instead of building release ones; the steps that need the bare
+# baselines need them there too.
+REL=${BENCH_BIN_DIR:-$TARGET/release}
 RUN=$(date -u +%Y%m%dt%H%M%S)
 COMMIT=$(git rev-parse HEAD)
 WORK="$STACK_DIR/bench-$RUN"
@@ -27,8 +30,11 @@ RESULTS="$WORK/results.jsonl"
 mkdir -p "$WORK" "$ROOT/bench/results"
 : >"$RESULTS"
 
-say "building release binaries"
-cargo build --release --quiet --bins --examples
+if [ -z "${BENCH_BIN_DIR:-}" ]; then
+  say "building release binaries"
+  cargo build --release --quiet --bins --examples
+fi
+[ -x "$REL/rtds" ] || die "bench: no rtds binary in $REL"
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
@@ -285,7 +291,7 @@ bench_profiles() {
   local p dir bin src="$WORK/src"
   rm -rf "$src" && mkdir -p "$src"
   git archive "$COMMIT" | tar -x -C "$src"
-  for p in ${BENCH_PROFILES:-o1 o2 dev release}; do
+  for p in ${BENCH_PROFILES:-ship o1 release dev}; do
     dir="$WORK/target-$p"
     rm -rf "$dir"
     say "bench: clean build of rtds, profile $p"

@@ -1,10 +1,11 @@
 //! rtds: a real-time user-data pipeline. One module per stage (ingest,
-//! transform, load), one shared Kafka module, one file per sink; `main.rs` is
-//! only the command-line entry point.
+//! transform, load), one shared Kafka module, one file per sink; `entry.rs` is
+//! the command-line entry point (`main.rs` calls it).
 
 pub mod check;
 pub mod cli;
 pub mod delivery;
+pub mod entry;
 pub mod error;
 pub mod ingest;
 pub mod kafka;

@@ -1,0 +1,77 @@
+//! The command line's entry point. `main.rs` only calls `main` here: the
+//! binary is then a crate of one line, and the optimized build compiles the
+//! async state machine of the whole pipeline once, in the library (in the
+//! binary, at opt-level 3, it took 89 s of the `ship` build's critical path).
+
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::Cli;
+use crate::{error, logging, names};
+
+/// Parse the command line, run the subcommand, print the error if any: the
+/// process's exit code.
+pub fn main() -> ExitCode {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(e),
+    };
+    logging::init(cli.global.log_format);
+    if let Err(msg) = refuse_secrets_in_argv(&cli, &matches) {
+        eprintln!("error: {msg}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(crate::run(cli));
+    // Every client is closed by now: the summary is the last line of output.
+    drop(runtime);
+    crate::summary::flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole context chain, outermost first.
+            eprintln!("error: {e:#}");
+            ExitCode::from(error::exit_code(&e))
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap does; a usage error becomes one line
+/// on stderr and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    eprintln!("error: {line} (see rtds --help)");
+    ExitCode::from(2)
+}
+
+/// Secrets must not appear in `ps` output: a secret Kafka setting given with
+/// `--kafka-option` (rather than RTDS_KAFKA_OPTIONS or --kafka-config) is refused.
+fn refuse_secrets_in_argv(cli: &Cli, matches: &clap::ArgMatches) -> Result<(), String> {
+    if matches.value_source("kafka_options") != Some(ValueSource::CommandLine) {
+        return Ok(());
+    }
+    match cli.global.kafka_options.iter().find(|(k, _)| names::is_secret_key(k)) {
+        Some((k, _)) => Err(format!(
+            "--kafka-option {k}=… would show a secret in the process list: set it in RTDS_KAFKA_OPTIONS or the file of --kafka-config"
+        )),
+        None => Ok(()),
+    }
+}
