@@ -195,6 +195,19 @@ def report(results_path, criterion_dir, n, png):
                 f"| {r['name']} | {count:,} | {num(r['cpu_s'], '.1f')} | {num(r['peak_rss_mb'], '.0f')} "
                 f"| {lat.get('p50', '')} | {lat.get('p95', '')} | {lat.get('p99', '')} | {lat.get('max', '')} |"
             )
+        # Where the time goes: the load's per-hop percentiles (src/load/latency.rs).
+        hops = [
+            (r["name"], r["summary"]["latency_ms"]["hops"])
+            for r in realtime
+            if "hops" in (r["summary"].get("latency_ms") or {})
+        ]
+        if hops:
+            names = ["ingest_to_transform", "transform_to_load", "load_to_store"]
+            print("\n| load step | " + " | ".join(f"{h} p50 / p99 ms" for h in names) + " |")
+            print("|---|" + "---:|" * len(names))
+            for name, h in hops:
+                cells = [f"{h[n]['p50']} / {h[n]['p99']}" if n in h else "" for n in names]
+                print(f"| {name} | " + " | ".join(cells) + " |")
 
     for r in dag:
         command = r["summary"].get("command_s")

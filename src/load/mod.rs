@@ -21,7 +21,7 @@ use crate::metrics::StageMetrics;
 use crate::row::UserRow;
 use crate::sinks::{self, Rejected, Sink, WriteError};
 use crate::stage::{self, Commit, Relay};
-use latency::{EndToEnd, Percentiles};
+use latency::{EndToEnd, Percentiles, Stamps};
 
 const STAGE: &str = "load";
 /// A store gains from larger writes (fewer commits). A store falling behind
@@ -90,7 +90,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
             }
             ack.count(Counts { dlq, ..Counts::default() });
             // The rows written and refused are counted with the hold's release.
-            let w = Written { batch: batch.clone(), rows, origin };
+            let w = Written { batch: batch.clone(), rows, origin, loaded_at: chrono::Utc::now() };
             let shared = shared.clone();
             writer
                 .start(ack.hold(), move |mut sink, ack| async move {
@@ -123,6 +123,8 @@ struct Written {
     rows: Vec<UserRow>,
     /// Per row, the index of its record in the batch.
     origin: Vec<usize>,
+    /// When the batch was closed (a hop of the end-to-end latency).
+    loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Write the rows, record their latency, and send the rows the store refused
@@ -136,7 +138,13 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<B
     if let Ok(mut e2e) = shared.e2e.lock() {
         for (i, at) in w.origin.iter().enumerate() {
             if !refused.contains(&i) {
-                e2e.record(kafka::header(&w.batch.messages[*at], "rtds-ingested-at"), acked_at);
+                let m = &w.batch.messages[*at];
+                e2e.record(&Stamps {
+                    ingested_at: kafka::header(m, "rtds-ingested-at"),
+                    transformed_at: m.timestamp().to_millis(),
+                    loaded_at: w.loaded_at,
+                    acked_at,
+                });
             }
         }
     }

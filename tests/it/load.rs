@@ -185,6 +185,12 @@ fn every_sink_gets_every_column_and_reruns_are_idempotent() {
         let lat = &s["latency_ms"];
         assert_eq!(lat["rows"].as_u64(), Some(500), "{s}");
         assert!(lat["p50"].as_u64() <= lat["p99"].as_u64() && lat["p99"].as_u64() <= lat["max"].as_u64(), "{s}");
+        // ... and split into its hops, each no longer than the whole way.
+        let max = lat["max"].as_u64().unwrap();
+        for hop in ["ingest_to_transform", "transform_to_load", "load_to_store"] {
+            let (p50, p99) = (lat["hops"][hop]["p50"].as_u64(), lat["hops"][hop]["p99"].as_u64());
+            assert!(matches!((p50, p99), (Some(a), Some(b)) if a <= b && b <= max + 1), "{hop}: {s}");
+        }
     }
     assert_eq!(target.cassandra_rows(&rt, &session), want, "Cassandra rows differ from the input");
     assert_eq!(target.postgres_rows(&rt, &client), want, "PostgreSQL rows differ from the input");
