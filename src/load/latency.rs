@@ -17,7 +17,7 @@ const HOPS: [&str; 3] = ["ingest_to_transform", "transform_to_load", "load_to_st
 
 pub struct EndToEnd {
     ms: Histogram<u64>,
-    hops: [Histogram<u64>; 3],
+    hops: [Histogram<u64>; HOPS.len()],
     metrics: bool,
 }
 
@@ -63,7 +63,7 @@ fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
 
 impl EndToEnd {
     pub fn new(metrics: bool) -> Self {
-        Self { ms: histogram(), hops: [histogram(), histogram(), histogram()], metrics }
+        Self { ms: histogram(), hops: HOPS.map(|_| histogram()), metrics }
     }
 
     /// One written row; rows without a readable ingest stamp (written by
@@ -118,31 +118,29 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A row with only its ingest stamp, acknowledged at `acked`.
+    fn ingested(stamp: Option<&[u8]>, acked: DateTime<Utc>) -> Stamps<'_> {
+        Stamps { ingested_at: stamp, transformed_at: None, loaded_at: acked, acked_at: acked }
+    }
+
     #[test]
     fn percentiles_come_from_the_ingest_stamp() {
         let acked = at("2026-11-25T12:00:01.000Z");
         let mut e2e = EndToEnd::new(false);
         assert_eq!(e2e.percentiles(), None);
-        let stamps = |ingested: &'static [u8]| Stamps {
-            ingested_at: Some(ingested),
-            transformed_at: None,
-            loaded_at: acked,
-            acked_at: acked,
-        };
-        let texts: Vec<String> =
-            (1..=100).map(|ms| (acked - chrono::Duration::milliseconds(ms)).to_rfc3339()).collect();
-        for t in &texts {
-            e2e.record(&Stamps { ingested_at: Some(t.as_bytes()), ..stamps(b"") });
+        for ms in 1..=100 {
+            let stamp = (acked - chrono::Duration::milliseconds(ms)).to_rfc3339();
+            e2e.record(&ingested(Some(stamp.as_bytes()), acked));
         }
         // Unreadable or missing stamps are skipped, not counted as zero.
-        e2e.record(&stamps(b"yesterday"));
-        e2e.record(&Stamps { ingested_at: None, ..stamps(b"") });
+        e2e.record(&ingested(Some(b"yesterday"), acked));
+        e2e.record(&ingested(None, acked));
         let p = e2e.percentiles().unwrap();
         assert_eq!((p.rows, p.p50, p.p95, p.p99, p.max), (100, 50, 95, 99, 100));
         // Without the clean record's timestamp there are no hops.
         assert!(p.hops.is_empty(), "{:?}", p.hops);
         // A record from long ago counts as an hour (the histogram's top), not as its first bucket.
-        e2e.record(&stamps(b"2026-11-24T00:00:00Z"));
+        e2e.record(&ingested(Some(b"2026-11-24T00:00:00Z"), acked));
         let max = e2e.percentiles().unwrap().max;
         assert!((3_600_000..3_700_000).contains(&max), "max {max}");
     }
