@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -133,7 +132,7 @@ pub async fn run_batches(
                     );
                 }
             }
-            if batch.messages.is_empty() {
+            if batch.is_empty() {
                 // Idle input: commit what was acknowledged meanwhile, without waiting.
                 match commit {
                     Commit::AfterAck => {
@@ -151,7 +150,7 @@ pub async fn run_batches(
             let t = Instant::now();
             let batch = Arc::new(batch);
             let ack = Arc::new(BatchAck::default());
-            let received = batch.messages.len() as u64;
+            let received = batch.len() as u64;
             totals.received += received;
             totals.batches += 1;
             bar.set_position(totals.received);
@@ -280,7 +279,7 @@ pub async fn dead_letter(
     ack: &Arc<BatchAck>,
     dlq_topic: &str,
     origin: Origin<'_>,
-    m: &OwnedMessage,
+    m: kafka::Record<'_>,
     reason: &str,
 ) -> Result<()> {
     let partition = m.partition().to_string();

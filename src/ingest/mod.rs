@@ -194,7 +194,7 @@ impl Output<'_> {
             return Ok(false);
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let headers = kafka::headers(&[("rtds-source", self.source.as_bytes()), ("rtds-ingested-at", now.as_bytes())]);
+        let headers = kafka::headers(&[("rtds-source", self.source.as_bytes()), (kafka::INGESTED_AT, now.as_bytes())]);
         let mut record = BaseRecord::to(self.topic).payload(payload).headers(headers);
         if let Some(k) = key {
             record = record.key(k);

@@ -14,12 +14,12 @@ use anyhow::{Context, Result};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::{METADATA_TIMEOUT, client_config};
+use super::{Consumed, METADATA_TIMEOUT, client_config};
 use crate::cli::GlobalOpts;
 use crate::delivery::{Ranges, Span};
 
@@ -79,37 +79,6 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// How long a stage waits for the first record of a batch before it reports
 /// itself idle with an empty batch.
 const IDLE: Duration = Duration::from_millis(250);
-
-/// One batch and where it came from.
-pub struct Consumed {
-    pub messages: Vec<OwnedMessage>,
-}
-
-impl Consumed {
-    /// Where the batch's records were: per partition, first and last offset.
-    pub fn spans(&self) -> Ranges {
-        let mut r = Ranges::default();
-        for m in &self.messages {
-            r.add(m.topic(), m.partition(), m.offset());
-        }
-        r
-    }
-
-    /// The offsets to commit for this batch: per partition, the last offset + 1.
-    pub fn offsets(&self) -> Result<TopicPartitionList> {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for m in &self.messages {
-            let e = next.entry((m.topic(), m.partition())).or_insert(0);
-            *e = (*e).max(m.offset() + 1);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-                .context("building the offsets to commit")?;
-        }
-        Ok(tpl)
-    }
-}
 
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
@@ -247,19 +216,20 @@ impl Source {
     /// each partition out again from its last commit, this consumer included,
     /// so they are read again; the records that come after are of the new
     /// assignment, read from there.
-    fn drop_revoked(&mut self, messages: &mut Vec<OwnedMessage>) {
-        if messages.is_empty() {
+    fn drop_revoked(done: &mut HashMap<i32, bool>, bounded: bool, batch: &mut Consumed) {
+        if batch.is_empty() {
             return;
         }
         tracing::info!(
-            records = messages.len(),
+            records = batch.len(),
             "partitions revoked mid-batch: the records before are dropped and re-read"
         );
-        for m in messages.drain(..) {
-            if self.targets.is_some() {
-                self.done.insert(m.partition(), false);
+        if bounded {
+            for r in batch.iter() {
+                done.insert(r.partition(), false);
             }
         }
+        batch.clear();
     }
 
     /// How many times partitions were taken from this consumer so far.
@@ -359,13 +329,13 @@ impl Source {
         max_wait: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Consumed>> {
-        let mut messages: Vec<OwnedMessage> = Vec::new();
+        let mut batch = Consumed::new(&self.topic);
         let mut first_at: Option<Instant> = None;
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
         let mut revocations = self.revocations();
         loop {
-            if messages.len() >= max || *shutdown.borrow() {
+            if batch.len() >= max || *shutdown.borrow() {
                 break;
             }
             if self.finished() {
@@ -422,10 +392,9 @@ impl Source {
                     return Err(e).with_context(|| format!("consuming {} ({by})", self.topic));
                 }
                 Ok(Ok(m)) => {
-                    let m = m.detach();
                     self.unreachable_since = None;
                     if self.revocations() != revocations {
-                        self.drop_revoked(&mut messages);
+                        Self::drop_revoked(&mut self.done, self.targets.is_some(), &mut batch);
                         revocations = self.revocations();
                         first_at = None;
                         read.clear();
@@ -443,19 +412,19 @@ impl Source {
                         }
                     }
                     read.insert(p, m.offset());
-                    messages.push(m);
+                    batch.push(&m);
                     first_at.get_or_insert_with(Instant::now);
                 }
             }
         }
         if self.revocations() != revocations {
             // Revoked after the last record came: every one is from before.
-            self.drop_revoked(&mut messages);
+            Self::drop_revoked(&mut self.done, self.targets.is_some(), &mut batch);
         }
-        if messages.is_empty() && (self.finished() || *shutdown.borrow()) {
+        if batch.is_empty() && (self.finished() || *shutdown.borrow()) {
             return Ok(None);
         }
-        Ok(Some(Consumed { messages }))
+        Ok(Some(batch))
     }
 
     /// Commit the offsets of a batch whose outputs are all acknowledged (a

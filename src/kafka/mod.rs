@@ -3,10 +3,12 @@
 //! cluster probe of `rtds check`; producing (`produce`) and consuming with
 //! commit-after-ack (`consume`) live in the submodules.
 
+mod batch;
 mod consume;
 mod produce;
 
-pub use consume::{Consumed, Profile, Reading, Rebalances, Source, lag, read_spans};
+pub use batch::{Consumed, INGESTED_AT, Record};
+pub use consume::{Profile, Reading, Rebalances, Source, lag, read_spans};
 pub use produce::{PRODUCER_DEFAULTS, Producer, flush, headers, producer, send};
 
 use std::path::Path;

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use rdkafka::message::Message;
 
 use crate::cli::{Compression, GlobalOpts, LoadArgs};
 use crate::delivery::{BatchAck, Counts};
@@ -74,9 +73,9 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
         &metrics,
         async |batch, ack| {
             let mut dlq = 0;
-            let mut rows = Vec::with_capacity(batch.messages.len());
-            let mut origin = Vec::with_capacity(batch.messages.len());
-            for (i, m) in batch.messages.iter().enumerate() {
+            let mut rows = Vec::with_capacity(batch.len());
+            let mut origin = Vec::with_capacity(batch.len());
+            for (i, m) in batch.iter().enumerate() {
                 match UserRow::parse(m.payload()) {
                     Ok(r) => {
                         rows.push(r);
@@ -138,10 +137,10 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<B
     if let Ok(mut e2e) = shared.e2e.lock() {
         for (i, at) in w.origin.iter().enumerate() {
             if !refused.contains(&i) {
-                let m = &w.batch.messages[*at];
+                let m = w.batch.get(*at);
                 e2e.record(&Stamps {
-                    ingested_at: kafka::header(m, "rtds-ingested-at"),
-                    transformed_at: m.timestamp().to_millis(),
+                    ingested_at: m.ingested_at(),
+                    transformed_at: m.timestamp(),
                     loaded_at: w.loaded_at,
                     acked_at,
                 });
@@ -150,7 +149,7 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<B
     }
     let name = sink.name();
     for (i, why) in &rejected {
-        let m = &w.batch.messages[w.origin[*i]];
+        let m = w.batch.get(w.origin[*i]);
         let reason = format!("{name}: {why}");
         let origin = stage::Origin { stage: STAGE, sink: Some(name) };
         stage::dead_letter(&shared.producer, ack, &shared.dlq_topic, origin, m, &reason).await?;

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 
 use crate::cli::{Compression, GlobalOpts, TransformArgs};
@@ -237,16 +236,14 @@ struct Pipeline {
 impl Pipeline {
     /// Transform a batch and hand every output and DLQ record to the producer.
     async fn process(self: &Arc<Self>, batch: &Arc<Consumed>, ack: &Arc<BatchAck>) -> Result<Counts> {
-        let msgs = &batch.messages;
         let applied = self.apply_in_parts(batch).await?;
         for (i, reason) in &applied.rejected {
             let origin = stage::Origin { stage: STAGE, sink: None };
-            stage::dead_letter(&self.producer, ack, &self.dlq_topic, origin, &msgs[*i], reason).await?;
+            stage::dead_letter(&self.producer, ack, &self.dlq_topic, origin, batch.get(*i), reason).await?;
         }
         for (row, input) in &applied.rows {
-            let ingested_at = input.and_then(|i| kafka::header(&msgs[i], "rtds-ingested-at").map(<[u8]>::to_vec));
-            let headers = match &ingested_at {
-                Some(at) => kafka::headers(&[("rtds-ingested-at", at.as_slice())]),
+            let headers = match input.and_then(|i| batch.get(i).ingested_at()) {
+                Some(at) => kafka::headers(&[(kafka::INGESTED_AT, at)]),
                 None => kafka::headers(&[]),
             };
             let record =
@@ -259,7 +256,7 @@ impl Pipeline {
     /// Transform the batch in parts at once, one per core (decoding JSON is
     /// most of a stage's work), and put their outputs back in input order.
     async fn apply_in_parts(self: &Arc<Self>, batch: &Arc<Consumed>) -> Result<Applied> {
-        let n = batch.messages.len();
+        let n = batch.len();
         let parts = self.transformers.len().min(n.div_ceil(MIN_PART)).max(1);
         let size = n.div_ceil(parts).max(1);
         let running: Vec<_> = (0..n)
@@ -268,8 +265,8 @@ impl Pipeline {
             .map(|(k, start)| {
                 let (pipeline, batch) = (self.clone(), batch.clone());
                 let task = tokio::spawn(async move {
-                    let part = &batch.messages[start..(start + size).min(batch.messages.len())];
-                    let payloads: Vec<Option<&[u8]>> = part.iter().map(|m| m.payload()).collect();
+                    let end = (start + size).min(batch.len());
+                    let payloads: Vec<Option<&[u8]>> = (start..end).map(|i| batch.get(i).payload()).collect();
                     pipeline.transformers[k].lock().await.apply(&payloads).await
                 });
                 (start, task)
