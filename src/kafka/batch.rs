@@ -19,7 +19,7 @@ use crate::delivery::Ranges;
 pub const INGESTED_AT: &str = "rtds-ingested-at";
 
 /// One batch of records from one topic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Consumed {
     topic: String,
     bytes: Vec<u8>,
@@ -45,8 +45,21 @@ pub struct Record<'a> {
 }
 
 impl Consumed {
-    pub fn new(topic: &str) -> Self {
-        Consumed { topic: topic.to_owned(), ..Consumed::default() }
+    /// An empty batch with room for `records` records of `bytes` bytes in
+    /// all: a source sizes each batch by the last, so that the buffers do not
+    /// grow by copying (a batch is a few MB).
+    pub fn with_room(topic: &str, (records, bytes): (usize, usize)) -> Self {
+        let headroom = |n: usize| n + n / 8;
+        Consumed {
+            topic: topic.to_owned(),
+            bytes: Vec::with_capacity(headroom(bytes)),
+            records: Vec::with_capacity(headroom(records)),
+        }
+    }
+
+    /// How many records it holds, and how many bytes.
+    pub fn size(&self) -> (usize, usize) {
+        (self.records.len(), self.bytes.len())
     }
 
     pub fn len(&self) -> usize {
@@ -180,7 +193,7 @@ mod tests {
 
     #[test]
     fn each_record_reads_back_as_it_came() {
-        let mut batch = Consumed::new("raw");
+        let mut batch = Consumed::with_room("raw", (2, 16));
         batch.push(&message(
             7,
             Some(b"{\"a\":1}"),
@@ -189,7 +202,7 @@ mod tests {
         ));
         batch.push(&message(8, None, None, &[("other", b"y")]));
         batch.push(&message(9, Some(b""), Some(b"k9"), &[]));
-        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.size(), (3, 7 + 2 + 20 + 2));
         let r: Vec<_> =
             batch.iter().map(|r| (r.partition(), r.offset(), r.payload(), r.key(), r.ingested_at())).collect();
         assert_eq!(

@@ -118,6 +118,8 @@ pub struct Source {
     group_checked: Option<Instant>,
     /// Since when the brokers have been reported unreachable, if they are.
     unreachable_since: Option<Instant>,
+    /// The last batch's records and bytes: the next one's room.
+    room: (usize, usize),
 }
 
 /// How long a commit waits for the group coordinator to come back.
@@ -208,6 +210,7 @@ impl Source {
             done,
             group_checked: None,
             unreachable_since: None,
+            room: (0, 0),
         })
     }
 
@@ -329,7 +332,7 @@ impl Source {
         max_wait: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Consumed>> {
-        let mut batch = Consumed::new(&self.topic);
+        let mut batch = Consumed::with_room(&self.topic, self.room);
         let mut first_at: Option<Instant> = None;
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
@@ -423,6 +426,9 @@ impl Source {
         }
         if batch.is_empty() && (self.finished() || *shutdown.borrow()) {
             return Ok(None);
+        }
+        if !batch.is_empty() {
+            self.room = batch.size();
         }
         Ok(Some(batch))
     }

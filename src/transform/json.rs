@@ -38,7 +38,7 @@ pub enum Leaf {
 
 #[derive(Debug)]
 enum Node {
-    Object { object: usize, fields: Vec<(Box<[u8]>, usize)>, slots: Range<usize>, objects: Range<usize> },
+    Object { object: usize, fields: Vec<(Name, usize)>, slots: Range<usize>, objects: Range<usize> },
     Leaf { slot: usize, path: String },
 }
 
@@ -66,7 +66,7 @@ impl Shape {
                 DataType::Int64 => self.leaf(Leaf::Int, path),
                 _ => continue,
             };
-            children.push((f.name().as_bytes().into(), child));
+            children.push((Name::of(f.name()), child));
         }
         let (slots, objects) = (first_slot..self.leaves.len(), first_object..self.objects.len());
         self.nodes[node] = Node::Object { object, fields: children, slots, objects };
@@ -87,9 +87,36 @@ impl Shape {
         })
     }
 
+    /// Each leaf's dotted path, by slot.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        let mut paths = vec![""; self.leaves.len()];
+        for n in &self.nodes {
+            if let Node::Leaf { slot, path } = n {
+                paths[*slot] = path;
+            }
+        }
+        paths.into_iter()
+    }
+
     /// A fresh record for this shape: every value null.
     pub fn record(&self) -> Record {
         Record { values: vec![Value::Null; self.leaves.len()], objects: vec![false; self.objects.len()] }
+    }
+}
+
+/// A field's name as a record writes it: `quoted` is its text and the closing
+/// quote, to match a key without scanning it, when the text needs no escape.
+#[derive(Debug)]
+struct Name {
+    text: Box<[u8]>,
+    quoted: Option<Box<[u8]>>,
+}
+
+impl Name {
+    fn of(name: &str) -> Self {
+        let text: Box<[u8]> = name.as_bytes().into();
+        let quoted = (plain_run(&text) == text.len()).then(|| [&text[..], b"\""].concat().into());
+        Name { text, quoted }
     }
 }
 
@@ -258,6 +285,8 @@ impl Reader<'_> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail<T>(&self, what: &str) -> Result<T, Fault> {
         Err(Fault::Malformed(match self.peek() {
             Some(c) if c.is_ascii_graphic() => format!("{what}, found `{}` at byte {}", c as char, self.i),
@@ -326,8 +355,13 @@ impl Reader<'_> {
                 self.i += 1;
                 Ok(true)
             }
-            _ => self.fail(&format!("expected `,` or `{}`", close as char)),
+            _ => self.no_separator(close),
         }
+    }
+
+    #[cold]
+    fn no_separator(&self, close: u8) -> Result<bool, Fault> {
+        self.fail(&format!("expected `,` or `{}`", close as char))
     }
 
     /// An object at `self.i`; with `node`, the fields the shape knows are noted in `out`.
@@ -344,7 +378,8 @@ impl Reader<'_> {
             Some(Node::Object { fields, .. }) => fields.as_slice(),
             _ => &[],
         };
-        // Records keep their fields in one order: try the one after the last match first.
+        // Records keep their fields in one order: the key is most likely the
+        // field after the last match, which is compared in place, unscanned.
         let mut next = 0;
         let mut key = String::new();
         loop {
@@ -352,16 +387,25 @@ impl Reader<'_> {
             if self.peek() != Some(b'"') {
                 return self.fail("expected a field name");
             }
-            let (start, end, escaped) = self.string()?;
-            let name = if escaped {
-                unescape(&self.b[start..end], &mut key);
-                key.as_bytes()
-            } else {
-                &self.b[start..end]
+            let guessed = match fields.get(next) {
+                Some((Name { quoted: Some(q), .. }, child)) if self.b[self.i + 1..].starts_with(q) => {
+                    self.i += 1 + q.len();
+                    Some((next, *child))
+                }
+                _ => None,
             };
-            let known = match fields.get(next) {
-                Some((n, child)) if **n == *name => Some((next, *child)),
-                _ => fields.iter().position(|(n, _)| **n == *name).map(|k| (k, fields[k].1)),
+            let known = match guessed {
+                Some(known) => Some(known),
+                None => {
+                    let (start, end, escaped) = self.string()?;
+                    let name = if escaped {
+                        unescape(&self.b[start..end], &mut key);
+                        key.as_bytes()
+                    } else {
+                        &self.b[start..end]
+                    };
+                    fields.iter().position(|(n, _)| *n.text == *name).map(|k| (k, fields[k].1))
+                }
             };
             self.ws();
             if self.peek() != Some(b':') {
@@ -608,6 +652,17 @@ mod tests {
         let got = read_str(r#" {"x":[1,{"y":null}],"s":"h\u00e9\n\"","o":{"n":"42","a":1.50},"t":true} "#).unwrap();
         assert_eq!(got, ["str:hé\n\"", "raw:1.50", "str:42", "raw:true"]);
         assert_eq!(read_str(r#"{"s":"\ud83d\ude00","o":null}"#).unwrap(), ["str:😀", "null", "null", "null"]);
+    }
+
+    #[test]
+    fn keys_match_whole_escaped_or_not_and_near_misses_are_unknown() {
+        // In order (each key compared in place), escaped, longer, shorter, and out of order.
+        assert_eq!(read_str(r#"{"s":"1","o":{"a":"2","n":3},"t":"4"}"#).unwrap(), ["str:1", "str:2", "raw:3", "str:4"]);
+        assert_eq!(read_str(r#"{"\u0073":"1","o":{"\u0061":"2"}}"#).unwrap(), ["str:1", "str:2", "null", "null"]);
+        assert_eq!(read_str(r#"{"ss":"1","o":{"ab":"2","":3},"t ":"4"}"#).unwrap(), ["null", "null", "null", "null"]);
+        assert_eq!(read_str(r#"{"t":"4","o":{"n":3,"a":"2"},"s":"1"}"#).unwrap(), ["str:1", "str:2", "raw:3", "str:4"]);
+        assert!(matches!(read_str(r#"{"s":"1","o":{"a":"2"},"t"}"#), Err(Fault::Malformed(_))));
+        assert!(matches!(read_str(r#"{"s":"1","o":{"a"#), Err(Fault::Malformed(_))));
     }
 
     #[test]
