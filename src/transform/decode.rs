@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use super::json::{self, Fault, Leaf, Record, Shape, Value};
+use super::projection::Reads;
 
 /// Largest payload accepted; anything bigger goes to the DLQ unparsed.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -79,18 +80,27 @@ pub struct RawDecoder {
     shape: Shape,
     /// The slot of `login.uuid`, every row's key.
     uuid: Option<usize>,
+    /// By slot: whether its column is filled (the SQL reads it) or left null.
+    filled: Vec<bool>,
 }
 
 impl Default for RawDecoder {
     fn default() -> Self {
-        let schema = raw_schema();
-        let shape = Shape::of(schema.fields());
-        let uuid = shape.slot("login.uuid");
-        Self { schema, shape, uuid }
+        Self::reading(&Reads::ALL)
     }
 }
 
 impl RawDecoder {
+    /// A decoder that fills the columns `reads` names and leaves the others
+    /// null; it still reads and checks every field of every record.
+    pub fn reading(reads: &Reads) -> Self {
+        let schema = raw_schema();
+        let shape = Shape::of(schema.fields());
+        let uuid = shape.slot("login.uuid");
+        let filled = shape.paths().map(|p| reads.leaf(p)).collect();
+        Self { schema, shape, uuid, filled }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -98,7 +108,7 @@ impl RawDecoder {
     /// Decode `payloads` (None = a record without a value).
     pub fn decode(&self, payloads: &[Option<&[u8]>]) -> Result<Decoded, ArrowError> {
         let n = payloads.len();
-        let mut columns = Columns::new(&self.shape, n);
+        let mut columns = Columns::new(&self.shape, &self.filled, n);
         let mut record = self.shape.record();
         let (mut rows, mut ids, mut rejected) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
         let mut text = String::new();
@@ -170,22 +180,26 @@ enum Builder {
     Int(Int64Builder),
 }
 
-/// The batch being built: a builder per leaf, a validity per object.
+/// The batch being built: a builder per leaf filled, a validity per object.
 struct Columns {
     rows: usize,
-    leaves: Vec<Builder>,
+    /// By slot; `None` for a leaf left null.
+    leaves: Vec<Option<Builder>>,
     /// By object number; the root (0) is every row, so it has none.
     objects: Vec<NullBufferBuilder>,
 }
 
 impl Columns {
-    fn new(shape: &Shape, n: usize) -> Self {
+    fn new(shape: &Shape, filled: &[bool], n: usize) -> Self {
         let leaves = shape
             .leaves
             .iter()
-            .map(|kind| match kind {
-                Leaf::Text => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
-                Leaf::Int => Builder::Int(Int64Builder::with_capacity(n)),
+            .zip(filled)
+            .map(|(kind, filled)| {
+                filled.then(|| match kind {
+                    Leaf::Text => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
+                    Leaf::Int => Builder::Int(Int64Builder::with_capacity(n)),
+                })
             })
             .collect();
         let objects = (1..shape.objects.len()).map(|_| NullBufferBuilder::new(n)).collect();
@@ -195,8 +209,11 @@ impl Columns {
     fn append(&mut self, json: &str, record: &Record, buf: &mut String) {
         for (builder, value) in self.leaves.iter_mut().zip(&record.values) {
             match builder {
-                Builder::Text(b) => b.append_option(text_of(*value, json, buf)),
-                Builder::Int(b) => b.append_option(text_of(*value, json, buf).and_then(|t| json::int(t.as_bytes()))),
+                Some(Builder::Text(b)) => b.append_option(text_of(*value, json, buf)),
+                Some(Builder::Int(b)) => {
+                    b.append_option(text_of(*value, json, buf).and_then(|t| json::int(t.as_bytes())))
+                }
+                None => {}
             }
         }
         for (validity, held) in self.objects.iter_mut().zip(&record.objects[1..]) {
@@ -221,7 +238,7 @@ impl Columns {
 fn build(
     fields: &Fields,
     rows: usize,
-    leaves: &mut impl Iterator<Item = Builder>,
+    leaves: &mut impl Iterator<Item = Option<Builder>>,
     objects: &mut impl Iterator<Item = NullBufferBuilder>,
 ) -> Result<Vec<ArrayRef>, ArrowError> {
     let missing = || ArrowError::InvalidArgumentError("decode: the builders do not match the schema".into());
@@ -234,8 +251,9 @@ fn build(
                 Arc::new(StructArray::try_new_with_length(inner.clone(), children, validity.finish(), rows)?)
             }
             DataType::Utf8 | DataType::Int64 => match leaves.next().ok_or_else(missing)? {
-                Builder::Text(mut b) => Arc::new(b.finish()),
-                Builder::Int(mut b) => Arc::new(b.finish()),
+                Some(Builder::Text(mut b)) => Arc::new(b.finish()),
+                Some(Builder::Int(mut b)) => Arc::new(b.finish()),
+                None => new_null_array(f.data_type(), rows),
             },
             other => new_null_array(other, rows),
         };

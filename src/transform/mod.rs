@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod encode;
 pub mod json;
+pub mod projection;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -130,8 +131,8 @@ pub struct Applied {
 impl Transformer {
     /// Plan `sql` (the built-in SQL if `None`) against the raw schema.
     pub async fn new(sql: Option<&str>) -> Result<Self> {
-        let decoder = decode::RawDecoder::default();
-        let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), decoder.schema()).await?;
+        let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), decode::raw_schema()).await?;
+        let decoder = decode::RawDecoder::reading(query.reads());
         let mut transformer = Self { decoder, query };
         transformer.warm_up().await;
         Ok(transformer)

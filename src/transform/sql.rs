@@ -16,6 +16,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::projection::Reads;
 use crate::error::usage;
 
 /// The built-in transform (sql/format_users.sql).
@@ -49,6 +50,8 @@ pub struct Query {
     task: Arc<TaskContext>,
     plan: Arc<dyn ExecutionPlan>,
     slot: Arc<Slot>,
+    /// What the SQL reads of `users_raw`.
+    reads: Reads,
 }
 
 impl Query {
@@ -60,13 +63,15 @@ impl Query {
         let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
         let ctx = SessionContext::new_with_config(config);
         let slot = Arc::new(Slot { schema: input.clone(), batch: Mutex::new(None) });
-        let table = StreamingTable::try_new(input, vec![slot.clone() as Arc<dyn PartitionStream>])
+        let table = StreamingTable::try_new(input.clone(), vec![slot.clone() as Arc<dyn PartitionStream>])
             .context("creating the users_raw table")?;
         ctx.register_table(INPUT_TABLE, Arc::new(table)).context("registering users_raw")?;
         let df = match ctx.sql(sql).await {
             Ok(df) => df,
             Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),
         };
+        let columns: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
+        let reads = Reads::of(df.logical_plan(), &columns);
         let plan = match df.create_physical_plan().await {
             Ok(p) => p,
             Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),
@@ -76,7 +81,12 @@ impl Query {
             Ok(f) => return usage(format!("the SQL's `id` column must be text, not {}", f.data_type())),
             Err(_) => return usage("the SQL must produce an `id` column (the row's key, e.g. login['uuid'] AS id)"),
         }
-        Ok(Self { task: ctx.task_ctx(), plan, slot })
+        Ok(Self { task: ctx.task_ctx(), plan, slot, reads })
+    }
+
+    /// What the SQL reads of `users_raw`: the decoder fills only that.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     #[cfg(test)]
