@@ -137,7 +137,11 @@ impl RawDecoder {
             return Err(format!("record too large: {} bytes (limit {MAX_RECORD_BYTES})", bytes.len()));
         }
         // Checked once for the whole record: its values are then slices of it.
-        let json = std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        // SIMD validation (~0.1 instructions a byte against std's ~1.3); std's
+        // again only to say where a bad record goes wrong.
+        let json = simdutf8::basic::from_utf8(bytes)
+            .or_else(|_| std::str::from_utf8(bytes))
+            .map_err(|e| format!("invalid UTF-8: {e}"))?;
         match json::read(&self.shape, bytes, record) {
             Ok(()) => Ok(json),
             Err(Fault::Malformed(why)) => Err(format!("malformed JSON: {why}")),

@@ -106,17 +106,37 @@ impl Shape {
 
 /// A field's name as a record writes it: `quoted` is its text and the closing
 /// quote, to match a key without scanning it, when the text needs no escape.
+/// Up to 16 bytes of it (most names) are also kept as one word and a mask:
+/// one compare instead of a call to `memcmp`.
 #[derive(Debug)]
 struct Name {
     text: Box<[u8]>,
     quoted: Option<Box<[u8]>>,
+    word: u128,
+    mask: u128,
 }
 
 impl Name {
     fn of(name: &str) -> Self {
         let text: Box<[u8]> = name.as_bytes().into();
-        let quoted = (plain_run(&text) == text.len()).then(|| [&text[..], b"\""].concat().into());
-        Name { text, quoted }
+        let quoted: Option<Box<[u8]>> = (plain_run(&text) == text.len()).then(|| [&text[..], b"\""].concat().into());
+        let (mut word, mut mask) = (0, 0);
+        if let Some(q) = quoted.as_deref().filter(|q| q.len() <= 16) {
+            let mut bytes = [0u8; 16];
+            bytes[..q.len()].copy_from_slice(q);
+            word = u128::from_le_bytes(bytes);
+            mask = u128::MAX >> (8 * (16 - q.len()));
+        }
+        Name { text, quoted, word, mask }
+    }
+
+    /// Whether `rest` starts with this name and its closing quote.
+    fn starts(&self, rest: &[u8]) -> bool {
+        match (&self.quoted, rest.first_chunk::<16>()) {
+            (Some(_), Some(chunk)) if self.mask != 0 => u128::from_le_bytes(*chunk) & self.mask == self.word,
+            (Some(q), _) => rest.starts_with(q),
+            (None, _) => false,
+        }
     }
 }
 
@@ -388,8 +408,8 @@ impl Reader<'_> {
                 return self.fail("expected a field name");
             }
             let guessed = match fields.get(next) {
-                Some((Name { quoted: Some(q), .. }, child)) if self.b[self.i + 1..].starts_with(q) => {
-                    self.i += 1 + q.len();
+                Some((name, child)) if name.starts(&self.b[self.i + 1..]) => {
+                    self.i += 2 + name.text.len();
                     Some((next, *child))
                 }
                 _ => None,
@@ -663,6 +683,21 @@ mod tests {
         assert_eq!(read_str(r#"{"t":"4","o":{"n":3,"a":"2"},"s":"1"}"#).unwrap(), ["str:1", "str:2", "raw:3", "str:4"]);
         assert!(matches!(read_str(r#"{"s":"1","o":{"a":"2"},"t"}"#), Err(Fault::Malformed(_))));
         assert!(matches!(read_str(r#"{"s":"1","o":{"a"#), Err(Fault::Malformed(_))));
+    }
+
+    #[test]
+    fn long_names_match_whole_in_place_or_scanned() {
+        let names = ["abcdefghijklmn", "abcdefghijklmno", "abcdefghijklmnop"];
+        let shape = Shape::of(&names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect());
+        let read_values = |json: &str| {
+            let mut rec = shape.record();
+            read(&shape, json.as_bytes(), &mut rec).unwrap();
+            rec.values.iter().map(|v| matches!(v, Value::Str { .. })).collect::<Vec<_>>()
+        };
+        let all = r#"{"abcdefghijklmn":"1","abcdefghijklmno":"2","abcdefghijklmnop":"3"}"#;
+        assert_eq!(read_values(all), [true, true, true]);
+        let near = r#"{"abcdefghijklmnX":"1","abcdefghijklmnoX":"2","abcdefghijklmnopX":"3","abcdefghijklm":"4"}"#;
+        assert_eq!(read_values(near), [false, false, false]);
     }
 
     #[test]
