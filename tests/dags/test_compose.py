@@ -77,6 +77,14 @@ def test_connections_the_dags_use_are_configured(dagbag):
     assert "python /opt/rtds/airflow_connections.py" in (ROOT / "airflow/entrypoint.sh").read_text()
 
 
+def test_the_image_builds_rtds_from_everything_its_build_reads():
+    build_stage = (ROOT / "airflow/Dockerfile").read_text().split("FROM apache/airflow")[0]
+    copied = {p for line in build_stage.splitlines() if line.startswith("COPY ") for p in line.split()[1:-1]}
+    needed = {"Cargo.toml", "Cargo.lock", "src", "sql", "benches", "examples"}
+    needed |= {p.name for p in ROOT.glob("build.rs")}
+    assert needed <= copied, f"not copied into the build stage: {needed - copied}"
+
+
 def test_kafka_advertises_an_address_for_containers_and_one_for_the_host():
     listeners = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert "kafka:29092" in listeners and "127.0.0.1:9092" in listeners
