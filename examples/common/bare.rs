@@ -38,6 +38,19 @@ pub fn send(producer: &Producer, mut record: BaseRecord<'_, [u8], [u8]>) -> anyh
     }
 }
 
+/// CPU seconds this process has used so far, user and system: fields 14 and
+/// 15 of /proc/self/stat, in clock ticks of 1/100 s (USER_HZ, fixed by Linux's ABI).
+pub fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // After the command name, in parentheses (it may hold spaces), field 3 comes first.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |field: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(field - 3).ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?.parse::<f64>()?)
+    };
+    Ok((ticks(14)? + ticks(15)?) / 100.0)
+}
+
 /// A consumer in `group` subscribed to `topic` from its start, and its number of partitions.
 pub fn consumer(brokers: &str, group: &str, topic: &str) -> anyhow::Result<(BaseConsumer, usize)> {
     let consumer: BaseConsumer = ClientConfig::new()
