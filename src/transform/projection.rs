@@ -92,7 +92,8 @@ fn projects(plan: &LogicalPlan) -> bool {
 /// `column` or `column['a']['b']` (literal keys): the path it names.
 fn path(e: &Expr) -> Option<Vec<String>> {
     match e {
-        Expr::Column(c) => Some(vec![c.name.clone()]),
+        // A subquery names a column of the query around it as an outer reference.
+        Expr::Column(c) | Expr::OuterReferenceColumn(_, c) => Some(vec![c.name.clone()]),
         Expr::ScalarFunction(f) if f.func.name() == "get_field" => {
             let (base, keys) = f.args.split_first()?;
             let mut p = path(base)?;
@@ -185,6 +186,16 @@ mod tests {
             ("SELECT login['uuid'] AS id FROM users_raw ORDER BY dob", "dob.age"),
             ("SELECT id FROM (SELECT login['uuid'] AS id, login FROM users_raw) WHERE login['md5'] > ''", "login.salt"),
             ("SELECT login['uuid'] AS id FROM users_raw WHERE gender IN (SELECT nat FROM users_raw)", "nat"),
+            (
+                "SELECT login['uuid'] AS id FROM users_raw u \
+                 WHERE EXISTS (SELECT 1 FROM users_raw v WHERE v.gender = u.cell)",
+                "cell",
+            ),
+            (
+                "SELECT login['uuid'] AS id FROM users_raw u \
+                 WHERE EXISTS (SELECT 1 FROM users_raw v WHERE v.gender = u.id['value'])",
+                "id.value",
+            ),
         ] {
             let r = reads(sql).await;
             assert!(r.leaf(whole), "{sql}: {r:?}");
