@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Consume `topic` to its end, each row parsed into its values, into `tx`.
 fn read_rows(brokers: &str, topic: &str, group: &str, tx: tokio::sync::mpsc::Sender<Row>) -> anyhow::Result<()> {
-    let (consumer, partitions) = bare::consumer(brokers, group, topic)?;
+    let (consumer, partitions) = bare::consumer(brokers, group, topic, &rtds::load::PROFILE)?;
     bare::read_to_end(&consumer, partitions, |m| {
         let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
         let mut row = Row::with_capacity(COLUMNS.len());

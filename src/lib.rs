@@ -16,6 +16,7 @@ pub mod names;
 pub mod progress;
 pub mod query;
 pub mod reconcile;
+pub mod resident;
 pub mod row;
 pub mod secrets;
 pub mod shutdown;

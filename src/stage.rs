@@ -115,6 +115,8 @@ pub async fn run_batches(
     let mut committer = Committer::default();
     let mut transaction = Transaction::new(deliveries);
     let mut revocations = source.revocations();
+    // The stage is set up: what start-up ran once need not stay resident.
+    crate::resident::release_startup_code();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(batch_size, opts.max_wait, &mut shutdown).await? {
             if source.revocations() != revocations {
@@ -180,7 +182,8 @@ pub async fn run_batches(
         }
         kafka::flush(producer, delivery::ACK_TIMEOUT)?;
         transaction.commit(producer, source.group_metadata().as_ref(), |p, c| totals.settle(p, c, metrics))?;
-        committer.commit_ready(0, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await
+        committer.commit_ready(0, |o| source.commit(o), |p, c| totals.settle(p, c, metrics)).await?;
+        source.commit_last()
     }
     .await;
     if result.is_err() {

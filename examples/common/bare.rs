@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rtds::kafka::Profile;
 
 pub type Producer = ThreadedProducer<DefaultProducerContext>;
 
@@ -51,16 +52,20 @@ pub fn cpu_seconds() -> anyhow::Result<f64> {
     Ok((ticks(14)? + ticks(15)?) / 100.0)
 }
 
-/// A consumer in `group` subscribed to `topic` from its start, and its number of partitions.
-pub fn consumer(brokers: &str, group: &str, topic: &str) -> anyhow::Result<(BaseConsumer, usize)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// A consumer in `group` subscribed to `topic` from its start, and its number
+/// of partitions. It prefetches as the rtds stage of `profile` does (librdkafka's
+/// defaults pause fetching for a second whenever its 100,000-record queue is full).
+pub fn consumer(brokers: &str, group: &str, topic: &str, profile: &Profile) -> anyhow::Result<(BaseConsumer, usize)> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set("fetch.max.bytes", "52428800")
-        .create()?;
+        .set("enable.partition.eof", "true");
+    for (k, v) in rtds::kafka::prefetch_settings(profile.prefetch_mb) {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create()?;
     let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
     consumer.subscribe(&[topic])?;
     Ok((consumer, partitions))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -70,6 +70,16 @@ impl ConsumerContext for Rebalances {
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }
+
+    /// The answer to a commit (`Source::commit` sends them without waiting).
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(
+                offsets = %describe(offsets),
+                "committing offsets: {e}; the next commit of these partitions, or the run's last, stores them"
+            );
+        }
+    }
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
@@ -120,6 +130,9 @@ pub struct Source {
     unreachable_since: Option<Instant>,
     /// The last batch's records and bytes: the next one's room.
     room: (usize, usize),
+    /// Per partition, the offset the latest commit asked for (the next to
+    /// read): the run's last commit sends them all again, synchronously.
+    committed: HashMap<i32, i64>,
 }
 
 /// How long a commit waits for the group coordinator to come back.
@@ -149,33 +162,39 @@ fn transient(code: RDKafkaErrorCode) -> bool {
 const GROUP_CHECK_EVERY: Duration = Duration::from_secs(2);
 const GROUP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A consumer's prefetch of `mb` MB (a stage's `Profile::prefetch_mb`), as
+/// librdkafka settings; the bare baselines (bench/) read with them too.
+pub fn prefetch_settings(mb: u32) -> [(&'static str, String); 4] {
+    [
+        // Prefetch bounded to about a batch: enough to keep a stage busy
+        // (it works on one batch while the next is read), little memory.
+        // A record larger than these still comes through (the broker
+        // returns at least one record batch per fetch).
+        ("queued.max.messages.kbytes", (mb * 1024).to_string()),
+        ("fetch.max.bytes", (mb << 20).to_string()),
+        ("max.partition.fetch.bytes", (mb << 19).to_string()),
+        // Once the queue is full, fetching pauses for fetch.queue.backoff.ms
+        // (default 1 s: a stall per batch); resume almost at once instead.
+        ("fetch.queue.backoff.ms", "5".to_owned()),
+    ]
+}
+
 impl Source {
     /// Open `topic` for reading as `reading` says, prefetching as the stage's profile says.
     pub async fn open(global: &GlobalOpts, profile: &Profile, topic: &str, reading: &Reading) -> Result<Self> {
-        let mb = profile.prefetch_mb;
-        let (queued_kb, fetch_bytes, partition_bytes) =
-            ((mb * 1024).to_string(), (mb << 20).to_string(), (mb << 19).to_string());
         let group = match reading {
             Reading::Follow { group } | Reading::ToEnd { group } => Some(group.clone()),
             Reading::Ranges(_) => None,
         };
+        let prefetch = prefetch_settings(profile.prefetch_mb);
         let mut settings = vec![
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
             ("enable.partition.eof", "true"),
-            // Prefetch bounded to about a batch: enough to keep a stage busy
-            // (it works on one batch while the next is read), little memory.
-            // A record larger than these still comes through (the broker
-            // returns at least one record batch per fetch). Once the queue
-            // is full, fetching pauses for fetch.queue.backoff.ms (default
-            // 1 s: a stall per batch); resume almost at once instead.
-            ("queued.max.messages.kbytes", &queued_kb),
-            ("fetch.queue.backoff.ms", "5"),
-            ("fetch.max.bytes", &fetch_bytes),
-            ("max.partition.fetch.bytes", &partition_bytes),
         ];
+        settings.extend(prefetch.iter().map(|(k, v)| (*k, v.as_str())));
         // librdkafka wants a group id even to assign partitions: a reader of
         // explicit ranges gets one of its own, never joined, never committed to.
         let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
@@ -211,6 +230,7 @@ impl Source {
             group_checked: None,
             unreachable_since: None,
             room: (0, 0),
+            committed: HashMap::new(),
         })
     }
 
@@ -433,20 +453,59 @@ impl Source {
         Ok(Some(batch))
     }
 
-    /// Commit the offsets of a batch whose outputs are all acknowledged (a
-    /// run over explicit ranges has no group and commits nothing). A group
-    /// coordinator that is moving or coming back (a broker restarting) is
-    /// waited for, up to `COMMIT_RETRY_FOR`: failing there would replay the
-    /// uncommitted batches and, for the rerun, wait out the old member's session.
-    pub fn commit(&self, offsets: &TopicPartitionList) -> Result<()> {
-        let Some(group) = &self.group else { return Ok(()) };
-        if offsets.count() == 0 {
+    /// Commit a batch's offsets (those after its last records), once its
+    /// outputs are acknowledged. Sent without waiting for the group
+    /// coordinator's answer: a synchronous commit per batch was a round trip
+    /// to the coordinator, ~5 ms a batch on the stage's main task (bench/README.md,
+    /// "Where the transform's wall time goes"). A commit that fails is logged
+    /// (`Rebalances::commit_callback`) and covered by the next one of its
+    /// partitions or by `commit_last`; until then its records would be read
+    /// again after a crash (at least once: never lost).
+    pub fn commit(&mut self, offsets: &TopicPartitionList) -> Result<()> {
+        if self.group.is_none() || offsets.count() == 0 {
             return Ok(());
         }
+        for e in offsets.elements_for_topic(&self.topic) {
+            if let Offset::Offset(next) = e.offset() {
+                let at = self.committed.entry(e.partition()).or_insert(next);
+                *at = (*at).max(next);
+            }
+        }
+        self.commit_with(offsets, CommitMode::Async)
+    }
+
+    /// The run's last commit: every offset the run committed, again, waiting
+    /// for the coordinator's answer, so the group's position is known to be
+    /// stored when the stage exits. A coordinator that is moving or coming
+    /// back (a broker restarting) is waited for, up to `COMMIT_RETRY_FOR`:
+    /// failing there would replay the batches and, for the rerun, wait out
+    /// the old member's session. A run over explicit ranges commits nothing.
+    pub fn commit_last(&mut self) -> Result<()> {
+        if self.group.is_none() || self.committed.is_empty() {
+            return Ok(());
+        }
+        // Only the partitions held now: one the group gave to another member
+        // since may have moved on there, and must not be set back.
+        let held = self.consumer.assignment().context("reading the partitions assigned")?;
+        let mut all = TopicPartitionList::new();
+        for (p, next) in &self.committed {
+            if held.find_partition(&self.topic, *p).is_some() {
+                all.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
+                    .context("building the offsets to commit")?;
+            }
+        }
+        if all.count() == 0 {
+            return Ok(());
+        }
+        self.commit_with(&all, CommitMode::Sync)
+    }
+
+    fn commit_with(&self, offsets: &TopicPartitionList, mode: CommitMode) -> Result<()> {
+        let Some(group) = &self.group else { return Ok(()) };
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
-            match self.consumer.commit(offsets, CommitMode::Sync) {
+            match self.consumer.commit(offsets, mode) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::ConsumerCommit(code)) if transient(code) && started.elapsed() < COMMIT_RETRY_FOR => {
                     tracing::warn!(group, retry_in = ?wait, "committing offsets: {code}; retrying");

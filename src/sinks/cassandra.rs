@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -94,12 +95,22 @@ impl CassandraSink {
     async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
         let session = &self.session;
         let insert = &self.insert;
-        // The futures are made first (a stream mapping rows to futures does not
-        // prove itself `Send` for every lifetime when spawned), then run at
-        // bounded concurrency.
-        let upserts: Vec<_> = rows.iter().enumerate().map(|(i, row)| upsert(session, insert, i, row)).collect();
-        let results: Vec<(usize, Result<(), ExecutionError>)> =
-            futures::stream::iter(upserts).buffer_unordered(self.concurrency).collect().await;
+        // At most `concurrency` upserts in flight, each made only when it
+        // starts: a driver request's future is a few KB, and a batch's worth
+        // made up front was most of the stage's memory (bench/README.md, "Where
+        // the loads' memory goes"). A `buffer_unordered` stream over the rows
+        // would do the same but does not prove itself `Send` for every lifetime
+        // when spawned.
+        let mut waiting = rows.iter().enumerate();
+        let mut running: FuturesUnordered<_> =
+            waiting.by_ref().take(self.concurrency.max(1)).map(|(i, row)| upsert(session, insert, i, row)).collect();
+        let mut results: Vec<(usize, Result<(), ExecutionError>)> = Vec::with_capacity(rows.len());
+        while let Some(done) = running.next().await {
+            results.push(done);
+            if let Some((i, row)) = waiting.next() {
+                running.push(upsert(session, insert, i, row));
+            }
+        }
         let mut rejected = Vec::new();
         for (i, result) in results {
             match result {

@@ -27,7 +27,7 @@ const STAGE: &str = "transform";
 /// tape, Arrow columns, output), and raw records are large: batches of 2,000
 /// and a 2 MB prefetch keep it as fast as larger ones in far less memory (the
 /// measurements: bench/README.md, "Why the defaults").
-const PROFILE: Profile = Profile { stage: STAGE, batch_size: 2000, prefetch_mb: 2 };
+pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 2000, prefetch_mb: 2 };
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let sql_text = match &args.sql {
