@@ -90,6 +90,13 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// itself idle with an empty batch.
 const IDLE: Duration = Duration::from_millis(250);
 
+/// How long a batch that is caught up with its input stays open for more. A
+/// batch has a fixed cost (the SQL's run, the hand-offs, a commit): at 1,000
+/// records/s, batches closed at once held a record or two, and the transform
+/// and load took twice and three times the CPU of batches a few ms long
+/// (bench/README.md, "Where the transform's wall time goes").
+const MIN_FILL: Duration = Duration::from_millis(5);
+
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
 pub enum Reading {
@@ -342,9 +349,10 @@ impl Source {
 
     /// Up to `max` records, waiting at most `max_wait` once the first arrived;
     /// empty if none came for `IDLE` (the stage is idle, not over). A batch
-    /// closes at once when no record is waiting and it read its partitions to
-    /// their high watermarks: whatever comes next is not written yet, so
-    /// waiting would only add latency (at 1,000 records/s, most of it).
+    /// closes as soon as it is `MIN_FILL` old when no record is waiting and it
+    /// read its partitions to their high watermarks: whatever comes next is not
+    /// written yet, so waiting longer would only add latency (at 1,000
+    /// records/s, most of it).
     /// `None` when the run is over: bounded and drained, or a signal arrived.
     pub async fn next_batch(
         &mut self,
@@ -380,7 +388,17 @@ impl Source {
             };
             let received = match ready {
                 Some(r) => Ok(r),
-                None if first_at.is_some() && self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) => break,
+                None if first_at.is_some() && self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) => {
+                    let open = first_at.map_or(Duration::ZERO, |t| t.elapsed());
+                    let fill = MIN_FILL.min(max_wait).saturating_sub(open);
+                    if fill.is_zero() {
+                        break;
+                    }
+                    tokio::select! {
+                        r = tokio::time::timeout(fill, self.consumer.recv()) => r,
+                        _ = shutdown.changed() => break,
+                    }
+                }
                 None => tokio::select! {
                     r = tokio::time::timeout(wait, self.consumer.recv()) => r,
                     _ = shutdown.changed() => break,
