@@ -95,29 +95,9 @@ impl Mapping {
 mod tests {
     use super::*;
 
-    const SMAPS: &str = "\
-55d0c8000000-55d0c8a00000 r--p 00000000 fd:01 42 /usr/local/bin/rtds
-Rss:                4096 kB
-Anonymous:             0 kB
-55d0c8a00000-55d0cd000000 r-xp 00a00000 fd:01 42 /usr/local/bin/rtds
-Rss:               40960 kB
-Anonymous:             0 kB
-55d0cd000000-55d0cd400000 r--p 05000000 fd:01 42 /usr/local/bin/rtds
-Rss:                4096 kB
-Anonymous:          4000 kB
-55d0cd400000-55d0cd500000 rw-p 05400000 fd:01 42 /usr/local/bin/rtds
-Rss:                 100 kB
-Anonymous:           100 kB
-55d0ce000000-55d0cf000000 rw-p 00000000 00:00 0 [heap]
-Rss:                 900 kB
-Anonymous:           900 kB
-7f0000000000-7f0000100000 r-xp 00000000 fd:01 7 /usr/lib/x86_64-linux-gnu/libc.so.6
-Rss:                   0 kB
-Anonymous:             0 kB
-7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
-Rss:                   8 kB
-Anonymous:             0 kB
-";
+    /// A process's /proc/self/smaps, cut to the fields that matter: its constants, text,
+    /// RELRO and data, the heap, a library with nothing resident, the vDSO.
+    const SMAPS: &str = include_str!("../tests/fixtures/smaps_sample.txt");
 
     #[test]
     fn only_untouched_read_only_file_pages_are_dropped() {
