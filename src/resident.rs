@@ -55,15 +55,13 @@ impl Mapping {
     /// page, resident or swapped (relocated data made read-only afterwards,
     /// RELRO, has them).
     fn droppable(smaps: &str) -> Vec<Mapping> {
-        let mut out = Vec::new();
-        let mut current: Option<(Mapping, bool)> = None;
+        let mut mappings: Vec<(Mapping, bool)> = Vec::new();
         for line in smaps.lines() {
-            if let Some((header, ok)) = Self::header(line) {
-                out.extend(current.take().filter(|(m, ok)| *ok && m.rss_kb > 0).map(|(m, _)| m));
-                current = Some((header, ok));
+            if let Some(header) = Self::header(line) {
+                mappings.push(header);
                 continue;
             }
-            let Some((mapping, ok)) = current.as_mut() else { continue };
+            let Some((mapping, ok)) = mappings.last_mut() else { continue };
             let kb = |rest: &str| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
             if let Some(rest) = line.strip_prefix("Rss:") {
                 mapping.rss_kb = kb(rest).unwrap_or(0);
@@ -71,8 +69,7 @@ impl Mapping {
                 *ok &= kb(rest) == Some(0);
             }
         }
-        out.extend(current.filter(|(m, ok)| *ok && m.rss_kb > 0).map(|(m, _)| m));
-        out
+        mappings.into_iter().filter(|(m, ok)| *ok && m.rss_kb > 0).map(|(m, _)| m).collect()
     }
 
     /// A mapping's header line (`start-end perms offset dev inode path`), and

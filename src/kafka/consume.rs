@@ -388,21 +388,22 @@ impl Source {
             };
             let received = match ready {
                 Some(r) => Ok(r),
-                None if first_at.is_some() && self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) => {
-                    let open = first_at.map_or(Duration::ZERO, |t| t.elapsed());
-                    let fill = MIN_FILL.min(max_wait).saturating_sub(open);
-                    if fill.is_zero() {
+                None => {
+                    // Caught up with the input: wait only until the batch is MIN_FILL old.
+                    let wait = match first_at {
+                        Some(t) if self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) => {
+                            wait.min(MIN_FILL.saturating_sub(t.elapsed()))
+                        }
+                        _ => wait,
+                    };
+                    if wait.is_zero() {
                         break;
                     }
                     tokio::select! {
-                        r = tokio::time::timeout(fill, self.consumer.recv()) => r,
+                        r = tokio::time::timeout(wait, self.consumer.recv()) => r,
                         _ = shutdown.changed() => break,
                     }
                 }
-                None => tokio::select! {
-                    r = tokio::time::timeout(wait, self.consumer.recv()) => r,
-                    _ = shutdown.changed() => break,
-                },
             };
             match received {
                 // Nothing for a while: an empty batch, so the caller can commit
