@@ -7,6 +7,9 @@
   copied LOG N                       psql's "COPY n" in LOG as a summary line (exit 1 if n != N)
   metric ADDR NAME STAGE             the sum of NAME{stage="STAGE"} on a stage's /metrics
   dag N T0 T1 LOG                    the DAG run's JSON line (Airflow's run duration in LOG)
+  cpu NAME=PID...                    the CPU seconds so far of each process and of the machine (JSON)
+  cores NAME BEFORE AFTER TIME       where the cores went between two `cpu` snapshots: a JSON line
+                                     (the process timed in TIME, run in between, counted whole)
   json RESULTS RUN                   the run's steps as one JSON document
   report RESULTS CRITERION_DIR N PNG the Markdown report on stdout and a PNG chart
 
@@ -92,6 +95,38 @@ def dag(n, t0, t1, log):
     )
 
 
+def cpu(*named):
+    """CPU seconds so far: each NAME=PID process (user + system; a NAME given twice, the sum: the
+    Kafka nodes), and the machine's busy and idle time (/proc/stat); a process gone is absent."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for item in named:
+        name, pid = item.split("=", 1)
+        try:
+            # Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            procs[name] = procs.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    times = [int(x) / tick for x in open("/proc/stat").readline().split()[1:]]
+    idle = times[3] + times[4]  # idle and iowait
+    # guest time is counted in user time as well: leave it out of the sum.
+    busy = sum(times[:8]) - idle
+    print(json.dumps({"processes": procs, "busy": busy, "idle": idle}))
+
+
+def cores(name, before, after, timing):
+    """Where the machine's CPU went between two `cpu` snapshots: each process's share, the
+    timed process (ingest, which ran in between) from /usr/bin/time, and the rest."""
+    b, a = json.load(open(before)), json.load(open(after))
+    _, user, sys_, _ = open(timing).read().split()[-4:]
+    split = {p: a["processes"][p] - b["processes"][p] for p in a["processes"] if p in b["processes"]}
+    split["ingest"] = float(user) + float(sys_)
+    busy = a["busy"] - b["busy"]
+    split["other"] = busy - sum(split.values())
+    print(json.dumps({"name": f"cores_{name}", "busy_s": busy, "idle_s": a["idle"] - b["idle"], "cpu_s": split}))
+
+
 def as_json(results, run):
     print(json.dumps({"run": run, "steps": [json.loads(line) for line in open(results)]}, indent=1))
 
@@ -134,8 +169,9 @@ def report(results_path, criterion_dir, n, png):
     # The profiles step: a clean build of each profile (build_P) and the transform it gives (transform_P).
     profiles = [r["name"].removeprefix("build_") for r in rows if r["name"].startswith("build_")]
     of_profiles = {f"build_{p}" for p in profiles} | {f"transform_{p}" for p in profiles}
-    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_")) and r["name"] not in of_profiles]
+    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_", "cores_")) and r["name"] not in of_profiles]
     realtime = [r for r in rows if r["name"].startswith("rt")]
+    cores_used = [r for r in rows if r["name"].startswith("cores_")]
     dag = [r for r in rows if r["name"].startswith("dag_")]
 
     batch = merge(steps, n)
@@ -212,6 +248,18 @@ def report(results_path, criterion_dir, n, png):
                 cells = [f"{h[n]['p50']} / {h[n]['p99']}" if n in h else "" for n in names]
                 print(f"| {name} | " + " | ".join(cells) + " |")
 
+    if cores_used:
+        # The processes that share the 2 cores during each real-time run (from the stages' ready
+        # to the load's last row; ingest counted whole, it runs inside that).
+        names = ["kafka", "cassandra", "ingest", "transform", "load", "other"]
+        print("\n| real-time run: CPU s | busy of 2 cores | " + " | ".join(names) + " |")
+        print("|---|---:|" + "---:|" * len(names))
+        for r in cores_used:
+            wall = r["busy_s"] + r["idle_s"]
+            share = r["busy_s"] / wall if wall else 0
+            cells = [num(r["cpu_s"].get(n), ".1f") for n in names]
+            print(f"| {r['name'].removeprefix('cores_')} | {share:.0%} | " + " | ".join(cells) + " |")
+
     for r in dag:
         command = r["summary"].get("command_s")
         also = f" (the whole `airflow dags test` command, with its start-up: {command:.1f} s)" if command else ""
@@ -264,6 +312,8 @@ COMMANDS = {
     "copied": copied,
     "metric": metric,
     "dag": dag,
+    "cpu": cpu,
+    "cores": cores,
     "json": as_json,
     "report": report,
 }
