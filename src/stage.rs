@@ -140,7 +140,8 @@ pub async fn run_batches(
                     Commit::AfterAck => {
                         committer
                             .commit_ready(usize::MAX, |o| source.commit(o), |p, c| totals.settle(p, c, metrics))
-                            .await?
+                            .await?;
+                        source.send_commits()?;
                     }
                     Commit::InTransaction(_) => {
                         transaction

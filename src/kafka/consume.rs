@@ -140,7 +140,20 @@ pub struct Source {
     /// Per partition, the offset the latest commit asked for (the next to
     /// read): the run's last commit sends them all again, synchronously.
     committed: HashMap<i32, i64>,
+    /// Offsets committed since the last were sent (`COMMIT_EVERY`).
+    unsent: HashMap<i32, i64>,
+    /// When offsets were last sent to the group coordinator.
+    sent_at: Option<Instant>,
 }
+
+/// How often a stage sends the offsets of its acknowledged batches to the
+/// group coordinator. Each send is a request the broker writes to
+/// `__consumer_offsets`; one a batch was 150 a second per stage at 1,000
+/// records/s (batches a few ms long), work the brokers' cores did beside the
+/// stages' (bench/README.md, "Why the defaults"). Offsets held back go with
+/// the next send, when the input goes idle, or with the run's last commit; a
+/// crash replays at most this much more (at least once, upserts by id).
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a commit waits for the group coordinator to come back.
 const COMMIT_RETRY_FOR: Duration = Duration::from_secs(60);
@@ -238,6 +251,8 @@ impl Source {
             unreachable_since: None,
             room: (0, 0),
             committed: HashMap::new(),
+            unsent: HashMap::new(),
+            sent_at: None,
         })
     }
 
@@ -473,10 +488,12 @@ impl Source {
     }
 
     /// Commit a batch's offsets (those after its last records), once its
-    /// outputs are acknowledged. Sent without waiting for the group
-    /// coordinator's answer: a synchronous commit per batch was a round trip
-    /// to the coordinator, ~5 ms a batch on the stage's main task (bench/README.md,
-    /// "Where the transform's wall time goes"). A commit that fails is logged
+    /// outputs are acknowledged: sent at most every `COMMIT_EVERY`, with
+    /// whatever later batches committed meanwhile (`send_commits`). Sent
+    /// without waiting for the group coordinator's answer: a synchronous
+    /// commit per batch was a round trip to the coordinator, ~5 ms a batch on
+    /// the stage's main task (bench/README.md, "Where the transform's wall
+    /// time goes"). A commit that fails is logged
     /// (`Rebalances::commit_callback`) and covered by the next one of its
     /// partitions or by `commit_last`; until then its records would be read
     /// again after a crash (at least once: never lost).
@@ -486,11 +503,28 @@ impl Source {
         }
         for e in offsets.elements_for_topic(&self.topic) {
             if let Offset::Offset(next) = e.offset() {
-                let at = self.committed.entry(e.partition()).or_insert(next);
-                *at = (*at).max(next);
+                for map in [&mut self.committed, &mut self.unsent] {
+                    let at = map.entry(e.partition()).or_insert(next);
+                    *at = (*at).max(next);
+                }
             }
         }
-        self.commit_with(offsets, CommitMode::Async)
+        if self.sent_at.is_none_or(|t| t.elapsed() >= COMMIT_EVERY) {
+            self.send_commits()?;
+        }
+        Ok(())
+    }
+
+    /// Send the offsets committed since the last send, without waiting (the
+    /// stage calls it when its input is idle, so that the group's position
+    /// does not stay behind while nothing comes).
+    pub fn send_commits(&mut self) -> Result<()> {
+        self.sent_at = Some(Instant::now());
+        let unsent = std::mem::take(&mut self.unsent);
+        match self.held(&unsent)? {
+            Some(offsets) => self.commit_with(&offsets, CommitMode::Async),
+            None => Ok(()),
+        }
     }
 
     /// The run's last commit: every offset the run committed, again, waiting
@@ -500,23 +534,29 @@ impl Source {
     /// failing there would replay the batches and, for the rerun, wait out
     /// the old member's session. A run over explicit ranges commits nothing.
     pub fn commit_last(&mut self) -> Result<()> {
-        if self.group.is_none() || self.committed.is_empty() {
-            return Ok(());
+        self.unsent.clear();
+        match self.held(&self.committed)? {
+            Some(all) => self.commit_with(&all, CommitMode::Sync),
+            None => Ok(()),
         }
-        // Only the partitions held now: one the group gave to another member
-        // since may have moved on there, and must not be set back.
+    }
+
+    /// `offsets` (per partition, the next to read) of the partitions this
+    /// member holds now, if any: one the group gave to another member since
+    /// may have moved on there, and must not be set back.
+    fn held(&self, offsets: &HashMap<i32, i64>) -> Result<Option<TopicPartitionList>> {
+        if self.group.is_none() || offsets.is_empty() {
+            return Ok(None);
+        }
         let held = self.consumer.assignment().context("reading the partitions assigned")?;
-        let mut all = TopicPartitionList::new();
-        for (p, next) in &self.committed {
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in offsets {
             if held.find_partition(&self.topic, *p).is_some() {
-                all.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
+                tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
                     .context("building the offsets to commit")?;
             }
         }
-        if all.count() == 0 {
-            return Ok(());
-        }
-        self.commit_with(&all, CommitMode::Sync)
+        Ok((tpl.count() > 0).then_some(tpl))
     }
 
     fn commit_with(&self, offsets: &TopicPartitionList, mode: CommitMode) -> Result<()> {

@@ -377,6 +377,38 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
     assert_eq!((s["in"].as_u64(), s["out"].as_u64()), (Some(600), Some(600)), "{s}");
 }
 
+/// Offsets go to the group coordinator at most every 200 ms (src/kafka/consume.rs
+/// `COMMIT_EVERY`); a `--follow` stage whose input goes idle sends what it held
+/// back, so the group's position does not stay behind while nothing comes.
+#[test]
+fn follow_commits_held_back_offsets_when_its_input_goes_idle() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    require_kafka();
+    let t = Topics::new("it_tr_idlecommit");
+    ingest(&t, 1_000, "85");
+    // Batches of 100: the first batch's offsets are sent at once, the nine after it
+    // come within the 200 ms and are held back.
+    let child = spawn(t.transform().args(["--follow", "--batch-size", "100"]));
+    wait_for("the 1000 rows", RUN, || (topic_len(&t.output) >= 1_000).then_some(()));
+    let group = format!("{}_group", t.input);
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
+    let committed = || {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition(&t.input, p);
+        }
+        let tpl = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        tpl.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum::<i64>()
+    };
+    // The stage keeps running: only its idle-time send can store these.
+    wait_for("the group's offsets at the end of the input", Duration::from_secs(10), || {
+        (committed() == 1_000).then_some(())
+    });
+    terminate(&child);
+    ok_summary(&wait_child(child, Duration::from_secs(60)));
+}
+
 /// A batch that read its input to the end closes at once: waiting for more
 /// would only add latency. With `--max-wait 1h`, rows come out only if it does.
 #[test]
