@@ -7,8 +7,8 @@
   copied LOG N                       psql's "COPY n" in LOG as a summary line (exit 1 if n != N)
   metric ADDR NAME STAGE             the sum of NAME{stage="STAGE"} on a stage's /metrics
   dag N T0 T1 LOG                    the DAG run's JSON line (Airflow's run duration in LOG)
-  cpu NAME=PID...                    the CPU seconds so far of each process and of the machine (JSON)
-  cores NAME BEFORE AFTER TIME       where the cores went between two `cpu` snapshots: a JSON line
+  cpu NAME=PID...                    the CPU seconds so far of each process, the time, the cores (JSON)
+  cores NAME BEFORE AFTER TIME       what each process took of the cores between two `cpu` snapshots
                                      (the process timed in TIME, run in between, counted whole)
   json RESULTS RUN                   the run's steps as one JSON document
   report RESULTS CRITERION_DIR N PNG the Markdown report on stdout and a PNG chart
@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.request
 
 
@@ -96,8 +97,8 @@ def dag(n, t0, t1, log):
 
 
 def cpu(*named):
-    """CPU seconds so far: each NAME=PID process (user + system; a NAME given twice, the sum: the
-    Kafka nodes), and the machine's busy and idle time (/proc/stat); a process gone is absent."""
+    """CPU seconds so far of each NAME=PID process (user + system; a NAME given twice, the sum:
+    the Kafka nodes; a process gone is absent), with the time and the machine's core count."""
     tick = os.sysconf("SC_CLK_TCK")
     procs = {}
     for item in named:
@@ -108,23 +109,19 @@ def cpu(*named):
             procs[name] = procs.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick
         except (OSError, IndexError, ValueError):
             pass
-    times = [int(x) / tick for x in open("/proc/stat").readline().split()[1:]]
-    idle = times[3] + times[4]  # idle and iowait
-    # guest time is counted in user time as well: leave it out of the sum.
-    busy = sum(times[:8]) - idle
-    print(json.dumps({"processes": procs, "busy": busy, "idle": idle}))
+    print(json.dumps({"processes": procs, "at": time.time(), "cores": os.cpu_count()}))
 
 
 def cores(name, before, after, timing):
-    """Where the machine's CPU went between two `cpu` snapshots: each process's share, the
-    timed process (ingest, which ran in between) from /usr/bin/time, and the rest."""
+    """What each process took of the machine's cores between two `cpu` snapshots; the timed
+    process (ingest, which ran in between) counted whole, from /usr/bin/time. (Not the machine's
+    own busy time: /proc/stat's totals here fall ~10% short of the wall time, a VM's lost ticks.)"""
     b, a = json.load(open(before)), json.load(open(after))
     _, user, sys_, _ = open(timing).read().split()[-4:]
     split = {p: a["processes"][p] - b["processes"][p] for p in a["processes"] if p in b["processes"]}
     split["ingest"] = float(user) + float(sys_)
-    busy = a["busy"] - b["busy"]
-    split["other"] = busy - sum(split.values())
-    print(json.dumps({"name": f"cores_{name}", "busy_s": busy, "idle_s": a["idle"] - b["idle"], "cpu_s": split}))
+    wall = a["at"] - b["at"]
+    print(json.dumps({"name": f"cores_{name}", "wall_s": wall, "cores": a["cores"], "cpu_s": split}))
 
 
 def as_json(results, run):
@@ -249,16 +246,20 @@ def report(results_path, criterion_dir, n, png):
                 print(f"| {name} | " + " | ".join(cells) + " |")
 
     if cores_used:
-        # The processes that share the 2 cores during each real-time run (from the stages' ready
+        # The processes that share the cores during each real-time run (from the stages' ready
         # to the load's last row; ingest counted whole, it runs inside that).
-        names = ["kafka", "cassandra", "ingest", "transform", "load", "other"]
-        print("\n| real-time run: CPU s | busy of 2 cores | " + " | ".join(names) + " |")
-        print("|---|---:|" + "---:|" * len(names))
+        names = ["kafka", "cassandra", "ingest", "transform", "load"]
+        print("\n| real-time run | wall s | CPU s the cores had | " + " | ".join(names) + " | all of these |")
+        print("|---|---:|---:|" + "---:|" * (len(names) + 1))
         for r in cores_used:
-            wall = r["busy_s"] + r["idle_s"]
-            share = r["busy_s"] / wall if wall else 0
+            capacity = r["wall_s"] * r["cores"]
+            used = sum(r["cpu_s"].get(n, 0) for n in names)
             cells = [num(r["cpu_s"].get(n), ".1f") for n in names]
-            print(f"| {r['name'].removeprefix('cores_')} | {share:.0%} | " + " | ".join(cells) + " |")
+            print(
+                f"| {r['name'].removeprefix('cores_')} | {r['wall_s']:.0f} | {capacity:.0f} | "
+                + " | ".join(cells)
+                + f" | {used:.1f} ({used / capacity:.0%}) |"
+            )
 
     for r in dag:
         command = r["summary"].get("command_s")
