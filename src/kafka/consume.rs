@@ -148,7 +148,7 @@ pub struct Source {
 
 /// How often a stage sends the offsets of its acknowledged batches to the
 /// group coordinator. Each send is a request the broker writes to
-/// `__consumer_offsets`; one a batch was 150 a second per stage at 1,000
+/// `__consumer_offsets`; one a batch was 110-150 a second per stage at 1,000
 /// records/s (batches a few ms long), work the brokers' cores did beside the
 /// stages' (bench/README.md, "Why the defaults"). Offsets held back go with
 /// the next send, when the input goes idle, or with the run's last commit; a
