@@ -35,23 +35,13 @@ fn leader_of(topic: &str, partition: i32) -> i32 {
 /// The partition of `topic` with the most records `group` has not committed yet.
 fn busiest_partition(topic: &str, group: &str) -> i32 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..12 {
-        tpl.add_partition(topic, p);
-    }
     // Offsets are "unstable" while a transaction that commits some is open (a replica
     // killed in one leaves it open until it times out): wait that long.
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(90)).unwrap();
+    let committed = committed(group, topic, 12, Duration::from_secs(90));
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     let lag = |p: i32| {
         let (_, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
-        let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
-        };
-        hi - at
+        hi - committed[p as usize].unwrap_or(0)
     };
     (0..12).max_by_key(|&p| lag(p)).unwrap()
 }

@@ -218,6 +218,26 @@ pub fn topic_len(topic: &str) -> i64 {
         .sum()
 }
 
+/// `group`'s committed offset in each of partitions `0..partitions` of `topic` (the next it
+/// reads), `None` where it committed none; `wait` bounds the wait for offsets an open
+/// transaction holds "unstable".
+pub fn committed(group: &str, topic: &str, partitions: i32, wait: Duration) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let tpl = consumer.committed_offsets(tpl, wait).unwrap();
+    (0..partitions)
+        .map(|p| match tpl.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The value of header `name` of a message, as text.
 pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
     use rdkafka::message::{Headers, Message};

@@ -382,7 +382,6 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
 /// back, so the group's position does not stay behind while nothing comes.
 #[test]
 fn follow_commits_held_back_offsets_when_its_input_goes_idle() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     require_kafka();
     let t = Topics::new("it_tr_idlecommit");
     ingest(&t, 1_000, "85");
@@ -391,19 +390,10 @@ fn follow_commits_held_back_offsets_when_its_input_goes_idle() {
     let child = spawn(t.transform().args(["--follow", "--batch-size", "100"]));
     wait_for("the 1000 rows", RUN, || (topic_len(&t.output) >= 1_000).then_some(()));
     let group = format!("{}_group", t.input);
-    let consumer: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
-    let committed = || {
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..3 {
-            tpl.add_partition(&t.input, p);
-        }
-        let tpl = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-        tpl.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum::<i64>()
-    };
     // The stage keeps running: only its idle-time send can store these.
     wait_for("the group's offsets at the end of the input", Duration::from_secs(10), || {
-        (committed() == 1_000).then_some(())
+        let at: i64 = committed(&group, &t.input, 3, Duration::from_secs(10)).into_iter().flatten().sum();
+        (at == 1_000).then_some(())
     });
     terminate(&child);
     ok_summary(&wait_child(child, Duration::from_secs(60)));
