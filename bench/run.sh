@@ -209,8 +209,8 @@ timed_pid() {
   pgrep -P "$t"
 }
 stop_timed() { kill -TERM "$(timed_pid "$1")"; }
-# cpu_now TRANSFORM LOAD: a snapshot of the CPU used so far by the stack's JVMs, the two
-# backgrounded stages and the machine (for `report.py cores`).
+# cpu_now TRANSFORM LOAD: a snapshot of the CPU used so far by the stack's JVMs and the two
+# backgrounded stages, with the time (for `report.py cores`).
 cpu_now() {
   local named=(cassandra="$(cat "$(pidfile cassandra)")" transform="$(timed_pid "$1")" load="$(timed_pid "$2")") i
   for i in $(kafka_nodes); do named+=(kafka="$(cat "$(pidfile "$(kafka_node_name "$i")")")"); done

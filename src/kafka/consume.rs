@@ -519,6 +519,9 @@ impl Source {
     /// stage calls it when its input is idle, so that the group's position
     /// does not stay behind while nothing comes).
     pub fn send_commits(&mut self) -> Result<()> {
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
         self.sent_at = Some(Instant::now());
         let unsent = std::mem::take(&mut self.unsent);
         match self.held(&unsent)? {
