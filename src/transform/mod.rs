@@ -120,8 +120,10 @@ pub struct Transformer {
 /// What a batch became.
 #[derive(Default)]
 pub struct Applied {
-    /// Each clean row with the index of the input it came from, when known.
-    pub rows: Vec<(encode::Row, Option<usize>)>,
+    /// The clean rows.
+    pub rows: encode::Rows,
+    /// The index of the input each row came from, when known.
+    pub inputs: Vec<Option<usize>>,
     /// Inputs that go to the DLQ, with the reason.
     pub rejected: Vec<(usize, String)>,
     /// Rows the SQL filtered out.
@@ -163,17 +165,17 @@ impl Transformer {
         let decoded = self.decoder.decode(payloads).context("building the batch of decoded records")?;
         let mut rejected = decoded.rejected;
         if decoded.rows.is_empty() {
-            return Ok(Applied { rows: Vec::new(), rejected, filtered: 0 });
+            return Ok(Applied { rejected, ..Applied::default() });
         }
         let rows = match self.query.run(decoded.batch.clone()).await {
             Ok(out) => encode::rows(&out)?,
             // One row made the SQL fail: run row by row to find it, keep the rest.
             Err(e) => {
                 tracing::warn!("SQL failed on a batch, isolating the bad rows: {e:#}");
-                let mut rows = Vec::new();
+                let mut rows = encode::Rows::default();
                 for (n, input) in decoded.rows.iter().enumerate() {
                     match self.query.run(decoded.batch.slice(n, 1)).await {
-                        Ok(out) => rows.extend(encode::rows(&out)?),
+                        Ok(out) => rows.append(&encode::rows(&out)?),
                         Err(e) => rejected.push((*input, format!("SQL failed: {e:#}"))),
                     }
                 }
@@ -181,16 +183,15 @@ impl Transformer {
             }
         };
         let inputs = inputs_of(&rows, &decoded.ids, &decoded.rows);
-        let rows: Vec<_> = rows.into_iter().zip(inputs).collect();
         // Filtered: decoded inputs the SQL neither failed on nor made a row
         // of, counted one by one (a SQL that made two rows of one input, or a
         // row of none, leaves in != out + dlq + filtered for reconcile to see).
         let mut accounted = vec![false; payloads.len()];
-        for i in rows.iter().filter_map(|(_, i)| *i).chain(rejected.iter().map(|(i, _)| *i)) {
+        for i in inputs.iter().flatten().copied().chain(rejected.iter().map(|(i, _)| *i)) {
             accounted[i] = true;
         }
         let filtered = decoded.rows.iter().filter(|i| !accounted[**i]).count() as u64;
-        Ok(Applied { rows, rejected, filtered })
+        Ok(Applied { rows, inputs, rejected, filtered })
     }
 }
 
@@ -198,21 +199,22 @@ impl Transformer {
 /// input of its id not yet taken (an id may come twice in a batch when a topic
 /// was replayed). Most SQL keeps every row in input order: then row i is
 /// decoded row i, found without a map.
-fn inputs_of(rows: &[encode::Row], ids: &[String], inputs: &[usize]) -> Vec<Option<usize>> {
-    if rows.len() == ids.len() && rows.iter().zip(ids).all(|(r, id)| r.id == *id) {
+fn inputs_of(rows: &encode::Rows, ids: &[String], inputs: &[usize]) -> Vec<Option<usize>> {
+    if rows.len() == ids.len() && rows.iter().zip(ids).all(|((row_id, _), id)| row_id == id) {
         return inputs.iter().map(|i| Some(*i)).collect();
     }
     let mut by_id: HashMap<&str, std::collections::VecDeque<usize>> = HashMap::new();
     for (id, input) in ids.iter().zip(inputs) {
         by_id.entry(id.as_str()).or_default().push_back(*input);
     }
-    rows.iter().map(|r| by_id.get_mut(r.id.as_str()).and_then(|q| q.pop_front())).collect()
+    rows.iter().map(|(id, _)| by_id.get_mut(id).and_then(|q| q.pop_front())).collect()
 }
 
 impl Applied {
     /// Add what the next part of the batch became, its inputs numbered from `start`.
     fn append(&mut self, part: Applied, start: usize) {
-        self.rows.extend(part.rows.into_iter().map(|(row, input)| (row, input.map(|i| i + start))));
+        self.rows.append(&part.rows);
+        self.inputs.extend(part.inputs.into_iter().map(|input| input.map(|i| i + start)));
         self.rejected.extend(part.rejected.into_iter().map(|(i, why)| (i + start, why)));
         self.filtered += part.filtered;
     }
@@ -242,13 +244,12 @@ impl Pipeline {
             let origin = stage::Origin { stage: STAGE, sink: None };
             stage::dead_letter(&self.producer, ack, &self.dlq_topic, origin, batch.get(*i), reason).await?;
         }
-        for (row, input) in &applied.rows {
+        for ((id, json), input) in applied.rows.iter().zip(&applied.inputs) {
             let headers = match input.and_then(|i| batch.get(i).ingested_at()) {
                 Some(at) => kafka::headers(&[(kafka::INGESTED_AT, at)]),
                 None => kafka::headers(&[]),
             };
-            let record =
-                BaseRecord::to(&self.output_topic).key(row.id.as_bytes()).payload(row.json.as_slice()).headers(headers);
+            let record = BaseRecord::to(&self.output_topic).key(id.as_bytes()).payload(json).headers(headers);
             kafka::send(&self.producer, ack, record).await?;
         }
         Ok(Counts { out: applied.rows.len() as u64, dlq: applied.rejected.len() as u64, filtered: applied.filtered })
@@ -301,15 +302,15 @@ mod tests {
 
     #[test]
     fn each_row_finds_its_input_in_order_or_not() {
-        let row = |id: &str| encode::Row { id: id.into(), json: Vec::new() };
+        let rows = |ids: &[&str]| encode::Rows::of(&ids.iter().map(|id| (*id, "{}")).collect::<Vec<_>>());
         let ids: Vec<String> = ["a", "b", "a", "c"].map(String::from).into();
         let inputs = [0, 2, 5, 7];
-        let in_order = [row("a"), row("b"), row("a"), row("c")];
+        let in_order = rows(&["a", "b", "a", "c"]);
         assert_eq!(inputs_of(&in_order, &ids, &inputs), [Some(0), Some(2), Some(5), Some(7)]);
-        let reordered = [row("b"), row("a"), row("c"), row("a")];
+        let reordered = rows(&["b", "a", "c", "a"]);
         assert_eq!(inputs_of(&reordered, &ids, &inputs), [Some(2), Some(0), Some(7), Some(5)]);
         // Filtered and reordered: each id takes its inputs in turn; an unknown id has none.
-        let shuffled = [row("c"), row("a"), row("x"), row("a"), row("a")];
+        let shuffled = rows(&["c", "a", "x", "a", "a"]);
         assert_eq!(inputs_of(&shuffled, &ids, &inputs), [Some(7), Some(0), None, Some(5), None]);
     }
 
@@ -324,11 +325,16 @@ mod tests {
             let payloads: Vec<Option<&[u8]>> = part.iter().map(|p| Some(p.as_bytes())).collect();
             all.append(t.apply(&payloads).await.unwrap(), start);
         }
-        let rows: Vec<(&str, Option<usize>)> = all.rows.iter().map(|(r, i)| (r.id.as_str(), *i)).collect();
+        let rows: Vec<(&str, Option<usize>)> =
+            all.rows.iter().map(|(id, _)| id).zip(all.inputs.iter().copied()).collect();
         assert_eq!(
             rows,
             [("7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", Some(0)), ("0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40", Some(3))]
         );
+        for (id, json) in all.rows.iter() {
+            let row: serde_json::Value = serde_json::from_slice(json).unwrap();
+            assert_eq!(row["id"], id, "a row's JSON stays with its key after the parts are joined");
+        }
         let rejected: Vec<usize> = all.rejected.iter().map(|(i, _)| *i).collect();
         assert_eq!(rejected, [1, 2]);
     }
