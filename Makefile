@@ -51,6 +51,7 @@ bench: deps ## criterion + every stage against its bare baseline (release build,
 	bench/run.sh
 
 hot-functions: ship stack-up ## regenerate link/hot-functions.txt, the order of the binary's code (why: the script)
+	$(CARGO) build --release --bin rtds
 	scripts/hot-functions.sh
 
 clean:

@@ -123,7 +123,7 @@ pub struct ConsumeOpts {
     /// Run until SIGTERM/SIGINT instead of stopping at the end of the input seen at start.
     #[arg(long, env = "RTDS_FOLLOW")]
     pub follow: bool,
-    /// Records per batch [default: 2000 for transform, 5000 for load].
+    /// Records per batch [default: 1000 for transform, 5000 for load].
     #[arg(long, env = "RTDS_BATCH_SIZE", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: Option<u32>,
     /// Longest wait to fill a batch before processing what is there (e.g. 20ms): bounds the latency a slow input adds.

@@ -10,7 +10,7 @@ use super::json::plain_run;
 
 /// The clean rows of a batch: each row's JSON and its key (`id`), every one in
 /// one buffer. A `Vec` for each row's JSON and another for its id were two
-/// allocations and two frees a row, 2,000 of each a batch: more than glibc's
+/// allocations and two frees a row, a thousand or more of each a batch: more than glibc's
 /// per-thread cache holds, so each went the slow way (issue 19).
 #[derive(Debug, Default)]
 pub struct Rows {
