@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Regenerate link/hot-functions.txt: the functions the stages run once they are
-# set up, hottest first, then those only their set-up runs. build.rs hands the
-# file to the linker, which puts those functions at the start of the binary's
-# text in that order. Why: this kernel maps a file's page-cache folios whole
-# (tens to hundreds of KB) around every function run, so code spread over the
-# 70 MB of text kept far more resident than it is: the transform's start-up
-# mapped ~44 MB of text and its batch loop ~20 MB; side by side, ~8 and ~3.5
-# (bench/README.md, "The loop's code side by side").
+# Regenerate link/hot-functions.txt: the functions the consuming stages run once
+# they are set up, hottest first; then those only their set-up runs; then the
+# ingest's (it keeps its start-up code: it has no batch loop to drop it before).
+# build.rs hands the file to the linker, which puts those functions at the
+# start of the binary's text in that order. Why: this kernel maps a file's
+# page-cache folios whole (tens to hundreds of KB) around every function run,
+# so code spread over the 70 MB of text kept far more resident than it is: the
+# transform's start-up mapped ~44 MB of text and its batch loop ~20 MB; side by
+# side, ~8 and ~3.5 (bench/README.md, "The loop's code side by side").
 #
-# How: each stage that consumes runs under callgrind over 10,000 generated
-# users, with a dump at `release_startup_code` (src/resident.rs): the
-# functions of the binary with a cost after that dump are the loop's, those
-# with a cost only before it the set-up's. Needs the local stack
-# (scripts/stack.sh up) and the `ship` build; installs valgrind if missing.
-# Symbols the binary no longer has (renamed, or generic code instantiated
-# differently) are skipped by the linker, and new functions land with the rest:
-# a stale file costs memory, not correctness. Rerun after large changes to the
-# stages' code. Leaves its topics and a `hot_functions` table in PostgreSQL and
-# Cassandra.
+# How: each stage runs under callgrind over 10,000 generated users, the
+# consuming ones with a dump at `release_startup_code` (src/resident.rs): the
+# binary's functions with a cost after that dump are the loop's, those with a
+# cost only before it the set-up's. Needs the local stack (scripts/stack.sh up)
+# and the `ship` and release builds (`make hot-functions` makes them); installs
+# valgrind if missing. Symbols a binary no longer has (renamed, or generic code
+# instantiated differently) are skipped by the linker, and new functions land
+# with the rest: a stale file costs memory, not correctness. Rerun after large
+# changes to the stages' code. Leaves its topics and a `hot_functions` table in
+# PostgreSQL and Cassandra.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -38,40 +39,45 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run=hot$(date +%s)
 
-"${bins[0]}" ingest --source generate --count 10000 --seed 7 --topic "${run}_raw" >/dev/null
-
-# profile BIN NAME ARGS...: the stage under callgrind; its costs after the
-# set-up are in $work/NAME (callgrind writes the dump before the marker as NAME.1).
+# profile BIN NAME ARGS...: the stage under callgrind. A consuming stage's costs
+# after its set-up are in $work/NAME, before it in NAME.1 (callgrind's dump at the
+# marker); the ingest, which drops no start-up code, has all of its in NAME.
 profile() {
-  local bin=$1 name=$2
+  local bin=$1 name=$2 split=(--dump-before='*release_startup_code*')
   shift 2
-  valgrind --tool=callgrind --demangle=no --dump-before='*release_startup_code*' \
+  [[ $name == ingest* ]] && split=()
+  valgrind --tool=callgrind --demangle=no "${split[@]}" \
     --callgrind-out-file="$work/$name" "$bin" "$@" >"$work/$name.stdout" 2>"$work/$name.stderr" ||
     { tail -5 "$work/$name.stderr" >&2; exit 1; }
-  [ -f "$work/$name.1" ] || { echo "$name: no dump at release_startup_code" >&2; exit 1; }
+  if [ ${#split[@]} -gt 0 ]; then
+    [ -f "$work/$name.1" ] || { echo "$name: no dump at release_startup_code" >&2; exit 1; }
+    dumps+=("$work/$name.1")
+  fi
+  dumps+=("$work/$name")
   echo "profiled $name" >&2
 }
 dumps=()
 for i in "${!bins[@]}"; do
-  profile "${bins[$i]}" "transform$i" transform --input-topic "${run}_raw" --output-topic "${run}_clean$i" \
+  profile "${bins[$i]}" "ingest$i" ingest --source generate --count 10000 --seed 7 --topic "${run}_raw$i"
+  profile "${bins[$i]}" "transform$i" transform --input-topic "${run}_raw$i" --output-topic "${run}_clean$i" \
     --dlq-topic "${run}_dlq" --group "${run}_t$i"
-  dumps+=("$work/transform$i" "$work/transform$i.1")
   for sink in parquet postgres cassandra; do
     profile "${bins[$i]}" "load_$sink$i" load --sink "$sink" --input-topic "${run}_clean$i" --dlq-topic "${run}_dlq" \
       --group "${run}_$sink$i" --table hot_functions --out "$work/parquet$i"
-    dumps+=("$work/load_$sink$i" "$work/load_$sink$i.1")
   done
 done
 
-# Self cost per function of the binaries, summed over the runs, after the set-up
-# (the runs' final dumps) and before it (their `.1` dumps). The format:
+# Self cost per function of the binaries, summed over the runs, in three groups:
+# the consuming stages after their set-up (0: their final dumps), their set-up
+# (1: the `.1` dumps), the ingest (2); a function is listed in the first group
+# it has a cost in. The format:
 # `ob=`/`fn=` (and `cob=`/`cfn=`) name an object or function, "(id) name" the
 # first time and "(id)" after; a cost line follows a `fn=`; the line after
 # `calls=` is the callee's inclusive cost, not the caller's own.
 {
-  echo "# The functions the stages run after their set-up, hottest first, then those"
-  echo "# only their set-up runs: generated by scripts/hot-functions.sh (why: there),"
-  echo "# read by build.rs."
+  echo "# The functions the consuming stages run after their set-up, hottest first; then"
+  echo "# those only their set-up runs; then the ingest's: generated by"
+  echo "# scripts/hot-functions.sh (why: there), read by build.rs."
   awk -v bins="${bins[*]}" '
     function name(kind,   id, rest) {
       rest = substr($0, index($0, "=") + 1)
@@ -84,7 +90,10 @@ done
       return rest
     }
     BEGIN { split(bins, list, " "); for (i in list) ours[list[i]] = 1 }
-    FNR == 1 { delete names; ob = ""; fn = ""; skip = 0; setup = FILENAME ~ /\.1$/ }
+    FNR == 1 {
+      delete names; ob = ""; fn = ""; skip = 0
+      group = FILENAME ~ /\.1$/ ? 1 : FILENAME ~ /\/ingest[0-9]+$/ ? 2 : 0
+    }
     /^ob=/ { ob = name("ob"); next }
     /^cob=/ { name("ob"); next }
     /^fn=/ { fn = name("fn"); sub(/\x27[0-9]+$/, "", fn); next }
@@ -93,11 +102,13 @@ done
     /^[0-9+*-]/ {
       if (skip) { skip = 0; next }
       if (!(ob in ours)) next
-      if (setup) before[fn] += $NF; else after[fn] += $NF
+      cost[group, fn] += $NF
+      seen[fn] = 1
     }
     END {
-      for (f in after) if (after[f] > 0) printf "0 %d %s\n", after[f], f
-      for (f in before) if (before[f] > 0 && !(after[f] > 0)) printf "1 %d %s\n", before[f], f
+      for (f in seen)
+        for (g = 0; g <= 2; g++)
+          if (cost[g, f] > 0) { printf "%d %d %s\n", g, cost[g, f], f; break }
     }
   ' "${dumps[@]}" |
     sort -k1,1n -k2,2nr | cut -d' ' -f3-
