@@ -82,6 +82,10 @@ def test_the_image_builds_rtds_from_everything_its_build_reads():
     copied = {p for line in build_stage.splitlines() if line.startswith("COPY ") for p in line.split()[1:-1]}
     needed = {"Cargo.toml", "Cargo.lock", "src", "sql", "benches", "examples"}
     needed |= {p.name for p in ROOT.glob("build.rs")}
+    # And every file build.rs says it reads (the linker's function order: link/).
+    build_rs = (ROOT / "build.rs").read_text()
+    needed |= {path.split("/")[0] for path in re.findall(r"rerun-if-changed=([^\"]+)\"", build_rs)}
+    assert "link" in needed
     assert needed <= copied, f"not copied into the build stage: {needed - copied}"
 
 
