@@ -96,32 +96,54 @@ def dag(n, t0, t1, log):
     )
 
 
+def switches(pid):
+    """Context switches so far of a process's live threads (voluntary and not): each one a
+    wake-up or a preemption, what a thread that waits in short timed parks pays for."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{task}/status"):
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+        except OSError:
+            pass  # the thread ended between the listing and the read
+    return total
+
+
 def cpu(*named):
-    """CPU seconds so far of each NAME=PID process (user + system; a NAME given twice, the sum:
-    the Kafka nodes; a process gone is absent), with the time and the machine's core count."""
+    """CPU seconds and context switches so far of each NAME=PID process (user + system; a NAME
+    given twice, the sum: the Kafka nodes; a process gone is absent), with the time and the
+    machine's core count."""
     tick = os.sysconf("SC_CLK_TCK")
-    procs = {}
+    procs, switched = {}, {}
     for item in named:
         name, pid = item.split("=", 1)
         try:
             # Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
             procs[name] = procs.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick
+            switched[name] = switched.get(name, 0) + switches(pid)
         except (OSError, IndexError, ValueError):
             pass
-    print(json.dumps({"processes": procs, "at": time.time(), "cores": os.cpu_count()}))
+    print(json.dumps({"processes": procs, "switches": switched, "at": time.time(), "cores": os.cpu_count()}))
 
 
 def cores(name, before, after, timing):
-    """What each process took of the machine's cores between two `cpu` snapshots; the timed
-    process (ingest, which ran in between) counted whole, from /usr/bin/time. (Not the machine's
-    own busy time: /proc/stat's totals here fall ~10% short of the wall time, a VM's lost ticks.)"""
+    """What each process took of the machine's cores between two `cpu` snapshots, and its
+    context switches a second; the timed process (ingest, which ran in between) counted whole,
+    from /usr/bin/time (its switches not counted). (Not the machine's own busy time: /proc/stat's
+    totals here fall ~10% short of the wall time, a VM's lost ticks.)"""
     b, a = json.load(open(before)), json.load(open(after))
     _, user, sys_, _ = open(timing).read().split()[-4:]
     split = {p: a["processes"][p] - b["processes"][p] for p in a["processes"] if p in b["processes"]}
     split["ingest"] = float(user) + float(sys_)
     wall = a["at"] - b["at"]
-    print(json.dumps({"name": f"cores_{name}", "wall_s": wall, "cores": a["cores"], "cpu_s": split}))
+    per_s = {p: (n - b["switches"][p]) / wall for p, n in a.get("switches", {}).items() if p in b.get("switches", {})}
+    print(
+        json.dumps(
+            {"name": f"cores_{name}", "wall_s": wall, "cores": a["cores"], "cpu_s": split, "switches_per_s": per_s}
+        )
+    )
 
 
 def as_json(results, run):
@@ -260,6 +282,14 @@ def report(results_path, criterion_dir, n, png):
                 + " | ".join(cells)
                 + f" | {used:.1f} ({used / capacity:.0%}) |"
             )
+        # Wake-ups: a JVM thread that polls for work in short timed parks shows here first.
+        waking = [n for n in names if any(n in r.get("switches_per_s", {}) for r in cores_used)]
+        if waking:
+            print("\n| real-time run | context switches a second: " + " | ".join(waking) + " |")
+            print("|---|" + "---:|" * len(waking))
+            for r in cores_used:
+                cells = [num(r.get("switches_per_s", {}).get(n), ",.0f") for n in waking]
+                print(f"| {r['name'].removeprefix('cores_')} | " + " | ".join(cells) + " |")
 
     for r in dag:
         command = r["summary"].get("command_s")

@@ -5,6 +5,13 @@ CASSANDRA_PORT=9042
 CASSANDRA_DIR="$STACK_DIR/cassandra"
 CASSANDRA_CP_FILE="$CASSANDRA_DIR/classpath.txt"
 CASSANDRA_SRC="$ROOT/stack/cassandra"
+# Cassandra's request threads (its shared executor pool) wait for work in timed parks of 10 µs
+# to 1 ms, each one a wake-up: at 1,000 writes/s 25,000 context switches a second, the JVM
+# at half a core. With the kernel free to defer those timers by up to 1 ms (its timer slack,
+# which every thread inherits), 3,700 a second and a fifth of a core, the work itself still
+# handed over at once (bench/README.md, "Cassandra's idle wake-ups"). Work that waits on a
+# socket or a lock is not deferred: slack applies to timeouts only.
+CASSANDRA_TIMER_SLACK_NS=1000000
 
 cassandra_install() {
   command -v java >/dev/null || apt_ensure openjdk-17-jre-headless
@@ -48,7 +55,10 @@ cassandra_up() {
   if ! is_running cassandra; then
     jamm=$(tr ':' '\n' <"$CASSANDRA_CP_FILE" | grep '/jamm-' | head -n 1)
     mapfile -t opts < <(grep -v '^\s*#' "$CASSANDRA_SRC/jvm17.options" | grep -v '^\s*$')
-    start_bg cassandra "$CASSANDRA_DIR/logs/stdout.log" java "${opts[@]}" \
+    # sh sets its own slack and execs java (same pid), whose threads inherit it.
+    start_bg cassandra "$CASSANDRA_DIR/logs/stdout.log" \
+      sh -c '{ echo "$0" >/proc/self/timerslack_ns; } 2>/dev/null; exec "$@"' "$CASSANDRA_TIMER_SLACK_NS" \
+      java "${opts[@]}" \
       "-Xlog:gc:file=$CASSANDRA_DIR/logs/gc.log:time:filecount=2,filesize=10M" \
       -javaagent:"$jamm" \
       -Dcassandra.config="file://$CASSANDRA_DIR/conf/cassandra.yaml" \
@@ -70,6 +80,8 @@ cassandra_up() {
     fi
     sleep 1
   done
+  [ "$(cat "/proc/$(cat "$(pidfile cassandra)")/timerslack_ns" 2>/dev/null)" = "$CASSANDRA_TIMER_SLACK_NS" ] ||
+    say "cassandra: its timer slack is not ${CASSANDRA_TIMER_SLACK_NS} ns (started before, or this kernel has no /proc/PID/timerslack_ns): it will idle at a higher CPU cost"
   say "cassandra: up on 127.0.0.1:$CASSANDRA_PORT (Apache Cassandra $(cassandra_version)) in $((SECONDS - t0))s"
 }
 

@@ -155,3 +155,19 @@ def test_the_transform_service_can_be_exactly_once_with_a_transactional_id_per_c
     # Nothing gives every replica the same host name, nor stops it being scaled.
     assert not {"hostname", "container_name"} & set(svc), svc
     assert svc["deploy"]["replicas"] == 1
+
+
+def test_cassandra_runs_the_images_entry_point_with_the_stacks_timer_slack(tmp_path):
+    svc = SERVICES["cassandra"]
+    stack_script = (ROOT / "scripts/stack/cassandra.sh").read_text()
+    slack = re.search(r"^CASSANDRA_TIMER_SLACK_NS=(\d+)$", stack_script, re.M).group(1)
+    # Run the service's entry point as Compose would (`$$` is a literal `$`), with a stand-in
+    # for the image's docker-entrypoint.sh that shows what it was given and the slack it has.
+    argv = [a.replace("$$", "$") for a in svc["entrypoint"] + svc["command"]]
+    stand_in = tmp_path / "docker-entrypoint.sh"
+    stand_in.write_text('#!/bin/sh\necho "$@"\ncat /proc/self/timerslack_ns\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "cassandra -f", out
+    assert out[1] == slack, f"the compose service runs with a timer slack of {out[1]}, the stack with {slack}"
