@@ -138,7 +138,7 @@ def cores(name, before, after, timing):
     split = {p: a["processes"][p] - b["processes"][p] for p in a["processes"] if p in b["processes"]}
     split["ingest"] = float(user) + float(sys_)
     wall = a["at"] - b["at"]
-    per_s = {p: (n - b["switches"][p]) / wall for p, n in a.get("switches", {}).items() if p in b.get("switches", {})}
+    per_s = {p: (n - b["switches"][p]) / wall for p, n in a["switches"].items() if p in b["switches"]}
     print(
         json.dumps(
             {"name": f"cores_{name}", "wall_s": wall, "cores": a["cores"], "cpu_s": split, "switches_per_s": per_s}
