@@ -21,8 +21,18 @@ fn main() {
     }
     let order = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("link/hot-functions.txt");
     if env("TARGET") == "x86_64-unknown-linux-gnu" && links_with_lld(&env("RUSTC")) && order.exists() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        // The linker reads a copy in OUT_DIR, not the file in the source tree:
+        // cargo keeps this script's output for a clone elsewhere that shares the
+        // target directory (its file no newer), and a path into the first
+        // clone then broke the link once that clone was gone.
+        let copy = std::path::Path::new(&env("OUT_DIR")).join("hot-functions.txt");
+        match std::fs::copy(&order, &copy) {
+            Ok(_) => {
+                println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", copy.display());
+                println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+            }
+            Err(e) => println!("cargo:warning=linking without the function order: copying {}: {e}", order.display()),
+        }
     }
     println!("cargo:rerun-if-changed=link/hot-functions.txt");
     println!("cargo:rerun-if-changed=build.rs");
