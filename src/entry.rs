@@ -14,6 +14,7 @@ use crate::{error, logging, names};
 /// Parse the command line, run the subcommand, print the error if any: the
 /// process's exit code.
 pub fn main() -> ExitCode {
+    forget_empty_settings();
     let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
@@ -42,6 +43,22 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(error::exit_code(&e))
         }
+    }
+}
+
+/// An `RTDS_*` variable set to the empty string counts as unset: a compose
+/// file's `${VAR:-}` or a scheduler's empty field sets one, and its user means
+/// "none" (else `RTDS_KAFKA_OPTIONS=` was refused as an invalid setting, and
+/// `RTDS_METRICS_ADDR=` as an invalid address).
+fn forget_empty_settings() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("RTDS_")))
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        // SAFETY: called first thing in `main`, before the runtime, logging or
+        // any client starts a thread: nothing reads the environment meanwhile.
+        unsafe { std::env::remove_var(k) };
     }
 }
 

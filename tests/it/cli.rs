@@ -60,6 +60,22 @@ fn postgres_password_never_printed() {
 }
 
 #[test]
+fn an_empty_setting_counts_as_unset() {
+    require_kafka();
+    // What a compose file's `${RTDS_KAFKA_OPTIONS:-}` passes on.
+    let out = run(
+        rtds()
+            .env("RTDS_KAFKA_OPTIONS", "")
+            .env("RTDS_METRICS_ADDR", "")
+            .env("RTDS_BROKERS", "")
+            .args(["check", "--only", "kafka"]),
+        QUICK,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["ok"], true);
+}
+
+#[test]
 fn help_lists_the_stages() {
     let out = run(rtds().arg("--help"), QUICK);
     assert!(out.status.success());
