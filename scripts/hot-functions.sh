@@ -17,12 +17,15 @@
 # valgrind if missing. Symbols a binary no longer has (renamed, or generic code
 # instantiated differently) are skipped by the linker, and new functions land
 # with the rest: a stale file costs memory, not correctness. Rerun after large
-# changes to the stages' code. Leaves its topics and a `hot_functions` table in
-# PostgreSQL and Cassandra.
+# changes to the stages' code. Drops its topics and `hot_functions` tables when it
+# ends, whichever way.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/stack/lib.sh
+. scripts/stack/kafka.sh
+. scripts/stack/cassandra.sh
+. scripts/stack/postgres.sh
 apt_ensure valgrind
 
 # The ship build (what Airflow, the demo and the compose image run) and the
@@ -36,8 +39,20 @@ for profile in ship release; do
 done
 eval "$(scripts/stack.sh env)"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 run=hot$(date +%s)
+# cleanup: the scratch directory, this run's topics and the loads' tables.
+cleanup() {
+  rm -rf "$work"
+  local topic
+  for topic in $(kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list 2>/dev/null |
+    grep -E "^${run}_"); do
+    kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --delete --if-exists \
+      --topic "$topic" >/dev/null 2>&1 || true
+  done
+  cassandra_cql "DROP TABLE IF EXISTS spark_streams.hot_functions" >/dev/null 2>&1 || true
+  postgres_psql -qc "DROP TABLE IF EXISTS public.hot_functions" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 # profile BIN NAME ARGS...: the stage under callgrind. A consuming stage's costs
 # after its set-up are in $work/NAME, before it in NAME.1 (callgrind's dump at the
