@@ -188,7 +188,10 @@ def report(results_path, criterion_dir, n, png):
     # The profiles step: a clean build of each profile (build_P) and the transform it gives (transform_P).
     profiles = [r["name"].removeprefix("build_") for r in rows if r["name"].startswith("build_")]
     of_profiles = {f"build_{p}" for p in profiles} | {f"transform_{p}" for p in profiles}
-    steps = [r for r in rows if not r["name"].startswith(("rt", "dag_", "cores_")) and r["name"] not in of_profiles]
+    steps = [
+        r for r in rows if not r["name"].startswith(("rt", "dag_", "cores_", "floor_")) and r["name"] not in of_profiles
+    ]
+    floor = merge([r for r in rows if r["name"].startswith("floor_")], n)
     realtime = [r for r in rows if r["name"].startswith("rt")]
     cores_used = [r for r in rows if r["name"].startswith("cores_")]
     dag = [r for r in rows if r["name"].startswith("dag_")]
@@ -221,6 +224,20 @@ def report(results_path, criterion_dir, n, png):
             every = r["name"].removeprefix("transform_eos_every_") if "_every_" in r["name"] else "100ms (default)"
             share = r["rate"] / alo["rate"]
             print(f"| {r['name']} | {every} | {r['rate']:,.0f} | {share:.0%} | {num(r['cpu_s'], '.1f')} |")
+
+    if alo and floor:
+        # Issue 19's floor: what librdkafka alone costs for the transform's Kafka work.
+        print("\n### the transform's Kafka work alone (examples/kafka_floor.rs: each side apart)\n")
+        print("| work | runs | CPU s | CPU µs a record |")
+        print("|---|---:|---:|---:|")
+
+        def per_record(r):
+            return r["cpu_s"] * 1e6 / r["summary"].get("in", n)
+
+        for r in floor:
+            print(f"| {r['name']} | {r['runs']} | {r['cpu_s']:.2f} | {per_record(r):.2f} |")
+        print(f"| both sides | | | {sum(per_record(r) for r in floor):.2f} |")
+        print(f"| the whole transform | {alo['runs']} | {alo['cpu_s']:.2f} | {per_record(alo):.2f} |")
 
     if profiles:
         by_name = {r["name"]: r for r in rows}

@@ -1,0 +1,100 @@
+//! What the transform's Kafka work costs on its own, each side apart (issue
+//! 19): `consume` reads a topic to its end and only counts what it read
+//! (librdkafka's fetch, LZ4 decompression, its per-record ops, polling);
+//! `produce` sends the records of one topic, read into memory beforehand (not
+//! counted), to another with rtds's producer settings and LZ4, each with its
+//! key and an ingest stamp header, as the transform produces its clean rows.
+//! Each prints the wall and CPU seconds of its work (user and system, all
+//! threads; `produce` from after its reading): bench/run.sh's `floor_*` steps.
+//! Extra librdkafka settings, to look for a cheaper configuration:
+//! KAFKA_FLOOR_OPTIONS="key=value,key=value".
+//! Usage: kafka_floor consume BROKERS TOPIC GROUP
+//!        kafka_floor produce BROKERS INPUT OUTPUT
+
+use std::time::{Duration, Instant};
+
+#[path = "common/bare.rs"]
+mod bare;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, mode, brokers, a, b] = &args[..] else {
+        anyhow::bail!("usage: kafka_floor consume BROKERS TOPIC GROUP | produce BROKERS INPUT OUTPUT");
+    };
+    let (records, bytes, wall, cpu) = match mode.as_str() {
+        "consume" => consume(brokers, a, b)?,
+        "produce" => produce(brokers, a, b)?,
+        other => anyhow::bail!("unknown mode {other}"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({"stage": format!("kafka_{mode}"), "in": records, "out": records, "bytes": bytes,
+            "seconds": wall, "timed_wall_s": wall, "timed_cpu_s": cpu,
+            "cpu_us_per_record": cpu * 1e6 / records.max(1) as f64,
+            "options": std::env::var("KAFKA_FLOOR_OPTIONS").unwrap_or_default()})
+    );
+    Ok(())
+}
+
+fn with_options(mut cfg: ClientConfig) -> anyhow::Result<ClientConfig> {
+    for kv in std::env::var("KAFKA_FLOOR_OPTIONS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("not key=value: {kv}"))?;
+        cfg.set(k, v);
+    }
+    Ok(cfg)
+}
+
+fn consume(brokers: &str, topic: &str, group: &str) -> anyhow::Result<(u64, u64, f64, f64)> {
+    let (start, cpu_before) = (Instant::now(), bare::cpu_seconds()?);
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true");
+    for (k, v) in rtds::kafka::prefetch_settings(rtds::transform::PROFILE.prefetch_mb) {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = with_options(cfg)?.create()?;
+    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
+    consumer.subscribe(&[topic])?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    bare::read_to_end(&consumer, partitions, |m| {
+        n += 1;
+        bytes += m.payload_len() as u64;
+        Ok(())
+    })?;
+    Ok((n, bytes, start.elapsed().as_secs_f64(), bare::cpu_seconds()? - cpu_before))
+}
+
+fn produce(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64, f64, f64)> {
+    let group = format!("kafka-floor-{}", std::process::id());
+    let (consumer, partitions) = bare::consumer(brokers, &group, input, &rtds::transform::PROFILE)?;
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    bare::read_to_end(&consumer, partitions, |m| {
+        records.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+        Ok(())
+    })?;
+    drop(consumer);
+    let (start, cpu_before) = (Instant::now(), bare::cpu_seconds()?);
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers).set("compression.type", "lz4");
+    for (k, v) in rtds::kafka::PRODUCER_DEFAULTS {
+        cfg.set(*k, *v);
+    }
+    let producer: bare::Producer = with_options(cfg)?.create()?;
+    let stamp = "2026-12-01T00:00:00.000Z";
+    let mut bytes = 0u64;
+    for (key, payload) in &records {
+        bytes += payload.len() as u64;
+        let headers = OwnedHeaders::new().insert(Header { key: "rtds-ingested-at", value: Some(stamp) });
+        bare::send(&producer, BaseRecord::to(output).key(key.as_slice()).payload(payload.as_slice()).headers(headers))?;
+    }
+    producer.flush(Duration::from_secs(180))?;
+    Ok((records.len() as u64, bytes, start.elapsed().as_secs_f64(), bare::cpu_seconds()? - cpu_before))
+}
