@@ -332,6 +332,15 @@ def report(results_path, criterion_dir, n, png):
             except (OSError, ValueError):
                 unit = "iter/s"
             print(f"| {group}/{bench} | {mean_ns / 1e3:,.1f} µs | {per / (mean_ns / 1e9):,.0f} {unit} |")
+        # benches/transform.rs `paired`: the two sides timed in turns, for their ratio.
+        paired = os.path.join(criterion_dir, "paired.json")
+        if os.path.exists(paired):
+            p = json.load(open(paired))
+            low, high = p["quartiles"]
+            print(
+                f"\nTimed in turns ({p['pairs']} pairs): {p['faster']} is {p['median']:.2f}× as fast as "
+                f"{p['than']} (quartiles {low:.2f}–{high:.2f})."
+            )
 
     import matplotlib
 
