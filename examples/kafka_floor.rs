@@ -6,8 +6,8 @@
 //! key and an ingest stamp header, as the transform produces its clean rows.
 //! Each prints the wall and CPU seconds of its work (user and system, all
 //! threads; `produce` from after its reading): bench/run.sh's `floor_*` steps.
-//! Extra librdkafka settings, to look for a cheaper configuration:
-//! KAFKA_FLOOR_OPTIONS="key=value,key=value".
+//! Other librdkafka settings, to look for a cheaper configuration:
+//! BARE_KAFKA_OPTIONS="key=value,key=value" (examples/common/bare.rs).
 //! Usage: kafka_floor consume BROKERS TOPIC GROUP
 //!        kafka_floor produce BROKERS INPUT OUTPUT
 
@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 #[path = "common/bare.rs"]
 mod bare;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 
@@ -36,33 +34,14 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({"stage": format!("kafka_{mode}"), "in": records, "out": records, "bytes": bytes,
             "seconds": wall, "timed_wall_s": wall, "timed_cpu_s": cpu,
             "cpu_us_per_record": cpu * 1e6 / records.max(1) as f64,
-            "options": std::env::var("KAFKA_FLOOR_OPTIONS").unwrap_or_default()})
+            "options": std::env::var("BARE_KAFKA_OPTIONS").unwrap_or_default()})
     );
     Ok(())
 }
 
-fn with_options(mut cfg: ClientConfig) -> anyhow::Result<ClientConfig> {
-    for kv in std::env::var("KAFKA_FLOOR_OPTIONS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("not key=value: {kv}"))?;
-        cfg.set(k, v);
-    }
-    Ok(cfg)
-}
-
 fn consume(brokers: &str, topic: &str, group: &str) -> anyhow::Result<(u64, u64, f64, f64)> {
     let (start, cpu_before) = (Instant::now(), bare::cpu_seconds()?);
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true");
-    for (k, v) in rtds::kafka::prefetch_settings(rtds::transform::PROFILE.prefetch_mb) {
-        cfg.set(k, v);
-    }
-    let consumer: BaseConsumer = with_options(cfg)?.create()?;
-    let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
-    consumer.subscribe(&[topic])?;
+    let (consumer, partitions) = bare::consumer(brokers, group, topic, &rtds::transform::PROFILE)?;
     let (mut n, mut bytes) = (0u64, 0u64);
     bare::read_to_end(&consumer, partitions, |m| {
         n += 1;
@@ -82,12 +61,7 @@ fn produce(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64
     })?;
     drop(consumer);
     let (start, cpu_before) = (Instant::now(), bare::cpu_seconds()?);
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers).set("compression.type", "lz4");
-    for (k, v) in rtds::kafka::PRODUCER_DEFAULTS {
-        cfg.set(*k, *v);
-    }
-    let producer: bare::Producer = with_options(cfg)?.create()?;
+    let producer = bare::producer(brokers)?;
     let stamp = "2026-12-01T00:00:00.000Z";
     let mut bytes = 0u64;
     for (key, payload) in &records {

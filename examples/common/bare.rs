@@ -1,7 +1,8 @@
 //! What the bare baselines share: a plain rdkafka producer with rtds' producer
 //! settings (so a comparison measures rtds, not different settings), a send
 //! that waits while the local queue is full, and a consumer that reads a topic
-//! to its end.
+//! to its end. BARE_KAFKA_OPTIONS="key=value,key=value" adds librdkafka settings
+//! to both, to try others by hand (the bench leaves it unset).
 #![allow(dead_code)] // each example uses what it needs
 
 use std::collections::HashSet;
@@ -23,7 +24,16 @@ pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
     for (k, v) in rtds::kafka::PRODUCER_DEFAULTS {
         cfg.set(*k, *v);
     }
-    Ok(cfg.create()?)
+    Ok(with_options(cfg)?.create()?)
+}
+
+/// `cfg` with the settings of BARE_KAFKA_OPTIONS over it.
+fn with_options(mut cfg: ClientConfig) -> anyhow::Result<ClientConfig> {
+    for kv in std::env::var("BARE_KAFKA_OPTIONS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("BARE_KAFKA_OPTIONS: not key=value: {kv}"))?;
+        cfg.set(k, v);
+    }
+    Ok(cfg)
 }
 
 pub fn send(producer: &Producer, mut record: BaseRecord<'_, [u8], [u8]>) -> anyhow::Result<()> {
@@ -65,7 +75,7 @@ pub fn consumer(brokers: &str, group: &str, topic: &str, profile: &Profile) -> a
     for (k, v) in rtds::kafka::prefetch_settings(profile.prefetch_mb) {
         cfg.set(k, v);
     }
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: BaseConsumer = with_options(cfg)?.create()?;
     let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?.topics()[0].partitions().len();
     consumer.subscribe(&[topic])?;
     Ok((consumer, partitions))
