@@ -39,8 +39,12 @@ reconcile runs `rtds reconcile` over every summary of this run (RTDS_SUMMARIES,
 one a line: ingest's, every transform share's, every share of every chosen
 load's), merges the shares of each stage, and proves the chain: each stage read
 all the previous one produced; in = out + dlq + filtered at every stage; every
-row is in each chosen store by id; and every dead letter is in the DLQ topic.
+row is in each chosen store by id; every dead letter is in the DLQ topic; and
+no stage sent more than the form's `max_dlq_share` of its input to the DLQ.
 It fails the run, naming what is missing, if any of it does not hold.
+
+The generator's seed defaults to the run's date (YYYYMMDD): each day's
+scheduled run brings new users, and a rerun of a date brings the same ones.
 
 Topics are read from the environment when the DAG is parsed (RTDS_RAW_TOPIC,
 RTDS_CREATED_TOPIC, RTDS_DLQ_TOPIC; rtds_tasks), so a deployment or a test can
@@ -59,6 +63,10 @@ from airflow.sdk import DAG, Param, task
 from rtds_tasks import CREATED, CREATED_TOPIC, DLQ, DLQ_TOPIC, PARQUET_OUT, RAW, RAW_TOPIC, STORES, rtds
 
 SINKS = ["cassandra", "postgres", "parquet"]
+
+# The generator's seed: the form's, else the run's date. A scheduled run's date is its logical
+# date; a run triggered without one (Airflow 3 allows that) takes the date it was due to run.
+SEED = "{{ params.seed if params.seed is not none else (logical_date or dag_run.run_after).strftime('%Y%m%d') }}"
 
 
 def summaries_of(*task_ids: str) -> str:
@@ -89,7 +97,13 @@ with DAG(
         "source": Param(
             "generate", type="string", enum=["generate", "randomuser"], description="Where users come from"
         ),
-        "seed": Param(42, type="integer", minimum=0, description="Seed of the built-in generator"),
+        "seed": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            description="Seed of the built-in generator; empty: the run's date (YYYYMMDD), "
+            "so each day's run brings new users and a rerun of a date the same ones",
+        ),
         "api_seed": Param(
             None, type=["null", "string"], maxLength=256, description="randomuser.me's own seed (optional)"
         ),
@@ -105,6 +119,13 @@ with DAG(
             False,
             type="boolean",
             description="Kafka transactions in transform: no duplicate in the output topic; costs some throughput",
+        ),
+        "max_dlq_share": Param(
+            "1%",
+            type="string",
+            pattern=r"^(100|[0-9]{1,2}(\.[0-9]+)?)%$|^(0(\.[0-9]+)?|1(\.0+)?)$",
+            description="reconcile fails the run when more than this share of a stage's input went to the DLQ "
+            "(e.g. 1%, 0.05; 0 forbids any)",
         ),
         "parallelism": Param(
             1,
@@ -123,7 +144,7 @@ with DAG(
             "RTDS_TOPIC": RAW_TOPIC,
             "RTDS_SOURCE": "{{ params.source }}",
             "RTDS_COUNT": "{{ params.count }}",
-            "RTDS_SEED": "{{ params.seed }}",
+            "RTDS_SEED": SEED,
             "RTDS_API_SEED": "{{ params.api_seed or '' }}",
         },
         outlets=[RAW],
@@ -182,7 +203,10 @@ with DAG(
     # (a load not chosen has none).
     reconcile = rtds(
         "reconcile",
-        {"RTDS_SUMMARIES": summaries_of(*(t.task_id for t in [ingest, transform, *loads.values()]))},
+        {
+            "RTDS_SUMMARIES": summaries_of(*(t.task_id for t in [ingest, transform, *loads.values()])),
+            "RTDS_MAX_DLQ_SHARE": "{{ params.max_dlq_share }}",
+        },
         trigger_rule="none_failed_min_one_success",
     )
 

@@ -129,6 +129,10 @@ pub struct ConsumeOpts {
     /// Longest wait to fill a batch before processing what is there (e.g. 20ms): bounds the latency a slow input adds.
     #[arg(long, env = "RTDS_MAX_WAIT", default_value = "20ms", value_parser = names::parse_duration)]
     pub max_wait: Duration,
+    /// Bounded runs: how long records below the end the run must reach may stay unreadable (an open
+    /// Kafka transaction holds them back) before the run fails instead of stopping short.
+    #[arg(long, env = "RTDS_END_WAIT", default_value = "2m", value_parser = names::parse_duration)]
+    pub end_wait: Duration,
     /// Dead-letter topic for records that cannot be processed.
     #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = names::parse_topic)]
     pub dlq_topic: String,
@@ -319,6 +323,16 @@ pub struct ReconcileArgs {
     /// The stages' JSON summary lines (or, in RTDS_SUMMARIES, one a line); none: read them from stdin.
     #[arg(env = "RTDS_SUMMARIES", value_delimiter = '\n')]
     pub summaries: Vec<String>,
+    /// The first stage of the chain to prove: a summary of each stage from here to --to must be given.
+    /// Anything but ingest checks the run as partial, and says so.
+    #[arg(long, env = "RTDS_FROM", value_enum, default_value_t = ChainStage::Ingest)]
+    pub from: ChainStage,
+    /// The last stage of the chain to prove (what it produced is not checked as read).
+    #[arg(long, env = "RTDS_TO", value_enum, default_value_t = ChainStage::Load)]
+    pub to: ChainStage,
+    /// Fail when more than this share of a stage's input went to the DLQ (e.g. 1%, 0.05; 0 forbids any).
+    #[arg(long, env = "RTDS_MAX_DLQ_SHARE", default_value = "1%", value_parser = names::parse_share_of_one)]
+    pub max_dlq_share: f64,
     /// How long reading an offset range back from Kafka may stall before reconcile gives up.
     #[arg(long, env = "RTDS_READ_TIMEOUT", default_value = "60s", value_parser = names::parse_duration)]
     pub read_timeout: Duration,
@@ -326,6 +340,28 @@ pub struct ReconcileArgs {
     pub cassandra: CassandraOpts,
     #[command(flatten)]
     pub postgres: PostgresOpts,
+}
+
+/// The stages of a run's chain, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainStage {
+    Ingest,
+    Transform,
+    Load,
+}
+
+impl ChainStage {
+    pub const ALL: [ChainStage; 3] = [ChainStage::Ingest, ChainStage::Transform, ChainStage::Load];
+
+    /// As a summary's `stage` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChainStage::Ingest => "ingest",
+            ChainStage::Transform => "transform",
+            ChainStage::Load => "load",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]

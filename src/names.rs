@@ -234,6 +234,19 @@ pub fn parse_share(s: &str) -> Result<(u32, u32), String> {
     Ok((k, n))
 }
 
+/// A share of a whole: `1%`, `0.5%`, or a fraction `0.01`; from 0 to 1.
+pub fn parse_share_of_one(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let value = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share from 0 to 1 (e.g. 1%, 0.05, 0)")),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60s, 5m, 200ms)"))?;
@@ -275,6 +288,17 @@ pub fn parse_http_url(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_of_one() {
+        assert_eq!(parse_share_of_one("1%"), Ok(0.01));
+        assert_eq!(parse_share_of_one("0.05"), Ok(0.05));
+        assert_eq!(parse_share_of_one("0"), Ok(0.0));
+        assert_eq!(parse_share_of_one("100%"), Ok(1.0));
+        for bad in ["", "-1%", "101%", "2", "x%", "NaN"] {
+            assert!(parse_share_of_one(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn shares() {

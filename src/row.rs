@@ -73,6 +73,37 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     COLUMNS.iter().map(|c| c.name)
 }
 
+/// Beside the contract's columns every store keeps the ingest stamp of each
+/// row's version (the record's `rtds-ingested-at` header, RFC 3339): which
+/// run's version of a user a store holds, for `rtds reconcile`.
+pub const INGESTED_AT: &str = "ingested_at";
+
+/// An ingest stamp as milliseconds since the epoch (how every store's copy compares).
+pub fn stamp_millis(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
+}
+
+/// An id in its one spelling: a UUID as lower-case hyphenated text, whatever
+/// form it came in (upper case, braces, no hyphens); `None` if it is not a
+/// UUID. Stores key rows by the parsed UUID, so two spellings of one UUID are
+/// one row: the text must be one too, or a batch holding both makes
+/// PostgreSQL's upsert touch a row twice and the Parquet files hold two.
+pub fn canonical_id(id: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if is_canonical(id) {
+        return Some(std::borrow::Cow::Borrowed(id));
+    }
+    uuid::Uuid::try_parse(id).ok().map(|u| std::borrow::Cow::Owned(u.hyphenated().to_string()))
+}
+
+/// Whether `id` is a UUID spelled as `canonical_id` spells it (no parse, no allocation).
+fn is_canonical(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
 /// A clean row of `users_created`, as the load stage reads it: a value (or
 /// null) per column. A field that is not a column is an error (schema drift
 /// must not be silently dropped, as the classic stack dropped `dob`).
@@ -81,6 +112,8 @@ pub struct UserRow {
     /// In `COLUMNS` order; the id (first) is always there and a UUID.
     values: [Option<String>; WIDTH],
     uuid: uuid::Uuid,
+    /// The ingest stamp of the record the row came from (`INGESTED_AT`), if it had one.
+    ingested_at: Option<String>,
 }
 
 impl UserRow {
@@ -88,9 +121,24 @@ impl UserRow {
     pub fn parse(payload: Option<&[u8]>) -> Result<Self, String> {
         let bytes = payload.ok_or("null payload (record has no value)")?;
         let values = serde_json::from_slice::<Values>(bytes).map_err(|e| format!("not a users_created row: {e}"))?.0;
+        let mut values = values;
         let id = values[0].as_deref().ok_or("not a users_created row: missing field `id`")?;
         let uuid = uuid::Uuid::try_parse(id).map_err(|_| format!("id is not a UUID: {id:?}"))?;
-        Ok(Self { values, uuid })
+        if !is_canonical(id) {
+            // One spelling: a row keyed by another producer's upper-case id is the same row.
+            values[0] = Some(uuid.hyphenated().to_string());
+        }
+        Ok(Self { values, uuid, ingested_at: None })
+    }
+
+    /// The row with the ingest stamp of its record (its `rtds-ingested-at` header).
+    pub fn stamped(mut self, ingested_at: Option<&[u8]>) -> Self {
+        self.ingested_at = ingested_at.and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
+        self
+    }
+
+    pub fn ingested_at(&self) -> Option<&str> {
+        self.ingested_at.as_deref()
     }
 
     pub fn id(&self) -> &str {
@@ -187,6 +235,18 @@ mod tests {
         assert!(UserRow::parse(None).is_err());
         assert!(UserRow::parse(Some(b"{")).is_err());
         assert!(UserRow::parse(Some(b"[]")).is_err());
+    }
+
+    #[test]
+    fn an_id_has_one_spelling() {
+        let lower = "0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40";
+        for spelling in [lower, "0B6D2F7E-5C1A-4B8E-9F3D-2A7C6E1D9B40", "0b6d2f7e5c1a4b8e9f3d2a7c6e1d9b40"] {
+            assert_eq!(canonical_id(spelling).as_deref(), Some(lower), "{spelling}");
+            let row = UserRow::parse(Some(ROW.replace(lower, spelling).as_bytes())).unwrap();
+            assert_eq!(row.id(), lower, "{spelling}");
+        }
+        assert!(matches!(canonical_id(lower), Some(std::borrow::Cow::Borrowed(_))), "no copy when already canonical");
+        assert_eq!(canonical_id("not-a-uuid"), None);
     }
 
     #[test]

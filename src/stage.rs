@@ -158,7 +158,7 @@ pub async fn run_batches(
             totals.batches += 1;
             bar.set_position(totals.received);
             let offsets = batch.offsets()?;
-            let consumed = batch.spans();
+            let consumed = source.spans(&batch);
             match commit {
                 Commit::AfterAck => {
                     process(&batch, &ack).await?;

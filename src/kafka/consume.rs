@@ -144,6 +144,16 @@ pub struct Source {
     unsent: HashMap<i32, i64>,
     /// When offsets were last sent to the group coordinator.
     sent_at: Option<Instant>,
+    /// Per partition, the offset read last since it was assigned (or, reading
+    /// ranges, the one before the first): the next batch's records follow it
+    /// with no seek between, whatever offsets (markers) lie between them.
+    read_to: HashMap<i32, i64>,
+    /// `read_to` as it was when the latest batch began (`spans`).
+    batch_from: HashMap<i32, i64>,
+    /// Bounded mode: partitions whose end came below their target (an open
+    /// transaction holds the rest back from a read_committed reader), since when.
+    short: HashMap<i32, Instant>,
+    end_wait: Duration,
 }
 
 /// How often a stage sends the offsets of its acknowledged batches to the
@@ -178,6 +188,37 @@ fn transient(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Refuse the settings that select incremental rebalancing (the
+/// `cooperative-sticky` assignor, the KIP-848 `consumer` protocol). A stage
+/// drops the batch it is collecting and aborts its open transaction when
+/// partitions are revoked, and relies on the group handing every partition
+/// out again from its last commit: true of the eager protocol, where every
+/// partition is revoked; under incremental rebalancing the partitions kept
+/// would go on after the dropped records, and those would be lost.
+/// A consuming stage checks it first, before it touches a topic or a store.
+pub fn check_consumer_settings(global: &GlobalOpts) -> Result<()> {
+    refuse_incremental_rebalancing(&client_config(global, &[])?)
+}
+
+fn refuse_incremental_rebalancing(config: &rdkafka::ClientConfig) -> Result<()> {
+    let strategy = config.get("partition.assignment.strategy").unwrap_or_default();
+    if strategy.split(',').any(|s| s.trim().eq_ignore_ascii_case("cooperative-sticky")) {
+        return crate::error::usage(format!(
+            "partition.assignment.strategy={strategy} selects incremental rebalancing, which rtds refuses: \
+             records collected from partitions kept across a rebalance would be dropped and never re-read; \
+             use range or roundrobin"
+        ));
+    }
+    if let Some(protocol) = config.get("group.protocol").filter(|p| !p.eq_ignore_ascii_case("classic")) {
+        return crate::error::usage(format!(
+            "group.protocol={protocol} selects incremental rebalancing, which rtds refuses: \
+             records collected from partitions kept across a rebalance would be dropped and never re-read; \
+             use group.protocol=classic"
+        ));
+    }
+    Ok(())
+}
+
 /// How often an idle bounded run asks for its group's committed offsets, and how long it waits.
 const GROUP_CHECK_EVERY: Duration = Duration::from_secs(2);
 const GROUP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -200,8 +241,16 @@ pub fn prefetch_settings(mb: u32) -> [(&'static str, String); 4] {
 }
 
 impl Source {
-    /// Open `topic` for reading as `reading` says, prefetching as the stage's profile says.
-    pub async fn open(global: &GlobalOpts, profile: &Profile, topic: &str, reading: &Reading) -> Result<Self> {
+    /// Open `topic` for reading as `reading` says, prefetching as the stage's
+    /// profile says; a bounded reading fails if records below its end stay
+    /// unreadable for `end_wait` (`--end-wait`).
+    pub async fn open(
+        global: &GlobalOpts,
+        profile: &Profile,
+        topic: &str,
+        reading: &Reading,
+        end_wait: Duration,
+    ) -> Result<Self> {
         let group = match reading {
             Reading::Follow { group } | Reading::ToEnd { group } => Some(group.clone()),
             Reading::Ranges(_) => None,
@@ -210,7 +259,9 @@ impl Source {
         let mut settings = vec![
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
+            // A group with no commit starts at the beginning; offsets given
+            // that are gone (retention) are an error, not a jump elsewhere.
+            ("auto.offset.reset", if group.is_some() { "earliest" } else { "error" }),
             ("isolation.level", "read_committed"),
             ("enable.partition.eof", "true"),
         ];
@@ -239,6 +290,10 @@ impl Source {
             _ => consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?,
         }
         let done = targets.iter().flatten().map(|(p, hi)| (*p, *hi == 0)).collect();
+        let read_to = match reading {
+            Reading::Ranges(spans) => spans.iter().map(|(p, s)| (*p, s.first - 1)).collect(),
+            _ => HashMap::new(),
+        };
         let consumer = Arc::new(consumer);
         Ok(Self {
             consumer,
@@ -253,6 +308,10 @@ impl Source {
             committed: HashMap::new(),
             unsent: HashMap::new(),
             sent_at: None,
+            read_to,
+            batch_from: HashMap::new(),
+            short: HashMap::new(),
+            end_wait,
         })
     }
 
@@ -275,6 +334,19 @@ impl Source {
             }
         }
         batch.clear();
+    }
+
+    /// Where the latest batch's records were, per partition: from the offset
+    /// after the one read before it (when the consumer went on without a
+    /// seek) to its last. Batches read one after another then make one span,
+    /// across the transaction markers between them, and a span of a summary
+    /// says every record in it was read.
+    pub fn spans(&self, batch: &Consumed) -> Ranges {
+        let mut spans = batch.spans();
+        for (p, before) in &self.batch_from {
+            spans.extend_back(&self.topic, *p, before + 1);
+        }
+        spans
     }
 
     /// How many times partitions were taken from this consumer so far.
@@ -356,6 +428,83 @@ impl Source {
         Ok(())
     }
 
+    /// A bounded run's partition `p` reached its end for now: done if the
+    /// consumer's position is at its target, past the transaction markers
+    /// that may end it. Below it, an open transaction holds the rest back
+    /// (read_committed): waited for up to `end_wait`, then an error naming the
+    /// partition and offsets, never a run that stops short and exits 0.
+    fn reached_end(&mut self, p: i32) -> Result<()> {
+        let Some(&target) = self.targets.as_ref().and_then(|t| t.get(&p)) else { return Ok(()) };
+        if self.done.get(&p) == Some(&true) {
+            self.short.remove(&p);
+            return Ok(());
+        }
+        let at = match self.position(p) {
+            Some(at) => at,
+            // Nothing read since the partition was assigned: it starts at the group's commit.
+            None => self.committed_offset(p).unwrap_or(-1),
+        };
+        if at >= target {
+            self.done.insert(p, true);
+            self.short.remove(&p);
+            return Ok(());
+        }
+        let since = *self.short.entry(p).or_insert_with(Instant::now);
+        if since.elapsed() > self.end_wait {
+            anyhow::bail!(
+                "{}/{p} ends at offset {at} for {:?}, below {target}, the end this run must reach: records \
+                 there cannot be read yet (an open transaction holds them back from a read_committed reader); \
+                 the run stops here, uncommitted beyond offset {at}",
+                self.topic,
+                self.end_wait
+            );
+        }
+        Ok(())
+    }
+
+    /// The input is idle: each partition this consumer holds that is not
+    /// done has reached its end for now (an end of partition is not always
+    /// reported where an open transaction holds a read_committed reader).
+    fn check_ends(&mut self) -> Result<()> {
+        if self.targets.is_none() {
+            return Ok(());
+        }
+        let held = self.consumer.assignment().context("reading the partitions assigned")?;
+        let open: Vec<i32> = held
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .filter(|p| self.done.get(p) == Some(&false))
+            .collect();
+        for p in open {
+            self.reached_end(p)?;
+        }
+        Ok(())
+    }
+
+    /// The offset the consumer reads next in partition `p`, once it has read
+    /// there (transaction markers included).
+    fn position(&self, p: i32) -> Option<i64> {
+        let position = self.consumer.position().ok()?;
+        match position.find_partition(&self.topic, p)?.offset() {
+            Offset::Offset(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The group's committed offset of partition `p`, if the run has a group and it has one.
+    fn committed_offset(&self, p: i32) -> Option<i64> {
+        self.group.as_ref()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, p);
+        let committed =
+            tokio::task::block_in_place(|| self.consumer.committed_offsets(tpl, GROUP_CHECK_TIMEOUT)).ok()?;
+        match committed.find_partition(&self.topic, p)?.offset() {
+            Offset::Offset(at) => Some(at),
+            _ => None,
+        }
+    }
+
     /// True once every partition has been read up to its start-time high
     /// watermark (bounded mode only).
     fn finished(&self) -> bool {
@@ -380,6 +529,7 @@ impl Source {
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
         let mut revocations = self.revocations();
+        self.batch_from.clone_from(&self.read_to);
         loop {
             if batch.len() >= max || *shutdown.borrow() {
                 break;
@@ -425,13 +575,12 @@ impl Source {
                 // what was acknowledged meanwhile.
                 Err(_) => {
                     self.done_by_the_group();
+                    self.check_ends()?;
                     break;
                 }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     self.unreachable_since = None;
-                    if self.targets.is_some() {
-                        self.done.insert(p, true);
-                    }
+                    self.reached_end(p)?;
                 }
                 // The brokers are briefly away (one restarting): librdkafka
                 // reconnects on its own. A bounded run gives up after
@@ -452,6 +601,9 @@ impl Source {
                     self.unreachable_since = None;
                     if self.revocations() != revocations {
                         Self::drop_revoked(&mut self.done, self.targets.is_some(), &mut batch);
+                        // Handed out again from the last commit: not where this consumer goes on from.
+                        self.read_to.clear();
+                        self.batch_from.clear();
                         revocations = self.revocations();
                         first_at = None;
                         read.clear();
@@ -469,6 +621,7 @@ impl Source {
                         }
                     }
                     read.insert(p, m.offset());
+                    self.read_to.insert(p, m.offset());
                     batch.push(&m);
                     first_at.get_or_insert_with(Instant::now);
                 }
@@ -477,6 +630,8 @@ impl Source {
         if self.revocations() != revocations {
             // Revoked after the last record came: every one is from before.
             Self::drop_revoked(&mut self.done, self.targets.is_some(), &mut batch);
+            self.read_to.clear();
+            self.batch_from.clear();
         }
         if batch.is_empty() && (self.finished() || *shutdown.borrow()) {
             return Ok(None);
@@ -625,7 +780,12 @@ async fn high_watermarks(
 
 /// Hand every record of `topic` at the offsets of `spans` to `each`, reading
 /// as the stages do (read_committed: records of aborted transactions are
-/// skipped). Blocking; fails if no record arrives for `stall`.
+/// skipped). Each partition is read until a record at or after its span's
+/// last offset came; an end of partition before that is waited out (an open
+/// transaction holds the records after it back), and the read fails, naming
+/// the partition and offsets, if nothing comes for `stall`. Offsets that are
+/// no longer in the topic (retention deleted them) are an error, never an
+/// empty read. Blocking.
 pub fn read_spans(
     global: &GlobalOpts,
     topic: &str,
@@ -645,27 +805,41 @@ pub fn read_spans(
             ("enable.auto.commit", "false"),
             ("isolation.level", "read_committed"),
             ("enable.partition.eof", "true"),
+            // An offset out of range is an error, not a jump to another one.
+            ("auto.offset.reset", "error"),
         ],
     )?
     .create()
     .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
     let mut tpl = TopicPartitionList::new();
     for (p, s) in spans {
+        let (low, _) = consumer
+            .fetch_watermarks(topic, *p, METADATA_TIMEOUT)
+            .with_context(|| format!("reading the offsets {topic}/{p} holds on Kafka at {}", global.brokers))?;
+        if low > s.first {
+            anyhow::bail!(
+                "offsets {}..={} of {topic}/{p} are no longer in the topic, which now starts at {low} \
+                 (retention deleted them): what they held cannot be read back",
+                s.first,
+                s.last
+            );
+        }
         tpl.add_partition_offset(topic, *p, Offset::Offset(s.first)).context("building the offsets to read")?;
     }
     consumer.assign(&tpl).with_context(|| format!("reading {topic} on Kafka at {}", global.brokers))?;
     let mut open: HashMap<i32, i64> = spans.iter().map(|(p, s)| (*p, s.last)).collect();
+    // Per partition, the offset read last (none yet: before the span's first).
+    let mut reached: HashMap<i32, i64> = spans.iter().map(|(p, s)| (*p, s.first - 1)).collect();
     let mut last_progress = Instant::now();
     while !open.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-            }
+            // The end for now: the rest may be held back by an open transaction.
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic} back")),
             Some(Ok(m)) => {
                 last_progress = Instant::now();
                 let Some(last) = open.get(&m.partition()).copied() else { continue };
+                reached.insert(m.partition(), m.offset());
                 if m.offset() <= last {
                     each(&m);
                 }
@@ -676,9 +850,42 @@ pub fn read_spans(
             }
         }
         if last_progress.elapsed() > stall {
-            let left: Vec<String> = open.iter().map(|(p, last)| format!("{topic}/{p} up to {last}")).collect();
-            anyhow::bail!("reading {topic} back stalled for {stall:?} before {}", left.join(", "));
+            let left: Vec<String> =
+                open.iter().map(|(p, last)| format!("{topic}/{p} read up to {} of {last}", reached[p])).collect();
+            anyhow::bail!(
+                "reading {topic} back stalled for {stall:?}: {} (an open transaction holds the rest back, \
+                 or the records are gone)",
+                left.join(", ")
+            );
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_rebalancing_is_refused_eager_is_taken() {
+        let config = |k: &str, v: &str| {
+            let mut c = rdkafka::ClientConfig::new();
+            c.set(k, v);
+            c
+        };
+        for (k, v) in [
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("partition.assignment.strategy", "range, Cooperative-Sticky"),
+            ("group.protocol", "consumer"),
+        ] {
+            let err = refuse_incremental_rebalancing(&config(k, v)).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{k}={v}");
+            assert!(err.to_string().contains(&format!("{k}={v}")), "{err}");
+        }
+        for (k, v) in
+            [("partition.assignment.strategy", "range,roundrobin"), ("group.protocol", "classic"), ("client.id", "x")]
+        {
+            assert!(refuse_incremental_rebalancing(&config(k, v)).is_ok(), "{k}={v}");
+        }
+    }
 }

@@ -45,6 +45,7 @@ struct Summary<'a> {
 }
 
 pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
+    kafka::check_consumer_settings(global)?;
     let sink = sinks::open(args.sink, &args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
@@ -52,7 +53,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
     kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
     let producer = Arc::new(producer);
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
+    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let shared = Arc::new(Shared {
         producer: producer.clone(),
@@ -80,7 +81,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
             for (i, m) in batch.iter().enumerate() {
                 match UserRow::parse(m.payload()) {
                     Ok(r) => {
-                        rows.push(r);
+                        rows.push(r.stamped(m.ingested_at()));
                         origin.push(i);
                     }
                     Err(why) => {

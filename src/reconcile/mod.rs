@@ -15,15 +15,19 @@ use anyhow::{Context, Result};
 use rdkafka::message::Message;
 use serde::Serialize;
 
-use crate::cli::{GlobalOpts, ReconcileArgs};
+use crate::cli::{ChainStage, GlobalOpts, ReconcileArgs};
+use crate::delivery::Span;
 use crate::error::usage;
 use crate::sinks::{cassandra, parquet, postgres};
-use chain::{Check, NAMED, Summary, within};
+use chain::{Check, NAMED, Summary};
 
 #[derive(Serialize)]
 struct Report {
     stage: &'static str,
     ok: bool,
+    /// The stages proved, `ingest..load` unless asked otherwise; `partial` when not the whole run.
+    scope: String,
+    partial: bool,
     checks: Vec<Check>,
     /// Per load: ids expected in the store, found there, missing, and (Parquet,
     /// whose files are append-only) ids held more than once.
@@ -33,40 +37,88 @@ struct Report {
 #[derive(Debug, Default, Serialize)]
 struct StoreFigures {
     store: String,
+    /// Records of the load's input read back that it did not dead-letter.
+    records: u64,
     expected: u64,
     found: u64,
     missing: u64,
+    /// Ids the store holds as a version no record of this run carried (an earlier run's row).
+    stale: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicated: Option<u64>,
 }
 
 pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
+    if args.from > args.to {
+        return usage(format!("--from {} comes after --to {}", args.from.name(), args.to.name()));
+    }
     let stages = read_summaries(args)?;
     let mut checks: Vec<Check> = stages.values().map(chain::accounts).collect();
-    let ingest = stages.get("ingest");
-    let transform = stages.get("transform");
-    let loads: Vec<&Summary> = stages.values().filter(|s| s.stage == "load").collect();
-    if let (Some(i), Some(t)) = (ingest, transform) {
-        checks.push(chain::covers(i, t, i.output().unwrap_or_default()));
-    }
-    if let Some(t) = transform {
-        for l in &loads {
-            checks.push(chain::covers(t, l, t.output_topic.as_deref().unwrap_or_default()));
+    let of = |stage: ChainStage| stages.values().filter(move |s| s.stage == stage.name()).collect::<Vec<_>>();
+    let scope: Vec<ChainStage> = ChainStage::ALL.into_iter().filter(|s| (args.from..=args.to).contains(s)).collect();
+    for stage in ChainStage::ALL.into_iter().filter(|s| !scope.contains(s)) {
+        if !of(stage).is_empty() {
+            return usage(format!(
+                "a {} summary was given, but the chain checked is {}..{}",
+                stage.name(),
+                args.from.name(),
+                args.to.name()
+            ));
         }
     }
+    for pair in scope.windows(2) {
+        let (up, down) = (of(pair[0]), of(pair[1]));
+        for present in [&up, &down] {
+            if present.is_empty() {
+                let missing = if up.is_empty() { pair[0] } else { pair[1] };
+                checks.push(Check::failed(
+                    format!("{} -> {}", pair[0].name(), pair[1].name()),
+                    format!("no {} summary: nothing proves this link of the chain", missing.name()),
+                    Vec::new(),
+                    1,
+                ));
+                break;
+            }
+        }
+        for u in &up {
+            for d in &down {
+                let topic = u.output().unwrap_or_default();
+                checks.push(read_gaps(global, args, chain::gaps(u, d, topic))?);
+            }
+        }
+    }
+    if scope.len() == 1 && of(scope[0]).is_empty() {
+        checks.push(Check::failed(
+            format!("{} summaries", scope[0].name()),
+            format!("no {} summary to check", scope[0].name()),
+            Vec::new(),
+            1,
+        ));
+    }
     let mut dead = HashMap::new();
-    for s in stages.values().filter(|s| s.stage != "ingest") {
-        let (check, sources) = dead_letters(global, args, s)?;
-        checks.push(check);
-        dead.insert(s.name(), sources);
+    for s in stages.values() {
+        let reasons = if s.stage == "ingest" {
+            BTreeMap::new()
+        } else {
+            let (check, sources, reasons) = dead_letters(global, args, s)?;
+            checks.push(check);
+            dead.insert(s.name(), sources);
+            reasons
+        };
+        checks.push(dlq_budget(s, args.max_dlq_share, &reasons));
     }
     let mut stores = BTreeMap::new();
-    for l in loads {
+    for l in of(ChainStage::Load) {
         let (check, figures) = store_holds(global, args, l, &dead[&l.name()]).await?;
         checks.push(check);
         stores.insert(l.name(), figures);
     }
     let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    let partial = args.from != ChainStage::Ingest || args.to != ChainStage::Load;
+    let scope = format!("{}..{}", args.from.name(), args.to.name());
+    if partial {
+        tracing::warn!(scope, "checking part of the chain only, as asked (--from/--to)");
+    }
     if std::io::stdout().is_terminal() {
         print_table(&checks);
     }
@@ -74,8 +126,67 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
         tracing::info!(ok = c.ok, "{}: {}", c.check, c.detail);
     }
     let why: Vec<String> = failed.iter().map(|c| describe(c)).collect();
-    crate::summary::keep(&Report { stage: "reconcile", ok: why.is_empty(), checks, stores })?;
+    crate::summary::keep(&Report { stage: "reconcile", ok: why.is_empty(), scope, partial, checks, stores })?;
     if why.is_empty() { Ok(()) } else { anyhow::bail!("reconcile failed: {}", why.join("; ")) }
+}
+
+/// The link's check: a gap between the spans `down` read passes if it holds
+/// no record (transaction markers, aborted records), read back to tell.
+fn read_gaps(global: &GlobalOpts, args: &ReconcileArgs, link: chain::Gaps) -> Result<Check> {
+    let mut unread: Vec<(i32, i64)> = Vec::new();
+    // One read a round, each holding at most one gap of a partition.
+    let mut rounds: Vec<BTreeMap<i32, Span>> = Vec::new();
+    for (p, gap) in &link.gaps {
+        match rounds.iter_mut().find(|r| !r.contains_key(p)) {
+            Some(round) => {
+                round.insert(*p, *gap);
+            }
+            None => rounds.push(BTreeMap::from([(*p, *gap)])),
+        }
+    }
+    for round in &rounds {
+        tokio::task::block_in_place(|| {
+            crate::kafka::read_spans(global, &link.topic, round, args.read_timeout, |m| {
+                unread.push((m.partition(), m.offset()));
+            })
+        })
+        .with_context(|| format!("reading back the offsets {} did not read", link.down))?;
+    }
+    if unread.is_empty() {
+        let detail = format!("read all {} record(s) in {} partition(s)", link.produced, link.partitions);
+        return Ok(Check::passed(link.check, detail));
+    }
+    unread.sort();
+    let count = unread.len() as u64;
+    let mut named: Vec<String> = Vec::new();
+    let mut runs: Vec<(i32, i64, i64)> = Vec::new();
+    for (p, o) in unread {
+        match runs.last_mut() {
+            Some((rp, _, last)) if *rp == p && *last + 1 == o => *last = o,
+            _ => runs.push((p, o, o)),
+        }
+    }
+    for (p, first, last) in runs.into_iter().take(NAMED) {
+        named.push(format!("{}/{p}: {first}..={last}", link.topic));
+    }
+    let detail = format!("{} did not read {count} record(s) {} produced", link.down, link.up);
+    Ok(Check::failed(link.check, detail, named, count))
+}
+
+/// How many of a stage's inputs went to the DLQ, against `--max-dlq-share`;
+/// over it, the check names the most frequent reasons.
+fn dlq_budget(s: &Summary, max: f64, reasons: &BTreeMap<String, u64>) -> Check {
+    let check = format!("{}: dead letters within budget", s.name());
+    let share = if s.received == 0 { 0.0 } else { s.dlq as f64 / s.received as f64 };
+    let detail = format!("{} of {} record(s) ({:.2}%) went to the DLQ", s.dlq, s.received, share * 100.0);
+    if share <= max {
+        return Check::passed(check, format!("{detail}, at most {:.2}% allowed", max * 100.0));
+    }
+    let mut top: Vec<(&String, &u64)> = reasons.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let named: Vec<String> = top.iter().take(3).map(|(why, n)| format!("{n} x {why}")).collect();
+    let detail = format!("{detail}, over --max-dlq-share {:.2}%; top reasons: {}", max * 100.0, named.join(" | "));
+    Check::failed(check, detail, Vec::new(), s.dlq)
 }
 
 /// A failed check in one line: what, how many, the first few.
@@ -106,12 +217,19 @@ fn read_summaries(args: &ReconcileArgs) -> Result<BTreeMap<String, Summary>> {
     let mut lines: Vec<String> = args.summaries.clone();
     if lines.iter().all(|l| l.trim().is_empty()) {
         lines = std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading summaries from stdin")?;
+    } else if let Some(n) = lines.iter().position(|l| l.trim().is_empty()) {
+        // `rtds reconcile "$i" "$t" "$l"` with a stage's summary lost (the stage killed).
+        anyhow::bail!(
+            "summary {} of {} is empty: a stage's summary is missing, so its link cannot be proved",
+            n + 1,
+            lines.len()
+        );
     }
     let mut stages: BTreeMap<String, Summary> = BTreeMap::new();
     for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
         let s: Summary = match serde_json::from_str(line) {
             Ok(s) => s,
-            Err(e) => return usage(format!("not an rtds summary line ({e}): {}", clip(line))),
+            Err(e) => return usage(format!("not an rtds summary line ({e}): {}", clip(line, 80))),
         };
         if !matches!(s.stage.as_str(), "ingest" | "transform" | "load") {
             return usage(format!("reconcile takes ingest, transform and load summaries, not {:?}", s.stage));
@@ -129,23 +247,30 @@ fn read_summaries(args: &ReconcileArgs) -> Result<BTreeMap<String, Summary>> {
     Ok(stages)
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(80).collect()
+fn clip(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
 }
+
+/// Where dead letters came from: (partition, offset) of the stage's input.
+type Sources = HashSet<(i32, i64)>;
+
+/// Dead letters by reason (the first 160 characters of it).
+type Reasons = BTreeMap<String, u64>;
 
 /// The records a stage dead-lettered, found in the DLQ ranges it produced:
 /// the check that each one it counted is there with its reason, and the
 /// sources (partition, offset) of those found.
-fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Result<(Check, HashSet<(i32, i64)>)> {
+fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Result<(Check, Sources, Reasons)> {
     let check = format!("{}: dead letters in the DLQ", s.name());
     let (Some(dlq), Some(input)) = (&s.dlq_topic, &s.input_topic) else {
         return Ok((
             Check::failed(check, "the summary names no DLQ or input topic".into(), Vec::new(), s.dlq),
             HashSet::new(),
+            Reasons::new(),
         ));
     };
-    let consumed = s.consumed.of(input);
     let mut found = HashSet::new();
+    let mut reasons = Reasons::new();
     let mut without_reason = Vec::new();
     tokio::task::block_in_place(|| {
         crate::kafka::read_spans(global, dlq, &s.produced.of(dlq), args.read_timeout, |m| {
@@ -162,13 +287,17 @@ fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Resul
             ) else {
                 return;
             };
-            if !within(&consumed, p, o) {
+            if !s.consumed.contains(input, p, o) {
                 return;
             }
-            if h("rtds-error").is_none_or(|e| e.is_empty()) {
-                without_reason.push(format!("{dlq}/{}@{}", m.partition(), m.offset()));
+            match h("rtds-error").filter(|e| !e.is_empty()) {
+                Some(why) if found.insert((p, o)) => *reasons.entry(clip(&why, 160)).or_default() += 1,
+                Some(_) => {}
+                None => {
+                    without_reason.push(format!("{dlq}/{}@{}", m.partition(), m.offset()));
+                    found.insert((p, o));
+                }
             }
-            found.insert((p, o));
         })
     })
     .with_context(|| format!("reading the dead letters of {} back", s.name()))?;
@@ -182,7 +311,7 @@ fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Resul
     } else {
         Check::passed(check, format!("{n} in {dlq}, each with its reason"))
     };
-    Ok((check, found))
+    Ok((check, found, reasons))
 }
 
 /// Every row `load` read and did not dead-letter is in its store, by id.
@@ -197,12 +326,16 @@ async fn store_holds(
     let (Some(input), Some(sink), Some(store)) = (&load.input_topic, &load.sink, &load.store) else {
         return usage(format!("the summary of {name} names no input topic, sink or store"));
     };
-    let mut expected: HashSet<String> = HashSet::new();
+    // Per id, the ingest stamps of this run's versions of it (a replayed record repeats one).
+    let mut expected: HashMap<String, HashSet<Option<i64>>> = HashMap::new();
+    let mut records = 0u64;
     tokio::task::block_in_place(|| {
         crate::kafka::read_spans(global, input, &load.consumed.of(input), args.read_timeout, |m| {
-            if dead.contains(&(m.partition(), m.offset())) {
+            if dead.contains(&(m.partition(), m.offset())) || !load.consumed.contains(input, m.partition(), m.offset())
+            {
                 return;
             }
+            records += 1;
             let id = match m.key() {
                 Some(k) => String::from_utf8_lossy(k).into_owned(),
                 None => m
@@ -211,39 +344,78 @@ async fn store_holds(
                     .and_then(|v| v["id"].as_str().map(str::to_owned))
                     .unwrap_or_default(),
             };
-            expected.insert(canonical(id));
+            let stamp = crate::kafka::header(m, crate::kafka::INGESTED_AT)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(crate::row::stamp_millis);
+            expected.entry(canonical(id)).or_default().insert(stamp);
         })
     })
     .with_context(|| format!("reading the rows {name} read back from {input}"))?;
     let (found, duplicated) = ids_in_store(args, sink, store, &expected).await?;
-    let mut missing: Vec<String> = expected.iter().filter(|id| !found.contains(*id)).cloned().collect();
+    let mut missing: Vec<String> = expected.keys().filter(|id| !found.contains_key(*id)).cloned().collect();
     missing.sort();
+    // Held, but as a version no record of this run carried: an earlier run's row.
+    let mut stale: Vec<String> = expected
+        .iter()
+        .filter_map(|(id, stamps)| {
+            let held = found.get(id)?;
+            let checkable = !stamps.contains(&None);
+            (checkable && !held.iter().any(|at| stamps.contains(at))).then(|| {
+                let at = held.iter().flatten().max().map_or("none".to_owned(), |ms| describe_millis(*ms));
+                format!("{id} (held: ingested at {at})")
+            })
+        })
+        .collect();
+    stale.sort();
     let figures = StoreFigures {
         store: store.clone(),
+        records,
         expected: expected.len() as u64,
-        found: (expected.len() - missing.len()) as u64,
+        found: (expected.len() - missing.len() - stale.len()) as u64,
         missing: missing.len() as u64,
+        stale: stale.len() as u64,
         duplicated,
     };
-    let check = if missing.is_empty() {
-        Check::passed(check, format!("all {} id(s) in {store}", expected.len()))
+    // Each offset is read back once: comparable unless the load read some twice.
+    let written = load.received.saturating_sub(load.dlq + load.filtered);
+    let check = if records != written && !load.consumed.reread(input) {
+        let detail = format!("read back {records} record(s) of the {written} {name} took in and did not dead-letter");
+        Check::failed(check, detail, Vec::new(), written.abs_diff(records))
+    } else if missing.is_empty() && stale.is_empty() {
+        let detail =
+            format!("all {} id(s) of {records} record(s) in {store}, each as this run wrote it", expected.len());
+        Check::passed(check, detail)
     } else {
-        let count = missing.len() as u64;
+        let count = (missing.len() + stale.len()) as u64;
+        let detail = format!(
+            "{} of {} id(s) not in {store}, {} held as another run's version",
+            missing.len(),
+            expected.len(),
+            stale.len()
+        );
+        missing.extend(stale);
         missing.truncate(NAMED);
-        Check::failed(check, format!("{count} of {} id(s) not in {store}", expected.len()), missing, count)
+        Check::failed(check, detail, missing, count)
     };
     Ok((check, figures))
 }
 
-/// Which of `expected` the store holds, and (Parquet) how many ids it holds more than once.
+fn describe_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Which of `expected` the store holds, each with the ingest stamps of the
+/// versions held (Parquet's files may hold several), and (Parquet) how many
+/// ids it holds more than once.
 async fn ids_in_store(
     args: &ReconcileArgs,
     sink: &str,
     store: &str,
-    expected: &HashSet<String>,
-) -> Result<(HashSet<String>, Option<u64>)> {
-    let uuids = || expected.iter().filter_map(|id| uuid::Uuid::try_parse(id).ok()).collect::<Vec<_>>();
-    let as_text = |found: HashSet<uuid::Uuid>| found.into_iter().map(|u| u.to_string()).collect();
+    expected: &HashMap<String, HashSet<Option<i64>>>,
+) -> Result<(HashMap<String, Vec<Option<i64>>>, Option<u64>)> {
+    let uuids = || expected.keys().filter_map(|id| uuid::Uuid::try_parse(id).ok()).collect::<Vec<_>>();
+    let as_text = |found: crate::sinks::Present| found.into_iter().map(|(u, at)| (u.to_string(), vec![at])).collect();
     match sink {
         "cassandra" => {
             let table = qualified(store)?;
@@ -256,13 +428,12 @@ async fn ids_in_store(
             Ok((as_text(postgres::present(&client, &table, &uuids()).await?), None))
         }
         "parquet" => {
-            let ids = parquet::ids(std::path::Path::new(store))?;
-            let mut seen: HashMap<String, u64> = HashMap::new();
-            for id in ids {
-                *seen.entry(canonical(id)).or_default() += 1;
+            let mut seen: HashMap<String, Vec<Option<i64>>> = HashMap::new();
+            for (id, at) in parquet::ids(std::path::Path::new(store))? {
+                seen.entry(canonical(id)).or_default().push(at);
             }
-            let duplicated = seen.values().filter(|n| **n > 1).count() as u64;
-            Ok((seen.into_keys().collect(), Some(duplicated)))
+            let duplicated = seen.values().filter(|v| v.len() > 1).count() as u64;
+            Ok((seen, Some(duplicated)))
         }
         other => usage(format!("unknown sink {other:?} in a load summary")),
     }
@@ -270,7 +441,10 @@ async fn ids_in_store(
 
 /// A UUID in its one text form (lower case, hyphenated); anything else as it is.
 fn canonical(id: String) -> String {
-    uuid::Uuid::try_parse(&id).map_or(id, |u| u.to_string())
+    match crate::row::canonical_id(&id) {
+        Some(std::borrow::Cow::Owned(c)) => c,
+        _ => id,
+    }
 }
 
 /// `a.b`, both validated identifiers (the summary is input, never trusted in a statement).

@@ -3,7 +3,6 @@
 //! RTDS_CASSANDRA_USER / RTDS_CASSANDRA_PASSWORD(_FILE).
 //! Rows are upserted by id with a prepared INSERT, at bounded concurrency.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,7 +17,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{Rejected, WriteError};
 use crate::error::{UsageError, usage};
-use crate::row::{COLUMNS, Kind, UserRow, WIDTH, names};
+use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, names, stamp_millis};
 use crate::secrets;
 
 /// Cassandra connection settings. User and password come only from
@@ -71,13 +70,12 @@ impl CassandraSink {
             .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
             .await
             .with_context(|| format!("creating keyspace {ks}"))?;
-        session
-            .query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.{table} ({})", super::column_ddl(Kind::cql)), &[])
-            .await
-            .with_context(|| format!("creating table {ks}.{table}"))?;
+        let ddl =
+            format!("CREATE TABLE IF NOT EXISTS {ks}.{table} ({}, {INGESTED_AT} text)", super::column_ddl(Kind::cql));
+        session.query_unpaged(ddl, &[]).await.with_context(|| format!("creating table {ks}.{table}"))?;
         check_columns(&session, ks, table).await?;
-        let placeholders = ["?"; WIDTH].join(", ");
-        let columns: Vec<&str> = names().collect();
+        let placeholders = ["?"; WIDTH + 1].join(", ");
+        let columns: Vec<&str> = names().chain([INGESTED_AT]).collect();
         let mut insert = session
             .prepare(format!("INSERT INTO {ks}.{table} ({}) VALUES ({placeholders})", columns.join(", ")))
             .await
@@ -132,12 +130,13 @@ async fn upsert(
     i: usize,
     row: &UserRow,
 ) -> (usize, Result<(), ExecutionError>) {
-    let (id, texts) = (row.uuid(), row.texts());
-    // Each column as the contract says Cassandra holds it: the id a uuid, the rest text.
-    let values: [&(dyn SerializeValue + Sync); WIDTH] =
-        std::array::from_fn(
-            |i| if COLUMNS[i].kind == Kind::Id { &id as &(dyn SerializeValue + Sync) } else { &texts[i] },
-        );
+    let (id, texts, stamp) = (row.uuid(), row.texts(), row.ingested_at());
+    // Each column as the contract says Cassandra holds it: the id a uuid, the rest text; then the stamp.
+    let values: [&(dyn SerializeValue + Sync); WIDTH + 1] = std::array::from_fn(|i| match COLUMNS.get(i) {
+        Some(c) if c.kind == Kind::Id => &id as &(dyn SerializeValue + Sync),
+        Some(_) => &texts[i],
+        None => &stamp,
+    });
     (i, session.execute_unpaged(insert, &values[..]).await.map(|_| ()))
 }
 
@@ -164,22 +163,25 @@ fn refused_for_its_content(e: &ExecutionError) -> bool {
     )
 }
 
-/// Which of `ids` the table `keyspace.table` holds (for `rtds reconcile`).
-pub async fn present(session: &Session, table: &str, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>> {
+/// Which of `ids` the table `keyspace.table` holds, each with the ingest
+/// stamp of its version (for `rtds reconcile`).
+pub async fn present(session: &Session, table: &str, ids: &[uuid::Uuid]) -> Result<super::Present> {
     let query = session
-        .prepare(format!("SELECT id FROM {table} WHERE id IN ?"))
+        .prepare(format!("SELECT id, {INGESTED_AT} FROM {table} WHERE id IN ?"))
         .await
         .with_context(|| format!("preparing a read of {table}"))?;
     let chunks = ids.chunks(100).map(|chunk| {
         let query = &query;
         async move {
             let rows = session.execute_unpaged(query, (chunk,)).await?.into_rows_result()?;
-            let found: Vec<uuid::Uuid> =
-                rows.rows::<(uuid::Uuid,)>()?.map(|r| r.map(|(id,)| id)).collect::<Result<_, _>>()?;
+            let found: Vec<(uuid::Uuid, Option<i64>)> = rows
+                .rows::<(uuid::Uuid, Option<String>)>()?
+                .map(|r| r.map(|(id, at)| (id, at.as_deref().and_then(stamp_millis))))
+                .collect::<Result<_, _>>()?;
             Ok::<_, anyhow::Error>(found)
         }
     });
-    let mut found = HashSet::new();
+    let mut found = super::Present::new();
     let mut reads = futures::stream::iter(chunks).buffer_unordered(16);
     while let Some(chunk) = reads.next().await {
         found.extend(chunk.with_context(|| format!("reading ids back from {table}"))?);
@@ -198,9 +200,17 @@ async fn check_columns(session: &Session, ks: &str, table: &str) -> Result<()> {
         .with_context(|| format!("reading the columns of {ks}.{table}"))?
         .into_rows_result()
         .with_context(|| format!("reading the columns of {ks}.{table}"))?;
-    let have: std::collections::HashMap<String, String> =
+    let mut have: std::collections::HashMap<String, String> =
         rows.rows::<(String, String)>().context("reading column names")?.collect::<Result<_, _>>()?;
-    super::check_columns(&format!("{ks}.{table}"), &have, Kind::cql, &[])
+    if !have.contains_key(INGESTED_AT) {
+        // A table of an earlier version: the stamp's column joins it.
+        session
+            .query_unpaged(format!("ALTER TABLE {ks}.{table} ADD {INGESTED_AT} text"), &[])
+            .await
+            .with_context(|| format!("adding the column {INGESTED_AT} to {ks}.{table}"))?;
+        have.insert(INGESTED_AT.to_owned(), "text".to_owned());
+    }
+    super::check_columns(&format!("{ks}.{table}"), &have, Kind::cql, &[(INGESTED_AT, "text")])
 }
 
 /// `SimpleStrategy:1` or `NetworkTopologyStrategy:dc1=3,dc2=2` as a CQL map.

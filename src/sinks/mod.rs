@@ -56,6 +56,10 @@ pub fn column_ddl(kind_type: impl Fn(crate::row::Kind) -> &'static str) -> Strin
     defs.join(", ")
 }
 
+/// The ids a store holds of those asked for, each with the ingest stamp of
+/// its version (milliseconds; `None` when it has none), for `rtds reconcile`.
+pub type Present = std::collections::HashMap<uuid::Uuid, Option<i64>>;
+
 /// Rows a store can never take, by index into the batch, with the reason.
 pub type Rejected = Vec<(usize, String)>;
 

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{Rejected, WriteError};
-use crate::row::{COLUMNS, Kind, UserRow, WIDTH};
+use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, last_per_id, stamp_millis};
 
 /// Parquet's options.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,8 +39,11 @@ impl ParquetSink {
         File::create(&probe).with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
         let _ = std::fs::remove_file(&probe);
         // Every column as text, as sent; the id never null.
-        let fields: Vec<Field> =
-            COLUMNS.iter().map(|c| Field::new(c.name, DataType::Utf8, c.kind != Kind::Id)).collect();
+        let fields: Vec<Field> = COLUMNS
+            .iter()
+            .map(|c| Field::new(c.name, DataType::Utf8, c.kind != Kind::Id))
+            .chain([Field::new(INGESTED_AT, DataType::Utf8, true)])
+            .collect();
         Ok(Self { dir, schema: Arc::new(Schema::new(fields)) })
     }
 
@@ -55,9 +58,13 @@ impl ParquetSink {
         Ok(Vec::new())
     }
 
+    /// The rows as one batch, each id once (its last row): as an upsert
+    /// would leave it, where a file holds what it is given.
     fn batch(&self, rows: &[UserRow]) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> =
+        let rows = last_per_id(rows.iter().collect(), |r| r.id());
+        let mut columns: Vec<ArrayRef> =
             (0..WIDTH).map(|c| Arc::new(rows.iter().map(|r| r.get(c)).collect::<StringArray>()) as ArrayRef).collect();
+        columns.push(Arc::new(rows.iter().map(|r| r.ingested_at()).collect::<StringArray>()));
         RecordBatch::try_new(self.schema.clone(), columns).context("building the Parquet batch")
     }
 }
@@ -106,12 +113,21 @@ pub fn read(dir: &Path, columns: Option<&[&str]>) -> Result<(Option<SchemaRef>, 
 }
 
 /// Every id in the finished files of `dir`, as often as it occurs (files are
-/// append-only: a replayed batch gives an id twice), for `rtds reconcile`.
-pub fn ids(dir: &Path) -> Result<Vec<String>> {
+/// append-only: a replayed batch gives an id twice), each with the ingest
+/// stamp of its version in milliseconds (none in files of an earlier version),
+/// for `rtds reconcile`.
+pub fn ids(dir: &Path) -> Result<Vec<(String, Option<i64>)>> {
     let mut ids = Vec::new();
-    for batch in read(dir, Some(&[COLUMNS[0].name]))?.1 {
-        let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("the id column is not text")?;
-        ids.extend(column.iter().flatten().map(str::to_owned));
+    for batch in read(dir, Some(&[COLUMNS[0].name, INGESTED_AT]))?.1 {
+        let text = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let id = text(COLUMNS[0].name).context("the id column is not text")?;
+        let stamp = text(INGESTED_AT);
+        for row in 0..batch.num_rows() {
+            if id.is_valid(row) {
+                let at = stamp.filter(|s| s.is_valid(row)).and_then(|s| stamp_millis(s.value(row)));
+                ids.push((id.value(row).to_owned(), at));
+            }
+        }
     }
     Ok(ids)
 }

@@ -24,7 +24,7 @@ use tokio_postgres::{Client, Config, Socket};
 
 use super::{Rejected, WriteError};
 use crate::error::usage;
-use crate::row::{COLUMNS, Kind, UserRow, WIDTH, last_per_id, names};
+use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, last_per_id, names};
 use crate::secrets;
 
 /// How PostgreSQL holds a column of the row contract (for binary COPY).
@@ -84,7 +84,9 @@ impl PostgresSink {
         // transaction) makes the second wait for the first, then find it done.
         let ddl = format!(
             "SELECT pg_advisory_xact_lock(hashtext('rtds: create schema and table')); \
-             CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
+             CREATE SCHEMA IF NOT EXISTS {schema}; \
+             CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, {INGESTED_AT} timestamptz, loaded_at timestamptz NOT NULL DEFAULT now()); \
+             ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS {INGESTED_AT} timestamptz",
             super::column_ddl(Kind::postgres)
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
@@ -104,7 +106,10 @@ impl PostgresSink {
         let mut good = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             match timestamps(row) {
-                Ok(ts) => good.push(Timed { i, row, ts }),
+                Ok(ts) => {
+                    let stamp = row.ingested_at().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                    good.push(Timed { i, row, ts, stamp: stamp.map(|t| t.with_timezone(&Utc)) })
+                }
                 Err(why) => rejected.push((i, why)),
             }
         }
@@ -145,6 +150,9 @@ struct Timed<'a> {
     i: usize,
     row: &'a UserRow,
     ts: [Option<DateTime<Utc>>; WIDTH],
+    /// The row's ingest stamp (one that is not RFC 3339 is kept as none: it is
+    /// the record's provenance, not the user's data).
+    stamp: Option<DateTime<Utc>>,
 }
 
 /// Spread rows over `n` shares by id, so one id always lands in the same share
@@ -294,8 +302,8 @@ async fn upsert(
     let cols = column_list();
     let updates: Vec<String> = names().skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
     tx.batch_execute(&format!(
-        "INSERT INTO {table} ({cols}, loaded_at) SELECT {cols}, now() FROM rtds_staging \
-         ON CONFLICT (id) DO UPDATE SET {}, loaded_at = EXCLUDED.loaded_at",
+        "INSERT INTO {table} ({cols}, {INGESTED_AT}, loaded_at) SELECT {cols}, {INGESTED_AT}, now() FROM rtds_staging \
+         ON CONFLICT (id) DO UPDATE SET {}, {INGESTED_AT} = EXCLUDED.{INGESTED_AT}, loaded_at = EXCLUDED.loaded_at",
         updates.join(", ")
     ))
     .await?;
@@ -303,23 +311,25 @@ async fn upsert(
     Ok(if copy_first { Upserted::AfterConflict } else { Upserted::Staged })
 }
 
-/// Binary COPY of `rows` into `table` (loaded_at takes its default, now()).
+/// Binary COPY of `rows` into `table`, with their ingest stamps (loaded_at takes its default, now()).
 async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
     rows: &[Timed<'_>],
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(&format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", column_list())).await?;
-    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c.kind)).collect();
+    let copy = format!("COPY {table} ({}, {INGESTED_AT}) FROM STDIN (FORMAT binary)", column_list());
+    let sink = tx.copy_in(&copy).await?;
+    let types: Vec<Type> = COLUMNS.iter().map(|c| column_type(c.kind)).chain([Type::TIMESTAMPTZ]).collect();
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for Timed { row, ts, .. } in rows {
+    for Timed { row, ts, stamp, .. } in rows {
         let (id, texts) = (row.uuid(), row.texts());
-        // Each column as the contract says PostgreSQL holds it.
-        let values: [&(dyn ToSql + Sync); WIDTH] = std::array::from_fn(|i| match COLUMNS[i].kind {
-            Kind::Id => &id as &(dyn ToSql + Sync),
-            Kind::Timestamp => &ts[i],
-            Kind::Text => &texts[i],
+        // Each column as the contract says PostgreSQL holds it; then the stamp.
+        let values: [&(dyn ToSql + Sync); WIDTH + 1] = std::array::from_fn(|i| match COLUMNS.get(i).map(|c| c.kind) {
+            Some(Kind::Id) => &id as &(dyn ToSql + Sync),
+            Some(Kind::Timestamp) => &ts[i],
+            Some(Kind::Text) => &texts[i],
+            None => stamp,
         });
         writer.as_mut().write(&values).await?;
     }
@@ -353,7 +363,7 @@ async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()>
         &format!("{schema}.{table}"),
         &have,
         Kind::postgres,
-        &[("loaded_at", "timestamp with time zone")],
+        &[(INGESTED_AT, "timestamp with time zone"), ("loaded_at", "timestamp with time zone")],
     )
 }
 
@@ -424,28 +434,40 @@ where
     Ok(client)
 }
 
+/// TLS that verifies the server against RTDS_POSTGRES_CA_FILE alone, when
+/// given (as Cassandra's), else against the system's CAs.
 fn tls_connector() -> Result<postgres_openssl::MakeTlsConnector> {
     use openssl::ssl::{SslConnector, SslMethod};
+    use openssl::x509::store::X509StoreBuilder;
+    // The connector starts with the system's CAs loaded.
     let mut builder = SslConnector::builder(SslMethod::tls()).context("creating a TLS context")?;
     if let Some(ca) = std::env::var_os("RTDS_POSTGRES_CA_FILE") {
-        builder.set_ca_file(&ca).with_context(|| format!("reading the PostgreSQL CA file {}", ca.to_string_lossy()))?;
+        let read = || -> Result<openssl::x509::store::X509Store> {
+            let pem = std::fs::read(&ca)?;
+            let mut store = X509StoreBuilder::new()?;
+            for cert in openssl::x509::X509::stack_from_pem(&pem)? {
+                store.add_cert(cert)?;
+            }
+            Ok(store.build())
+        };
+        let store = read().with_context(|| format!("reading the PostgreSQL CA file {}", ca.to_string_lossy()))?;
+        builder.set_cert_store(store);
     }
     Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
 }
 
 /// Which of `ids` the table `schema.table` holds (for `rtds reconcile`).
-pub async fn present(
-    client: &Client,
-    table: &str,
-    ids: &[uuid::Uuid],
-) -> Result<std::collections::HashSet<uuid::Uuid>> {
-    let mut found = std::collections::HashSet::new();
+pub async fn present(client: &Client, table: &str, ids: &[uuid::Uuid]) -> Result<super::Present> {
+    let mut found = super::Present::new();
     for chunk in ids.chunks(50_000) {
         let rows = client
-            .query(&format!("SELECT id FROM {table} WHERE id = ANY($1)"), &[&chunk])
+            .query(&format!("SELECT id, {INGESTED_AT} FROM {table} WHERE id = ANY($1)"), &[&chunk])
             .await
             .with_context(|| format!("reading ids back from {table}"))?;
-        found.extend(rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)));
+        for r in rows {
+            let at: Option<DateTime<Utc>> = r.get(1);
+            found.insert(r.get(0), at.map(|t| t.timestamp_millis()));
+        }
     }
     Ok(found)
 }
@@ -472,7 +494,10 @@ mod tests {
         let ids: Vec<String> = (0..200).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
         // Every id twice: both copies must land in the same share.
         let rows: Vec<UserRow> = ids.iter().chain(&ids).map(|id| row(id)).collect();
-        let shares = shard(rows.iter().enumerate().map(|(i, row)| Timed { i, row, ts: [None; WIDTH] }).collect(), 3);
+        let shares = shard(
+            rows.iter().enumerate().map(|(i, row)| Timed { i, row, ts: [None; WIDTH], stamp: None }).collect(),
+            3,
+        );
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 400);
         assert!(shares.iter().all(|s| !s.is_empty()), "200 ids spread over 3 shares leave none empty");
@@ -481,6 +506,6 @@ mod tests {
             assert_eq!(holding, 1, "{id} is in {holding} shares");
         }
         let one = row(&ids[0]);
-        assert_eq!(shard(vec![Timed { i: 0, row: &one, ts: [None; WIDTH] }], 1)[0].len(), 1);
+        assert_eq!(shard(vec![Timed { i: 0, row: &one, ts: [None; WIDTH], stamp: None }], 1)[0].len(), 1);
     }
 }

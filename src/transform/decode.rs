@@ -155,9 +155,10 @@ impl RawDecoder {
         let mut buf = String::new();
         let id = self.uuid.and_then(|slot| text_of(record.values[slot], json, &mut buf));
         let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
-        match uuid::Uuid::try_parse(id) {
-            Ok(_) => Ok(id.to_owned()),
-            Err(_) => Err(format!("login.uuid is not a UUID: {:?}", truncate(id, 64))),
+        // In the spelling the rows' ids get (`encode`), so each row finds its input by id.
+        match crate::row::canonical_id(id) {
+            Some(id) => Ok(id.into_owned()),
+            None => Err(format!("login.uuid is not a UUID: {:?}", truncate(id, 64))),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! SQL output batches to one JSON object per row, keyed by its `id`.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow_json::writer::{LineDelimited, WriterBuilder};
 
 use super::json::plain_run;
@@ -70,14 +73,19 @@ impl Rows {
 pub fn rows(batches: &[RecordBatch]) -> Result<Rows> {
     let mut out = Rows::default();
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        let ids = batch.column_by_name("id").context("the SQL output has no `id` column")?;
-        let ids = cast(ids, &DataType::Utf8).context("reading `id` as text")?;
+        let column = batch.schema().index_of("id").ok().context("the SQL output has no `id` column")?;
+        let ids = cast(batch.column(column), &DataType::Utf8).context("reading `id` as text")?;
         let ids = ids.as_any().downcast_ref::<StringArray>().context("reading `id` as text")?;
         if let Some(row) = (0..batch.num_rows()).find(|r| ids.is_null(*r)) {
             anyhow::bail!(
                 "the SQL produced a row with a null `id` (row {row}); every row needs one (it is the row's key)"
             );
         }
+        let respelled = canonical_ids(batch, column, ids)?;
+        let (batch, ids) = match &respelled {
+            Some((batch, ids)) => (batch, ids),
+            None => (batch, ids),
+        };
         out.json.reserve(batch.num_rows() * 512);
         match texts(batch) {
             Some(columns) => text_rows(batch, &columns, ids, &mut out),
@@ -85,6 +93,28 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Rows> {
         }
     }
     Ok(out)
+}
+
+/// The batch with its `id` column in one spelling (`crate::row::canonical_id`),
+/// if any id is a UUID spelled otherwise; `None` when every one is already
+/// canonical (or not a UUID, which the load dead-letters).
+fn canonical_ids(batch: &RecordBatch, column: usize, ids: &StringArray) -> Result<Option<(RecordBatch, StringArray)>> {
+    fn respell(id: &str) -> Option<String> {
+        match crate::row::canonical_id(id) {
+            Some(Cow::Owned(canonical)) => Some(canonical),
+            _ => None,
+        }
+    }
+    if !ids.iter().flatten().any(|id| respell(id).is_some()) {
+        return Ok(None);
+    }
+    let fixed: StringArray = ids.iter().map(|id| id.map(|id| respell(id).unwrap_or_else(|| id.to_owned()))).collect();
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[column] = Field::new("id", DataType::Utf8, false);
+    let mut columns = batch.columns().to_vec();
+    columns[column] = Arc::new(fixed.clone());
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).context("respelling the ids")?;
+    Ok(Some((batch, fixed)))
 }
 
 /// A text column, whichever of Arrow's string layouts it has.
@@ -190,8 +220,6 @@ fn any_rows(batch: &RecordBatch, ids: &StringArray, out: &mut Rows) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow::array::{ArrayRef, Int64Array, StringViewArray};
 
     use super::*;
@@ -216,6 +244,31 @@ mod tests {
         any_rows(&batch, ids, &mut general).unwrap();
         assert_eq!(fast.iter().collect::<Vec<_>>(), general.iter().collect::<Vec<_>>());
         assert_eq!(fast.len(), tricky.len() + 1);
+    }
+
+    #[test]
+    fn ids_leave_in_one_spelling_key_and_json_alike() {
+        let ids = ["7E1F0C3A-2B4D-4C6E-8F10-A1B2C3D4E5F6", "7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6", "not-a-uuid"];
+        for view in [false, true] {
+            let column: ArrayRef = if view {
+                Arc::new(StringViewArray::from(ids.to_vec()))
+            } else {
+                Arc::new(StringArray::from(ids.to_vec()))
+            };
+            let batch = RecordBatch::try_from_iter([("id", column)]).unwrap();
+            let got = rows(&[batch]).unwrap();
+            let got: Vec<(&str, &str)> =
+                got.iter().map(|(id, json)| (id, std::str::from_utf8(json).unwrap())).collect();
+            let lower = "7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6";
+            assert_eq!(
+                got,
+                [
+                    (lower, format!(r#"{{"id":"{lower}"}}"#).as_str()),
+                    (lower, format!(r#"{{"id":"{lower}"}}"#).as_str()),
+                    ("not-a-uuid", r#"{"id":"not-a-uuid"}"#),
+                ]
+            );
+        }
     }
 
     #[test]

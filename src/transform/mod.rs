@@ -31,6 +31,7 @@ const STAGE: &str = "transform";
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 1000, prefetch_mb: 2 };
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
+    kafka::check_consumer_settings(global)?;
     let sql_text = match &args.sql {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
@@ -51,7 +52,7 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         .exactly_once
         .then(|| transactional_id(std::env::var("RTDS_TRANSACTIONAL_ID").ok(), &reading, &args.input_topic));
     let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading).await?;
+    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let pipeline = Arc::new(Pipeline {
         transformers,
@@ -293,8 +294,7 @@ mod tests {
         let group = Reading::Follow { group: "g".into() };
         assert_eq!(transactional_id(Some("t-{hostname}".into()), &group, "raw"), format!("t-{}", host.trim()));
         assert_eq!(transactional_id(None, &group, "raw"), "rtds-transform-g-raw");
-        let range =
-            |last| Reading::Ranges([(0, crate::delivery::Span { first: 0, last, count: last as u64 + 1 })].into());
+        let range = |last| Reading::Ranges([(0, crate::delivery::Span::new(0, last, last as u64 + 1))].into());
         let (a, b) = (transactional_id(None, &range(9), "raw"), transactional_id(None, &range(19), "raw"));
         assert_eq!(a, transactional_id(None, &range(9), "raw"), "a retry of the same range: the same id");
         assert_ne!(a, b, "another range: another id");

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from contextlib import closing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -483,3 +483,37 @@ def test_shell_metacharacters_in_a_param_execute_nothing(airflow_env, tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert not pwned.exists(), "a parameter was executed by the shell"
     assert canary.exists(), "a parameter was executed by the shell"
+
+
+def test_the_default_seed_follows_the_runs_date(dagbag):
+    import jinja2
+
+    seed = dagbag.dags["user_automation"].get_task("ingest").env["RTDS_SEED"]
+
+    class Run:
+        run_after = datetime(2026, 3, 9, 6, 0, tzinfo=UTC)
+
+    def render(params: dict, logical_date) -> str:
+        return jinja2.Environment().from_string(seed).render(params=params, logical_date=logical_date, dag_run=Run())
+
+    day = datetime(2026, 3, 7, tzinfo=UTC)
+    assert render({"seed": None}, day) == "20260307"
+    assert render({"seed": None}, day) == render({"seed": None}, datetime(2026, 3, 7, 23, 59, tzinfo=UTC))
+    assert render({"seed": None}, datetime(2026, 3, 8, tzinfo=UTC)) == "20260308", "the next day: new users"
+    assert render({"seed": None}, None) == "20260309", "a run without a logical date: the date it ran after"
+    assert render({"seed": 42}, day) == "42", "a seed given in the form wins"
+    assert dagbag.dags["user_automation"].params["seed"] is None
+
+
+def test_reconcile_gets_the_forms_dlq_budget(dagbag):
+    import jsonschema
+
+    dag = dagbag.dags["user_automation"]
+    assert dag.get_task("reconcile").env["RTDS_MAX_DLQ_SHARE"] == "{{ params.max_dlq_share }}"
+    assert dag.params["max_dlq_share"] == "1%"
+    schema = dag.params.get_param("max_dlq_share").schema
+    for ok in ["1%", "0", "0.05", "100%", "2.5%", "1"]:
+        jsonschema.validate(ok, schema)
+    for bad in ["abc", "101%", "2", "-1%", "1%; rm -rf /"]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

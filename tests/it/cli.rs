@@ -100,3 +100,20 @@ fn a_stage_that_logs_more_than_a_pipe_holds_still_finishes() {
     assert!(out.stderr.len() > 1 << 16, "only {} bytes of logs", out.stderr.len());
     assert_eq!(summary(&out)["out"], 2000);
 }
+
+#[test]
+fn settings_that_select_incremental_rebalancing_are_refused() {
+    require_kafka();
+    let (raw, created) = (unique("it_cli_coop_raw"), unique("it_cli_coop_c"));
+    for (option, stage) in [
+        ("partition.assignment.strategy=cooperative-sticky", ["transform", "--output-topic", &created]),
+        ("group.protocol=consumer", ["load", "--sink", "parquet"]),
+    ] {
+        let out = run(
+            rtds().args(["--kafka-option", option]).args(stage).args(["--input-topic", &raw, "--group", &unique("g")]),
+            QUICK,
+        );
+        assert_one_line_error(&out, 2);
+        assert!(stderr(&out).contains(option) && stderr(&out).contains("incremental"), "{}", stderr(&out));
+    }
+}

@@ -105,8 +105,9 @@ fn cluster_leader_stopped_20s_under_exactly_once_replicas_loses_and_duplicates_n
     let stopped = Instant::now();
     std::thread::sleep(Duration::from_secs(20));
     cluster_node("up", leader);
-    let msgs = consume(&created, N, RUN);
+    wait_for("every record in the output", RUN, || (read_all(&created, RUN).len() >= N).then_some(()));
     let recovery = stopped.elapsed();
+    let msgs = read_all(&created, RUN);
     let ids: HashSet<String> = msgs.iter().map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned()).collect();
     report(
         "3 brokers: the leader of a partition stopped 20 s under 2 transform --exactly-once replicas",
@@ -120,7 +121,8 @@ fn cluster_leader_stopped_20s_under_exactly_once_replicas_loses_and_duplicates_n
     terminate(&b);
     let (a, b) = (wait_child(a, RUN), wait_child(b, RUN));
     let (sa, sb) = (reconciled(&a).to_string(), reconciled(&b).to_string());
-    let rec = run(rtds().arg("reconcile").args([&ingested, &sa, &sb]), RUN);
+    // The chain up to the transform: its output is checked above, read_committed.
+    let rec = run(rtds().args(["reconcile", "--to", "transform"]).args([&ingested, &sa, &sb]), RUN);
     assert!(rec.status.success(), "reconcile: {}{}", stdout(&rec), stderr(&rec));
 }
 
@@ -230,7 +232,7 @@ fn throughput(raw: &str, ingested: &str, replicas: u32, n: usize) -> f64 {
 /// 30% of the output, the leader of the busiest partition stopped for 20 s at
 /// about 50%, a fourth replica started at about 70%. Every id once in the
 /// output topic (read_committed) and in each store; the longest gap in the
-/// output after each event; `rtds reconcile` of ingest and the loads.
+/// output after each event; `rtds reconcile --from load` of the loads.
 #[test]
 #[ignore = "needs the three-broker cluster of `make faults`"]
 fn cluster_scale_out_with_a_replica_killed_a_leader_stopped_and_a_replica_added() {
@@ -347,6 +349,9 @@ fn cluster_scale_out_with_a_replica_killed_a_leader_stopped_and_a_replica_added(
         let (missing, extra) = (seen.keys.difference(ids).count(), ids.difference(&seen.keys).count());
         assert_eq!((missing, extra), (0, 0), "{store}: ids of the output missing, ids not in the output");
     }
-    let rec = run(rtds().arg("reconcile").arg(&ingested).args(&summaries), RUN);
+    // A transform replica was killed: its summary is lost, so the chain from
+    // ingest cannot be proved (reconcile says so); the loads against the
+    // stores can, beside the output topic checked above.
+    let rec = run(rtds().args(["reconcile", "--from", "load"]).args(&summaries), RUN);
     assert!(rec.status.success(), "reconcile: {}{}", stdout(&rec), stderr(&rec));
 }

@@ -40,16 +40,20 @@ impl Chain {
     /// Ingest `n` users, transform what ingest produced, load what transform
     /// produced into each of `sinks`: the DAG's way.
     fn run(name: &str, n: usize, sinks: &[&str]) -> Self {
+        Self::into(Target::new(name), name, n, sinks, "31")
+    }
+
+    /// The same, into `target`'s stores, with the generator's `seed`.
+    fn into(target: Target, name: &str, n: usize, sinks: &[&str], seed: &str) -> Self {
         let (raw, created, dlq) =
             (unique(&format!("{name}_raw")), unique(&format!("{name}_c")), unique(&format!("{name}_d")));
-        let ingest = ingest(&raw, n, "31");
+        let ingest = ingest(&raw, n, seed);
         let transform = line(&run(
             rtds()
                 .args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq])
                 .env("RTDS_FROM_SUMMARY", &ingest),
             RUN,
         ));
-        let target = Target::new(name);
         let loads = sinks
             .iter()
             .map(|sink| line(&run(target.load_from(sink, &created, &transform).args(["--dlq-topic", &dlq]), RUN)))
@@ -79,6 +83,25 @@ fn a_clean_run_reconciles_and_rows_deleted_from_each_store_are_named() {
         assert_eq!(report["stores"][load]["found"], 600, "{report}");
     }
     assert_eq!(report["stores"]["load_parquet"]["duplicated"], 0, "{report}");
+    assert_eq!(report["stores"]["load_postgres"]["records"], 600, "{report}");
+    assert_eq!((&report["scope"], &report["partial"]), (&Value::from("ingest..load"), &Value::from(false)));
+
+    // A broken chain: the transform's summary lost (killed with -9), or only the load's.
+    let (i, l) = (chain.ingest.clone(), chain.loads[0].clone());
+    let empty = reconcile(&[i.clone(), String::new(), l.clone()]);
+    assert_one_line_error(&empty, 1);
+    assert!(stderr(&empty).contains("summary 2 of 3 is empty"), "{}", stderr(&empty));
+    let gap = reconcile(&[i.clone(), l.clone()]);
+    assert_one_line_error(&gap, 1);
+    assert!(stderr(&gap).contains("ingest -> transform: no transform summary"), "{}", stderr(&gap));
+    let alone = reconcile(std::slice::from_ref(&l));
+    assert_one_line_error(&alone, 1);
+    assert!(stderr(&alone).contains("no ingest summary"), "{}", stderr(&alone));
+    let partial = run(rtds().args(["reconcile", "--from", "load"]).arg(&l), RUN);
+    assert!(partial.status.success(), "{}", stderr(&partial));
+    assert_eq!(summary(&partial)["partial"], true, "a partial check says so");
+    let mixed = run(rtds().args(["reconcile", "--from", "load"]).args([&i, &l]), RUN);
+    assert_one_line_error(&mixed, 2);
 
     // Rows go missing from every store between load and reconcile.
     let rt = runtime();
@@ -138,15 +161,38 @@ fn a_dead_letter_missing_from_the_count_or_a_record_left_unread_fails_reconcile(
             .args(["--group", &unique("g")]),
         RUN,
     ));
-    let good = reconcile(std::slice::from_ref(&transform));
+    let only_transform = |summaries: &[String]| {
+        run(rtds().args(["reconcile", "--from", "transform", "--to", "transform"]).args(summaries), RUN)
+    };
+    let good = only_transform(std::slice::from_ref(&transform));
     assert!(good.status.success(), "{}", stderr(&good));
-    assert_eq!(summary(&good)["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == true).count(), 2);
+    let report = summary(&good);
+    assert_eq!(report["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == true).count(), 3, "{report}");
+    assert_eq!((&report["scope"], &report["partial"]), (&Value::from("transform..transform"), &Value::from(true)));
+    // The same summary as a whole run: no ingest, no load, and more dead letters than the budget.
+    let whole = reconcile(std::slice::from_ref(&transform));
+    assert_one_line_error(&whole, 1);
+    let err = stderr(&whole);
+    assert!(err.contains("ingest -> transform: no ingest summary"), "{err}");
+    assert!(err.contains("transform -> load: no load summary"), "{err}");
+    let budget =
+        run(rtds().args(["reconcile", "--to", "transform", "--max-dlq-share", "0"]).args([&ingested, &transform]), RUN);
+    assert_one_line_error(&budget, 1);
+    let err = stderr(&budget);
+    assert!(err.contains("transform: dead letters within budget: 3 of 303 record(s) (0.99%)"), "{err}");
+    assert!(err.contains("over --max-dlq-share 0.00%"), "{err}");
+    assert!(err.contains("x malformed JSON") && err.contains("x not a JSON object"), "the top reasons: {err}");
+    let within = run(
+        rtds().args(["reconcile", "--to", "transform", "--max-dlq-share", "1%"]).args([&ingested, &transform]),
+        RUN,
+    );
+    assert!(within.status.success(), "3 of 303 is within 1%: {}", stderr(&within));
 
     // One dead letter taken out of the count (and the totals kept adding up).
     let mut tampered: Value = serde_json::from_str(&transform).unwrap();
     tampered["dlq"] = (tampered["dlq"].as_u64().unwrap() - 1).into();
     tampered["filtered"] = (tampered["filtered"].as_u64().unwrap() + 1).into();
-    let out = reconcile(&[tampered.to_string()]);
+    let out = only_transform(&[tampered.to_string()]);
     assert_one_line_error(&out, 1);
     let err = stderr(&out);
     assert!(err.contains("transform: dead letters in the DLQ: counted 2 dead letter(s), 3 in"), "{err}");
@@ -155,9 +201,30 @@ fn a_dead_letter_missing_from_the_count_or_a_record_left_unread_fails_reconcile(
     let mut partial: Value = serde_json::from_str(&transform).unwrap();
     let consumed = partial["consumed"].as_array_mut().unwrap();
     consumed[0]["first"] = (consumed[0]["first"].as_i64().unwrap() + 1).into();
-    let out = reconcile(&[ingested, partial.to_string()]);
+    let to_transform = |summaries: &[String]| run(rtds().args(["reconcile", "--to", "transform"]).args(summaries), RUN);
+    let out = to_transform(&[ingested.clone(), partial.to_string()]);
     assert_one_line_error(&out, 1);
-    assert!(stderr(&out).contains("ingest -> transform"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("ingest -> transform: {}: transform did not read 1 record(s)", t.0)), "{err}");
+
+    // Both ends of every partition read, the middle lost: as when the summary
+    // of one of three replicas that held a partition in turn is missing.
+    let mut holed: Value = serde_json::from_str(&transform).unwrap();
+    let mut spans = Vec::new();
+    for span in holed["consumed"].as_array().unwrap() {
+        let (first, last) = (span["first"].as_i64().unwrap(), span["last"].as_i64().unwrap());
+        let third = (last - first + 1) / 3;
+        for (a, b) in [(first, first + third - 1), (last - third + 1, last)] {
+            let mut piece = span.clone();
+            (piece["first"], piece["last"], piece["count"]) = (a.into(), b.into(), (b - a + 1).into());
+            spans.push(piece);
+        }
+    }
+    holed["consumed"] = spans.into();
+    let out = to_transform(&[ingested, holed.to_string()]);
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("ingest -> transform: {}: transform did not read", t.0)), "{err}");
 }
 
 #[test]
@@ -293,7 +360,7 @@ fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
     let bounded = line(&bounded);
     let s: Value = serde_json::from_str(&bounded).unwrap();
     assert_eq!(s["in"].as_u64(), Some(500), "{s}");
-    let rec = reconcile(&[ingested, bounded]);
+    let rec = run(rtds().args(["reconcile", "--to", "transform"]).args([&ingested, &bounded]), RUN);
     assert!(rec.status.success(), "{}", stderr(&rec));
     // By hand, in the service's own group: it ends too, once the group is past the end.
     let same_group = run(&mut transform(&["--group", &group]), Duration::from_secs(90));
@@ -405,4 +472,84 @@ fn the_lag_gauge_moves_while_the_store_is_blocked() {
     terminate(&child);
     let s = ok(&wait_child(child, Duration::from_secs(60)));
     assert_eq!(s["out"].as_u64(), Some(1500), "{s}");
+}
+
+#[test]
+fn a_range_retention_removed_is_an_error_that_says_so() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    require_kafka();
+    let chain = Chain::run("it_rec_gone", 90, &["parquet"]);
+    let created: Value = serde_json::from_str(&chain.transform).unwrap();
+    let created = created["output_topic"].as_str().unwrap().to_owned();
+    assert!(reconcile(&chain.summaries()).status.success());
+    // What retention does to old segments: the rows before offset 5 of every partition go.
+    runtime().block_on(async {
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset(&created, p, rdkafka::Offset::Offset(5)).unwrap();
+        }
+        admin.delete_records(&tpl, &AdminOptions::new()).await.unwrap();
+    });
+    let out = reconcile(&chain.summaries());
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains("are no longer in the topic, which now starts at 5"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_whose_rows_all_fail_in_the_store_is_not_ok() {
+    require_kafka();
+    let _stores = stores_shared();
+    let first = Chain::run("it_rec_budget", 20, &["postgres"]);
+    assert!(reconcile(&first.summaries()).status.success());
+    // The table changed under the pipeline: every new row breaks a constraint (class 23).
+    let rt = runtime();
+    let schema = first.target.schema.clone();
+    rt.block_on(postgres(&rt).batch_execute(&format!(
+        "ALTER TABLE {schema}.created_users ADD CONSTRAINT no_new_rows CHECK (email IS NULL) NOT VALID"
+    )))
+    .unwrap();
+    let second = Chain::into(first.target, "it_rec_budget2", 40, &["postgres"], "34");
+    let load: Value = serde_json::from_str(&second.loads[0]).unwrap();
+    assert_eq!((load["in"].as_u64(), load["dlq"].as_u64()), (Some(40), Some(40)), "every row dead-lettered: {load}");
+    let out = reconcile(&second.summaries());
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("load_postgres: dead letters within budget: 40 of 40 record(s) (100.00%)"), "{err}");
+    assert!(err.contains("40 x postgres:") && err.contains("no_new_rows"), "names the reason: {err}");
+}
+
+#[test]
+fn a_run_whose_writes_were_lost_fails_on_rows_an_earlier_run_left() {
+    require_kafka();
+    let _stores = stores_shared();
+    let sinks = ["postgres", "cassandra", "parquet"];
+    let earlier = Chain::run("it_rec_version", 200, &sinks);
+    assert!(reconcile(&earlier.summaries()).status.success());
+    // The same seed again (same users), its rows written elsewhere: as if its writes were lost.
+    let later = Chain::into(Target::new("it_rec_version_b"), "it_rec_version_b", 200, &sinks, "31");
+    let store_of = |load: &str| -> Value { serde_json::from_str::<Value>(load).unwrap()["store"].clone() };
+    let redirected: Vec<String> = later
+        .loads
+        .iter()
+        .zip(&earlier.loads)
+        .map(|(l, e)| {
+            let mut l: Value = serde_json::from_str(l).unwrap();
+            l["store"] = store_of(e);
+            l.to_string()
+        })
+        .collect();
+    let summaries = [vec![later.ingest.clone(), later.transform.clone()], redirected].concat();
+    let out = reconcile(&summaries);
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    for sink in sinks {
+        assert!(err.contains(&format!("load_{sink}: rows in the store: 0 of 200 id(s) not in")), "{sink}: {err}");
+        assert!(err.contains("200 held as another run's version"), "{sink}: {err}");
+    }
+    let report = summary(&out);
+    assert_eq!(report["stores"]["load_postgres"]["stale"], 200, "{report}");
+    // Against the stores it wrote, the later run passes.
+    let ok = reconcile(&later.summaries());
+    assert!(ok.status.success(), "{}", stderr(&ok));
 }

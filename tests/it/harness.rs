@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -202,6 +203,37 @@ pub fn consume(topic: &str, n: usize, deadline: Duration) -> Vec<rdkafka::messag
     // Nothing more than n should be there.
     if let Some(Ok(extra)) = consumer.poll(Duration::from_millis(500)) {
         panic!("more than {n} records in {topic}: offset {} of partition {}", extra.offset(), extra.partition());
+    }
+    got
+}
+
+/// Every record of `topic` (read_committed), however many: read until each
+/// partition's end. For figures that count what is lost or duplicated, where
+/// `consume` would fail on the first record too many or too few.
+pub fn read_all(topic: &str, deadline: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    let consumer: BaseConsumer = reader_config().set("enable.partition.eof", "true").create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions: Vec<i32> = md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut open: HashSet<i32> = partitions.into_iter().collect();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while !open.is_empty() {
+        assert!(start.elapsed() < deadline, "{topic}: partitions {open:?} not read to their end in {deadline:?}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
     }
     got
 }

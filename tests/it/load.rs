@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use rtds::row::{COLUMNS, Kind, names};
+use rtds::row::{COLUMNS, INGESTED_AT, Kind, names};
 use serde_json::Value;
 
 use crate::harness::*;
@@ -209,8 +209,9 @@ fn every_sink_gets_every_column_and_reruns_are_idempotent() {
     assert_eq!(target.postgres_rows(&rt, &client), want, "PostgreSQL rows are upserted back to the input");
 }
 
-/// Each store's table has exactly the row contract's columns (PostgreSQL also
-/// `loaded_at`), of the type the contract says that store holds them as.
+/// Each store's table has exactly the row contract's columns and the ingest
+/// stamp (PostgreSQL also `loaded_at`), of the type the contract says that
+/// store holds them as.
 fn every_store_holds_the_contract_columns(
     target: &Target,
     rt: &tokio::runtime::Runtime,
@@ -231,7 +232,9 @@ fn every_store_holds_the_contract_columns(
             .unwrap();
         res.into_rows_result().unwrap().rows::<(String, String)>().unwrap().map(Result::unwrap).collect()
     });
-    assert_eq!(cql, contract(Kind::cql), "Cassandra's columns");
+    let mut want = contract(Kind::cql);
+    want.insert(INGESTED_AT.into(), "text".into());
+    assert_eq!(cql, want, "Cassandra's columns");
     let pg: BTreeMap<String, String> = rt
         .block_on(client.query(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'created_users'",
@@ -243,6 +246,7 @@ fn every_store_holds_the_contract_columns(
         .collect();
     let mut want = contract(Kind::postgres);
     want.insert("loaded_at".into(), "timestamp with time zone".into());
+    want.insert(INGESTED_AT.into(), "timestamp with time zone".into());
     assert_eq!(pg, want, "PostgreSQL's columns");
     let dir = target.out.join("created_users");
     let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
@@ -255,8 +259,11 @@ fn every_store_holds_the_contract_columns(
         .iter()
         .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
         .collect();
-    let want: Vec<(String, String, bool)> =
-        COLUMNS.iter().map(|c| (c.name.to_owned(), "Utf8".to_owned(), c.kind != Kind::Id)).collect();
+    let want: Vec<(String, String, bool)> = COLUMNS
+        .iter()
+        .map(|c| (c.name.to_owned(), "Utf8".to_owned(), c.kind != Kind::Id))
+        .chain([(INGESTED_AT.to_owned(), "Utf8".to_owned(), true)])
+        .collect();
     assert_eq!(fields, want, "Parquet's columns, in order");
 }
 
@@ -302,7 +309,7 @@ fn as_refs(part: &[Owned]) -> Vec<Record<'_>> {
 /// A `--follow` load keeps going through an outage of its store. Returns the
 /// rows sent, the ids found in the store, and how long after the store came
 /// back every row was there.
-pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> (usize, usize, Duration) {
+pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> Outage {
     require_kafka();
     let _stores = stores_exclusive();
     let (source, want) = clean_rows(&format!("it_out_{sink}"), 3000, "71");
@@ -328,16 +335,45 @@ pub(crate) fn survives_outage(sink: &str, service: &str, down_for: Duration) -> 
     std::thread::sleep(down_for);
     stack(&["up", service]);
     let back = std::time::Instant::now();
-    wait_for("every row after the outage", RUN, || (complete().len() >= want.len()).then_some(()));
-    let recovery = back.elapsed();
+    // Wait for every row, but count what is there if they do not all come.
+    let mut recovery = None;
+    while back.elapsed() < RUN {
+        if complete().len() >= want.len() {
+            recovery = Some(back.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     terminate(&child);
-    let out = wait_child(child, Duration::from_secs(60));
-    let s = ok(&out);
-    assert_eq!(s["out"].as_u64(), Some(3000), "{s}");
+    let summary = summary(&wait_child(child, Duration::from_secs(60)));
     let found = complete();
     let found_ids = want.keys().filter(|id| found.contains_key(*id)).count();
-    assert_eq!(found, want);
-    (want.len(), found_ids, recovery)
+    Outage { rows: want.len(), found: found_ids, recovery, summary, as_sent: found == want }
+}
+
+/// What a store outage under `load --follow` left, counted before it is checked.
+pub(crate) struct Outage {
+    pub(crate) rows: usize,
+    /// Of the rows' ids, how many the store holds.
+    pub(crate) found: usize,
+    /// From the store's return to its last row, if every row came.
+    pub(crate) recovery: Option<Duration>,
+    summary: Value,
+    /// Every row in the store as it was sent, nothing else.
+    as_sent: bool,
+}
+
+impl Outage {
+    pub(crate) fn lost(&self) -> usize {
+        self.rows - self.found
+    }
+
+    pub(crate) fn check(&self) {
+        assert_eq!(self.lost(), 0, "rows missing from the store after the outage");
+        assert!(self.as_sent, "the store holds every row as it was sent, and nothing else");
+        assert_eq!(self.summary["out"].as_u64(), Some(self.rows as u64), "{}", self.summary);
+        assert_eq!(self.summary["dlq"].as_u64(), Some(0), "{}", self.summary);
+    }
 }
 
 #[test]
@@ -410,4 +446,92 @@ fn postgres_load_replicas_starting_at_once_all_create_the_table() {
             assert_eq!(ok(&wait_child(r, RUN))["out"], 10);
         }
     }
+}
+
+#[test]
+fn one_uuid_in_two_spellings_is_one_row_in_every_store() {
+    require_kafka();
+    let _stores = stores_shared();
+    let (raw, created) = (unique("it_spelling_raw"), unique("it_spelling_c"));
+    let fixture = String::from_utf8(fixture("contract/users_raw.jsonl")).unwrap();
+    let user: Value = serde_json::from_str(fixture.lines().next().unwrap()).unwrap();
+    let id = user["login"]["uuid"].as_str().unwrap().to_lowercase();
+    let spelled = |uuid: String| {
+        let mut u = user.clone();
+        u["login"]["uuid"] = uuid.into();
+        u.to_string()
+    };
+    let (lower, upper) = (spelled(id.clone()), spelled(id.to_uppercase()));
+    // One partition: both versions in one batch, the upper-case one last.
+    produce(&raw, &[(Some(b"k"), Some(lower.as_bytes())), (Some(b"k"), Some(upper.as_bytes()))]);
+    let out = run(
+        rtds().args(["transform", "--input-topic", &raw, "--output-topic", &created, "--group", &unique("g")]),
+        RUN,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = consume(&created, 2, RUN);
+    for m in &rows {
+        assert_eq!(m.key(), Some(id.as_bytes()), "the key in its one spelling");
+        let row: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(row["id"], id.as_str(), "the row's id in its one spelling");
+    }
+    // A row keyed by another producer in upper case, in the same batch as the lower-case one.
+    let upper_row = String::from_utf8(rows[0].payload().unwrap().to_vec()).unwrap().replace(&id, &id.to_uppercase());
+    produce(&created, &[(Some(id.to_uppercase().as_bytes()), Some(upper_row.as_bytes()))]);
+    let target = Target::new("it_spelling");
+    let rt = runtime();
+    for sink in ["postgres", "cassandra", "parquet"] {
+        let s = ok(&run(&mut target.load(sink, &created, &unique("g")), RUN));
+        assert_eq!((s["in"].as_u64(), s["dlq"].as_u64()), (Some(3), Some(0)), "{sink}: {s}");
+    }
+    let pg = target.postgres_rows(&rt, &postgres(&rt));
+    let cql = target.cassandra_rows(&rt, &cassandra(&rt));
+    let (files, parquet) = target.parquet_rows();
+    assert_eq!(pg.keys().collect::<Vec<_>>(), [&id], "PostgreSQL");
+    assert_eq!(cql.keys().collect::<Vec<_>>(), [&id], "Cassandra");
+    assert_eq!((files, parquet.keys().collect::<Vec<_>>()), (1, vec![&id]), "Parquet: one row, one spelling");
+}
+
+#[test]
+fn a_table_of_the_earlier_version_gets_the_ingest_stamp_column() {
+    require_kafka();
+    let _stores = stores_shared();
+    let (topic, _) = clean_rows("it_load_stamp", 5, "81");
+    let target = Target::new("it_load_stamp");
+    let rt = runtime();
+    let (session, client) = (cassandra(&rt), postgres(&rt));
+    // The tables as the earlier version made them: the contract's columns only.
+    let ddl = |ty: fn(Kind) -> &'static str| {
+        COLUMNS
+            .iter()
+            .map(|c| format!("{} {}{}", c.name, ty(c.kind), if c.kind == Kind::Id { " PRIMARY KEY" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    rt.block_on(async {
+        let ks = &target.keyspace;
+        let create_ks = format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
+        session.query_unpaged(create_ks, &[]).await.unwrap();
+        session.query_unpaged(format!("CREATE TABLE {ks}.created_users ({})", ddl(Kind::cql)), &[]).await.unwrap();
+        let schema = &target.schema;
+        let pg = format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.created_users ({}, loaded_at timestamptz NOT NULL DEFAULT now())",
+            ddl(Kind::postgres)
+        );
+        client.batch_execute(&pg).await.unwrap();
+    });
+    for sink in ["cassandra", "postgres"] {
+        ok(&run(&mut target.load(sink, &topic, &unique("g")), RUN));
+    }
+    let stamps: i64 = rt.block_on(async {
+        let sql = format!("SELECT count(*) FROM {}.created_users WHERE {INGESTED_AT} IS NOT NULL", target.schema);
+        client.query_one(&sql, &[]).await.unwrap().get(0)
+    });
+    assert_eq!(stamps, 5, "every row written with its ingest stamp");
+    let cql_stamps = rt.block_on(async {
+        let sql = format!("SELECT {INGESTED_AT} FROM {}.created_users", target.keyspace);
+        let rows = session.query_unpaged(sql, &[]).await.unwrap().into_rows_result().unwrap();
+        rows.rows::<(Option<String>,)>().unwrap().filter(|r| r.as_ref().unwrap().0.is_some()).count()
+    });
+    assert_eq!(cql_stamps, 5, "every row written with its ingest stamp");
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod delivery;
+mod docs;
 mod faults;
 mod harness;
 mod ingest;

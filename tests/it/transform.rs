@@ -462,8 +462,10 @@ fn two_exactly_once_replicas_across_a_rebalance_write_each_record_once() {
     assert_eq!(out, 400_000, "committed outputs of both replicas: {sa} {sb}");
     assert!(sa["in"].as_u64().unwrap() < 400_000, "the second replica joined while the first was still busy: {sa}");
     // The replicas' summaries balance against the offsets they read and
-    // produced: an aborted transaction's records are in neither.
-    let rec = run(rtds().arg("reconcile").arg(sa.to_string()).arg(sb.to_string()), RUN);
+    // produced: an aborted transaction's records are in neither. (The test
+    // produced the input: the chain is checked from the transform.)
+    let transform_only = ["reconcile", "--from", "transform", "--to", "transform"];
+    let rec = run(rtds().args(transform_only).arg(sa.to_string()).arg(sb.to_string()), RUN);
     assert!(rec.status.success(), "reconcile: {}{}", stdout(&rec), stderr(&rec));
 }
 
@@ -489,4 +491,44 @@ fn a_stage_creates_its_topics_with_the_partitions_and_replication_asked() {
     let out = run(t.transform().args(["--replication-factor", "3"]), RUN);
     assert_one_line_error(&out, 1);
     assert!(stderr(&out).contains("creating topic"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_bounded_run_held_below_its_end_by_an_open_transaction_fails_naming_it() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    require_kafka();
+    let t = Topics::new("it_tr_open_txn");
+    // A transaction left open on partition 0 (as a producer that hangs leaves
+    // it), then a run's records after it: a read_committed reader sees none of
+    // them until the transaction ends.
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", unique("it_open_txn"))
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    let created = rtds().args(["ingest", "--source", "generate", "--count", "1", "--topic", &t.input]).output();
+    assert!(created.unwrap().status.success(), "the topic, made by rtds as a run makes it");
+    producer.begin_transaction().unwrap();
+    producer.send(BaseRecord::to(&t.input).partition(0).key("k").payload("{\"open\":1}")).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let ingested = run(
+        rtds().args(["ingest", "--source", "generate", "--count", "300", "--seed", "41", "--topic", &t.input]),
+        RUN,
+    );
+    let ingested = stdout(&ingested).lines().last().unwrap().to_owned();
+    let from_summary = || {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &t.input, "--output-topic", &t.output, "--dlq-topic", &t.dlq])
+            .env("RTDS_FROM_SUMMARY", &ingested);
+        cmd
+    };
+    let out = run(from_summary().args(["--end-wait", "3s"]), RUN);
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}/0 ends at offset", t.input)) && err.contains("open transaction"), "{err}");
+    // Aborted: its record is skipped and the run reads its range to the end.
+    producer.abort_transaction(Duration::from_secs(30)).unwrap();
+    let s = ok_summary(&run(&mut from_summary(), RUN));
+    assert_eq!(s["in"].as_u64(), Some(300), "{s}");
 }
