@@ -33,7 +33,9 @@ The trigger form's `exactly_once` (default off) runs the transform in Kafka
 transactions (RTDS_EXACTLY_ONCE): no duplicate in the output topic, for some
 throughput. Its transactional id needs nothing set: rtds derives one per run
 from the offsets it reads, so a retry fences the attempt it replaces and
-concurrent runs never fence each other.
+concurrent runs never fence each other. The task writes its offsets in one
+transaction, committed at its end: a retry after a kill aborts what the
+killed attempt wrote and writes each record once.
 
 reconcile runs `rtds reconcile` over every summary of this run (RTDS_SUMMARIES,
 one a line: ingest's, every transform share's, every share of every chosen

@@ -86,8 +86,9 @@ pub enum Commit {
     /// After every output of the batch is acknowledged (at least once).
     AfterAck,
     /// In the Kafka transaction that carries the batch's outputs (exactly
-    /// once), committed as often as the cadence says.
-    InTransaction(Cadence),
+    /// once), committed as often as the cadence says; with none, one
+    /// transaction for the whole run, committed at its end.
+    InTransaction(Option<Cadence>),
 }
 
 /// Run batches through `process` until the source is drained (bounded) or a
@@ -143,7 +144,9 @@ pub async fn run_batches(
                             .await?;
                         source.send_commits()?;
                     }
-                    Commit::InTransaction(_) => {
+                    // One transaction for the whole run: nothing to commit before its end.
+                    Commit::InTransaction(None) => {}
+                    Commit::InTransaction(Some(_)) => {
                         transaction
                             .commit(producer, source.group_metadata().as_ref(), |p, c| totals.settle(p, c, metrics))?
                     }
@@ -174,7 +177,7 @@ pub async fn run_batches(
                     // input has nothing more waiting, so commit without the cadence's wait.
                     let caught_up = received < batch_size as u64 && source.caught_up(&consumed);
                     transaction.add(Pending { offsets, ack, received, consumed, took: t.elapsed() });
-                    if transaction.due(&cadence, caught_up) {
+                    if cadence.is_some_and(|c| transaction.due(&c, caught_up)) {
                         let group = source.group_metadata();
                         transaction.commit(producer, group.as_ref(), |p, c| totals.settle(p, c, metrics))?;
                     }

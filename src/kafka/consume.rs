@@ -188,6 +188,45 @@ fn transient(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// The group a reader of explicit ranges goes by: named after the stage, the
+/// topic and the ranges, so that a retry of the same run has the same one.
+fn range_group(stage: &str, topic: &str, spans: &BTreeMap<i32, Span>) -> String {
+    let text = spans.iter().map(|(p, s)| format!("{p}:{}-{}", s.first, s.last)).collect::<Vec<_>>().join(",");
+    let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{stage}/{topic}/{text}").as_bytes());
+    format!("rtds-range-{stage}-{key}")
+}
+
+/// An exactly-once run over explicit ranges commits their end offsets under
+/// `group` in the transaction that writes its outputs: found there, the ranges
+/// were written by an earlier attempt, whose outputs are visible. Writing them
+/// again would duplicate every one (the attempt's summary, which says where
+/// they are, was lost with it), so the run stops with an error instead.
+fn refuse_a_range_done(
+    consumer: &StreamConsumer<Rebalances>,
+    topic: &str,
+    spans: &BTreeMap<i32, Span>,
+    group: &str,
+) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for p in spans.keys() {
+        tpl.add_partition(topic, *p);
+    }
+    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(tpl, METADATA_TIMEOUT))
+        .with_context(|| format!("reading the offsets committed under {group}"))?;
+    let done = !spans.is_empty()
+        && spans.iter().all(|(p, s)| {
+            committed.find_partition(topic, *p).is_some_and(|e| matches!(e.offset(), Offset::Offset(at) if at > s.last))
+        });
+    if done {
+        anyhow::bail!(
+            "the offsets this run reads from {topic} were written, exactly once, by an earlier attempt \
+             (committed under {group}): writing them again would duplicate them; its summary was lost \
+             with it, so rerun the pipeline from the stage before"
+        );
+    }
+    Ok(())
+}
+
 /// Refuse the settings that select incremental rebalancing (the
 /// `cooperative-sticky` assignor, the KIP-848 `consumer` protocol). A stage
 /// drops the batch it is collecting and aborts its open transaction when
@@ -267,8 +306,12 @@ impl Source {
         ];
         settings.extend(prefetch.iter().map(|(k, v)| (*k, v.as_str())));
         // librdkafka wants a group id even to assign partitions: a reader of
-        // explicit ranges gets one of its own, never joined, never committed to.
-        let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
+        // explicit ranges gets one named after what it reads, never joined;
+        // only an exactly-once run commits to it, once, with its transaction.
+        let reader = match reading {
+            Reading::Ranges(spans) => range_group(profile.stage, topic, spans),
+            _ => String::new(),
+        };
         settings.push(("group.id", group.as_deref().unwrap_or(&reader)));
         let consumer: StreamConsumer<Rebalances> = client_config(global, &settings)?
             .create_with_context(Rebalances { stage: profile.stage, revocations: AtomicU64::new(0) })
@@ -280,6 +323,7 @@ impl Source {
         };
         match reading {
             Reading::Ranges(spans) => {
+                refuse_a_range_done(&consumer, topic, spans, &reader)?;
                 let mut tpl = TopicPartitionList::new();
                 for (p, s) in spans {
                     tpl.add_partition_offset(topic, *p, Offset::Offset(s.first))
@@ -387,9 +431,10 @@ impl Source {
     }
 
     /// The consumer group's metadata, for a transaction to commit offsets
-    /// with; `None` when the run reads explicit ranges (no group).
+    /// with: the run's group, or the one named after the ranges it reads
+    /// (an exactly-once range run marks them done in its one transaction).
     pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        self.group.as_ref().and_then(|_| self.consumer.group_metadata())
+        self.consumer.group_metadata()
     }
 
     /// A bounded run in a group that a `--follow` service of the same stage is

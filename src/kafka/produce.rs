@@ -72,6 +72,12 @@ impl ProducerContext for Counting {
 
 pub type Producer = ThreadedProducer<Counting>;
 
+/// A transactional producer's id, and how long one of its transactions may stay open.
+pub struct Transactional<'a> {
+    pub id: &'a str,
+    pub timeout: Duration,
+}
+
 /// A producer with our delivery settings (docs/ARCHITECTURE.md): idempotent, acks=all,
 /// compressed, keyed partitioning, batched for throughput. Its delivery reports
 /// are counted in the returned `Deliveries`. With a `transactional_id` the
@@ -79,13 +85,14 @@ pub type Producer = ThreadedProducer<Counting>;
 pub fn producer(
     global: &GlobalOpts,
     compression: Compression,
-    transactional_id: Option<&str>,
+    transactional: Option<Transactional<'_>>,
 ) -> Result<(Producer, Arc<Deliveries>)> {
     let mut defaults = PRODUCER_DEFAULTS.to_vec();
     defaults.push(("compression.type", compression.as_librdkafka()));
-    if let Some(id) = transactional_id {
-        defaults.push(("transactional.id", id));
-        defaults.push(("transaction.timeout.ms", "60000"));
+    let timeout = transactional.as_ref().map(|t| t.timeout.as_millis().to_string()).unwrap_or_default();
+    if let Some(t) = &transactional {
+        defaults.push(("transactional.id", t.id));
+        defaults.push(("transaction.timeout.ms", &timeout));
         // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
         defaults.push(("message.timeout.ms", "60000"));
     }
@@ -97,7 +104,7 @@ pub fn producer(
     // metadata and the producer id (bench/README.md, "Why the defaults").
     tokio::task::block_in_place(|| producer.client().fetch_metadata(None, super::METADATA_TIMEOUT))
         .with_context(|| format!("connecting to Kafka at {}", global.brokers))?;
-    if transactional_id.is_some() {
+    if transactional.is_some() {
         tokio::task::block_in_place(|| producer.init_transactions(Duration::from_secs(30)))
             .with_context(|| format!("initialising Kafka transactions on {}", global.brokers))?;
     }

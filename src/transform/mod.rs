@@ -28,6 +28,14 @@ const STAGE: &str = "transform";
 /// prefetch keep it about as fast as larger ones (1% more instructions a
 /// record than 2,000) in far less memory (peak RSS 42-44 MB against 52-58;
 /// bench/README.md, "Why the defaults").
+/// How long a transaction of a `--follow` or group run may stay open: it
+/// commits every `--transaction-every`.
+const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the one transaction of a run over explicit ranges may stay open:
+/// the run must end within it (Kafka's default `transaction.max.timeout.ms`,
+/// the longest a broker allows unless told otherwise).
+const WHOLE_RUN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 1000, prefetch_mb: 2 };
 
 pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
@@ -51,7 +59,16 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     let transactional_id = args
         .exactly_once
         .then(|| transactional_id(std::env::var("RTDS_TRANSACTIONAL_ID").ok(), &reading, &args.input_topic));
-    let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional_id.as_deref())?;
+    // A run over explicit ranges (a DAG task) writes them in one transaction: a
+    // retry with the same id fences its predecessor, which aborts everything
+    // the predecessor wrote, and writes it all once. Committed as it went,
+    // the predecessor's committed part would be written a second time.
+    let whole_run = matches!(reading, Reading::Ranges(_));
+    let transactional = transactional_id.as_deref().map(|id| kafka::Transactional {
+        id,
+        timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { TRANSACTION_TIMEOUT },
+    });
+    let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional)?;
     let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
     let pipeline = Arc::new(Pipeline {
@@ -64,7 +81,8 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
     // consumed (in a transaction too: it commits once the work is done).
     let mut worker = Relay::new(());
     let commit = if args.exactly_once {
-        Commit::InTransaction(Cadence { every: args.transaction_every, records: args.transaction_records })
+        let cadence = Cadence { every: args.transaction_every, records: args.transaction_records };
+        Commit::InTransaction((!whole_run).then_some(cadence))
     } else {
         Commit::AfterAck
     };

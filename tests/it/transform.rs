@@ -532,3 +532,60 @@ fn a_bounded_run_held_below_its_end_by_an_open_transaction_fails_naming_it() {
     let s = ok_summary(&run(&mut from_summary(), RUN));
     assert_eq!(s["in"].as_u64(), Some(300), "{s}");
 }
+
+#[test]
+fn an_exactly_once_range_run_killed_and_retried_writes_each_record_once() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos_retry");
+    const N: usize = 300_000;
+    let out = run(
+        rtds().args(["ingest", "--source", "generate", "--count", &N.to_string(), "--seed", "52", "--topic", &t.input]),
+        RUN,
+    );
+    let ingested = stdout(&out).lines().last().unwrap().to_owned();
+    // The DAG's task: the offsets ingest produced, in Kafka transactions, retried after a kill.
+    let task = || {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &t.input, "--output-topic", &t.output, "--dlq-topic", &t.dlq])
+            .args(["--exactly-once", "--batch-size", "1000"])
+            .env("RTDS_FROM_SUMMARY", &ingested);
+        cmd
+    };
+    let mut first = spawn(&mut task());
+    let ended = wait_for("the first attempt's output under way", RUN, || {
+        if first.try_wait().unwrap().is_some() {
+            return Some(true);
+        }
+        (written(&t.output) >= (N / 10) as i64).then_some(false)
+    });
+    if ended {
+        panic!("the first attempt ended before the kill: {}", stderr(&wait_child(first, RUN)));
+    }
+    first.kill().expect("kill -9");
+    first.wait().unwrap();
+    let retry = ok_summary(&run(&mut task(), RUN));
+    assert_eq!(retry["out"].as_u64(), Some(N as u64), "{retry}");
+    let once = || {
+        let keys: Vec<Vec<u8>> = read_all(&t.output, RUN).iter().map(|m| m.key().unwrap().to_vec()).collect();
+        let distinct: HashSet<&Vec<u8>> = keys.iter().collect();
+        assert_eq!((keys.len(), distinct.len()), (N, N), "each id once for a read_committed reader");
+    };
+    once();
+    // Done and retried again (killed after its commit, before Airflow heard of it): refused, nothing written.
+    let again = run(&mut task(), RUN);
+    assert_one_line_error(&again, 1);
+    assert!(stderr(&again).contains("written, exactly once, by an earlier attempt"), "{}", stderr(&again));
+    once();
+}
+
+/// Records written to `topic` so far, committed or not (the high watermarks a
+/// read_uncommitted reader sees: a transaction's records count before it commits).
+fn written(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    (0..3).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map_or(0, |(lo, hi)| hi - lo)).sum()
+}
