@@ -394,3 +394,28 @@ fn postgres_restart_during_load_loses_nothing() {
     report("PostgreSQL restarted during load --follow", outage.rows, Some(outage.lost()), None, outage.recovery);
     outage.check();
 }
+
+/// The figures a fault scenario reports count what they stand for, before
+/// anything is checked: a duplicate in a transactional topic (whose offsets
+/// include commit markers, so its length is not its records) is counted.
+#[test]
+fn fault_figures_count_a_duplicate_in_a_transactional_topic() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    require_kafka();
+    let topic = unique("it_fault_figures");
+    produce(&topic, &[(Some(b"a"), Some(b"0"))]);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", unique("it_fault_figures"))
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    for key in ["b", "a"] {
+        producer.begin_transaction().unwrap();
+        producer.send(BaseRecord::to(&topic).key(key).payload("1")).map_err(|(e, _)| e).unwrap();
+        producer.commit_transaction(Duration::from_secs(30)).unwrap();
+    }
+    let ids = keys(&topic);
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), ids.len() - distinct.len()), (3, 1), "three records, one duplicate, counted");
+}
