@@ -400,16 +400,11 @@ fn postgres_restart_during_load_loses_nothing() {
 /// include commit markers, so its length is not its records) is counted.
 #[test]
 fn fault_figures_count_a_duplicate_in_a_transactional_topic() {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::{BaseRecord, Producer};
     require_kafka();
     let topic = unique("it_fault_figures");
     produce(&topic, &[(Some(b"a"), Some(b"0"))]);
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("transactional.id", unique("it_fault_figures"))
-        .create()
-        .unwrap();
-    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    let producer = transactional_producer("it_fault_figures");
     for key in ["b", "a"] {
         producer.begin_transaction().unwrap();
         producer.send(BaseRecord::to(&topic).key(key).payload("1")).map_err(|(e, _)| e).unwrap();

@@ -238,6 +238,18 @@ pub fn read_all(topic: &str, deadline: Duration) -> Vec<rdkafka::message::OwnedM
     got
 }
 
+/// A transactional producer of the test's own (`name` makes its id unique), its transactions initialised.
+pub fn transactional_producer(name: &str) -> rdkafka::producer::BaseProducer {
+    use rdkafka::producer::Producer;
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", unique(name))
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    producer
+}
+
 /// Records in `topic` (sum of high watermarks; 0 if the topic does not exist).
 pub fn topic_len(topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -48,6 +48,14 @@ fn fails_with(out: &Output, why: &str) {
     assert!(err.lines().last().unwrap().contains(why), "expected {why:?}: {err}");
 }
 
+/// The CA file in `ca_variable` is the only one trusted, not one beside the
+/// system's: with the server's CA made a system one (OpenSSL's SSL_CERT_FILE)
+/// and an unrelated CA in the file, the connection is refused.
+fn only_the_ca_file_is_trusted(store: &mut Command, ca_variable: &str) {
+    let out = run(store.env("SSL_CERT_FILE", tls_file("ca.crt")).env(ca_variable, tls_file("other-ca.crt")), RUN);
+    fails_with(&out, "certificate verify failed");
+}
+
 /// Run SQL as PostgreSQL's superuser (over the stack's socket).
 fn pg_admin(sql: &str) {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -84,16 +92,10 @@ fn postgres_tls_is_required_and_verified() {
     let ok = postgres_tls(&by_name, "ca.crt");
     assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
     fails_with(&postgres_tls(&by_name, "other-ca.crt"), "certificate verify failed");
-    // The CA file is the only one trusted: not beside the system's (here the
-    // server's CA made a system one through OpenSSL's SSL_CERT_FILE).
-    let only_the_file = load("postgres")
-        .env("RTDS_POSTGRES_URL", &by_name)
-        .env("RTDS_POSTGRES_TLS", "true")
-        .env("SSL_CERT_FILE", tls_file("ca.crt"))
-        .env("RTDS_POSTGRES_CA_FILE", tls_file("other-ca.crt"))
-        .output()
-        .unwrap();
-    fails_with(&only_the_file, "certificate verify failed");
+    only_the_ca_file_is_trusted(
+        load("postgres").env("RTDS_POSTGRES_URL", &by_name).env("RTDS_POSTGRES_TLS", "true"),
+        "RTDS_POSTGRES_CA_FILE",
+    );
     // The certificate is for localhost and 127.0.0.1: connect to 127.0.0.1 under another name.
     let wrong_host = format!("{}?hostaddr=127.0.0.1", url.replacen("@127.0.0.1:", "@wronghost.invalid:", 1));
     fails_with(&postgres_tls(&wrong_host, "ca.crt"), "hostname mismatch");
@@ -149,14 +151,10 @@ fn cassandra_tls_is_verified() {
     let ok = tls(&node, "ca.crt");
     assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
     fails_with(&tls(&node, "other-ca.crt"), "certificate verify failed");
-    let only_the_file = load("cassandra")
-        .args(["--cassandra-nodes", &node])
-        .env("RTDS_CASSANDRA_TLS", "true")
-        .env("SSL_CERT_FILE", tls_file("ca.crt"))
-        .env("RTDS_CASSANDRA_CA_FILE", tls_file("other-ca.crt"))
-        .output()
-        .unwrap();
-    fails_with(&only_the_file, "certificate verify failed");
+    only_the_ca_file_is_trusted(
+        load("cassandra").args(["--cassandra-nodes", &node]).env("RTDS_CASSANDRA_TLS", "true"),
+        "RTDS_CASSANDRA_CA_FILE",
+    );
     // The driver checks a node's certificate against the address it connects
     // to. Reach the same Cassandra through a TCP relay on another loopback
     // address, which its certificate does not name: refused. The same relay on

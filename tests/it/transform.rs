@@ -495,18 +495,13 @@ fn a_stage_creates_its_topics_with_the_partitions_and_replication_asked() {
 
 #[test]
 fn a_bounded_run_held_below_its_end_by_an_open_transaction_fails_naming_it() {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::{BaseRecord, Producer};
     require_kafka();
     let t = Topics::new("it_tr_open_txn");
     // A transaction left open on partition 0 (as a producer that hangs leaves
     // it), then a run's records after it: a read_committed reader sees none of
     // them until the transaction ends.
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("transactional.id", unique("it_open_txn"))
-        .create()
-        .unwrap();
-    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    let producer = transactional_producer("it_open_txn");
     let created = rtds().args(["ingest", "--source", "generate", "--count", "1", "--topic", &t.input]).output();
     assert!(created.unwrap().status.success(), "the topic, made by rtds as a run makes it");
     producer.begin_transaction().unwrap();
