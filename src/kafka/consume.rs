@@ -188,12 +188,17 @@ fn transient(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// A name for what a run over explicit ranges reads, the same for every
+/// attempt at the same `scope` and ranges: the ranges' UUID (version 5).
+pub fn range_key(scope: &str, spans: &BTreeMap<i32, Span>) -> uuid::Uuid {
+    let text = spans.iter().map(|(p, s)| format!("{p}:{}-{}", s.first, s.last)).collect::<Vec<_>>().join(",");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{scope}/{text}").as_bytes())
+}
+
 /// The group a reader of explicit ranges goes by: named after the stage, the
 /// topic and the ranges, so that a retry of the same run has the same one.
 fn range_group(stage: &str, topic: &str, spans: &BTreeMap<i32, Span>) -> String {
-    let text = spans.iter().map(|(p, s)| format!("{p}:{}-{}", s.first, s.last)).collect::<Vec<_>>().join(",");
-    let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{stage}/{topic}/{text}").as_bytes());
-    format!("rtds-range-{stage}-{key}")
+    format!("rtds-range-{stage}-{}", range_key(&format!("{stage}/{topic}"), spans))
 }
 
 /// An exactly-once run over explicit ranges commits their end offsets under

@@ -8,7 +8,9 @@ mod consume;
 mod produce;
 
 pub use batch::{Consumed, INGESTED_AT, Record};
-pub use consume::{Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, read_spans};
+pub use consume::{
+    Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key, read_spans,
+};
 pub use produce::{PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send};
 
 use std::path::Path;

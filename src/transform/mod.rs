@@ -121,11 +121,7 @@ fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> St
         return id.replace("{hostname}", host.trim());
     }
     match reading {
-        Reading::Ranges(spans) => {
-            let text = spans.iter().map(|(p, s)| format!("{p}:{}-{}", s.first, s.last)).collect::<Vec<_>>().join(",");
-            let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{topic}/{text}").as_bytes());
-            format!("rtds-transform-{topic}-{key}")
-        }
+        Reading::Ranges(spans) => format!("rtds-transform-{topic}-{}", kafka::range_key(topic, spans)),
         _ => format!("rtds-transform-{}-{topic}", reading.name()),
     }
 }
