@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rtds::ingest::generate::Generator;
+use rtds::generate::Generator;
 
 fn generator(c: &mut Criterion) {
     let generator = Generator::new(42);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arrow_json::ReaderBuilder;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rtds::ingest::generate::Generator;
+use rtds::generate::Generator;
 use rtds::transform::Transformer;
 use rtds::transform::decode::{RawDecoder, raw_schema};
 

@@ -9,7 +9,7 @@ mod bare;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
-use rtds::ingest::generate::Generator;
+use rtds::generate::Generator;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -1,13 +1,66 @@
 //! `rtds check`: connect to each configured service, report its state and
 //! version, exit 1 naming what is unreachable.
 
+use std::fmt;
 use std::time::Instant;
 
 use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, GlobalOpts, Service};
-use crate::sinks::{cassandra, postgres};
+use crate::kafka::ClientOpts;
+use crate::sinks::{Sink, SinkOpts};
+
+/// The options of `rtds check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Every sink's own options, to reach its server (src/sinks/).
+    #[command(flatten)]
+    pub sinks: SinkOpts,
+    /// Services to check (default: all).
+    #[arg(long, env = "RTDS_CHECK", value_delimiter = ',', value_parser = Service::parser(),
+          default_values_t = Service::all())]
+    pub only: Vec<Service>,
+}
+
+/// What `rtds check` reaches: Kafka, or the server of a sink that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Kafka,
+    Sink(Sink),
+}
+
+impl Service {
+    fn all() -> Vec<Service> {
+        let sinks = Sink::ALL.iter().filter(|s| s.server().is_some()).map(|s| Service::Sink(*s));
+        std::iter::once(Service::Kafka).chain(sinks).collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::Kafka => "kafka",
+            Service::Sink(s) => s.name(),
+        }
+    }
+
+    fn parser() -> impl TypedValueParser<Value = Service> {
+        let names: Vec<&'static str> = Service::all().into_iter().map(Service::name).collect();
+        PossibleValuesParser::new(names)
+            .map(|n| Service::all().into_iter().find(|s| s.name() == n).expect("a possible value"))
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl Serialize for Service {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
 #[derive(Debug, Serialize)]
 struct ServiceState {
@@ -26,41 +79,37 @@ struct Summary {
     services: Vec<ServiceState>,
 }
 
-pub async fn run(global: &GlobalOpts, args: &CheckArgs) -> Result<()> {
-    let probes = args.only.iter().map(|s| probe(*s, global, args));
+pub async fn run(client: &ClientOpts, args: &CheckArgs) -> Result<()> {
+    let probes = args.only.iter().map(|s| probe(*s, client, &args.sinks));
     let services = futures::future::join_all(probes).await;
     for s in &services {
         let state = if s.ok { "ok" } else { "UNREACHABLE" };
-        println!("{:<10} {:<12} {:<22} {}", format!("{:?}", s.service).to_lowercase(), state, s.address, s.detail);
+        println!("{:<10} {:<12} {:<22} {}", s.service, state, s.address, s.detail);
     }
     let failed: Vec<String> =
-        services.iter().filter(|s| !s.ok).map(|s| format!("{:?} at {}", s.service, s.address).to_lowercase()).collect();
+        services.iter().filter(|s| !s.ok).map(|s| format!("{} at {}", s.service, s.address)).collect();
     crate::summary::keep(&Summary { stage: "check", ok: failed.is_empty(), services })?;
     if failed.is_empty() { Ok(()) } else { anyhow::bail!("unreachable: {}", failed.join(", ")) }
 }
 
-async fn probe(service: Service, global: &GlobalOpts, args: &CheckArgs) -> ServiceState {
+async fn probe(service: Service, client: &ClientOpts, sinks: &SinkOpts) -> ServiceState {
     let start = Instant::now();
     let (address, result) = match service {
-        Service::Kafka => (global.brokers.clone(), kafka(global).await),
-        Service::Cassandra => (args.cassandra.cassandra_nodes.join(","), cassandra(args).await),
-        Service::Postgres => (
-            postgres::config().map(|c| postgres::describe(&c)).unwrap_or_else(|_| "(not configured)".into()),
-            postgres(args).await,
-        ),
+        Service::Kafka => (client.brokers.clone(), kafka(client).await),
+        Service::Sink(sink) => (sink.address(sinks), server(sink, sinks).await),
     };
     let millis = start.elapsed().as_millis();
     match result {
         Ok((version, detail)) => ServiceState { service, address, ok: true, version: Some(version), detail, millis },
         Err(e) => {
-            tracing::error!("{service:?}: {e:#}");
+            tracing::error!("{service}: {e:#}");
             ServiceState { service, address, ok: false, version: None, detail: format!("{e:#}"), millis }
         }
     }
 }
 
-async fn kafka(global: &GlobalOpts) -> Result<(String, String)> {
-    let info = crate::kafka::cluster_info(global).await?;
+async fn kafka(client: &ClientOpts) -> Result<(String, String)> {
+    let info = crate::kafka::cluster_info(client).await?;
     let detail = format!(
         "cluster {} with {} broker(s) [{}], {} topic(s); client {}",
         info.cluster_id.as_deref().unwrap_or("?"),
@@ -73,14 +122,7 @@ async fn kafka(global: &GlobalOpts) -> Result<(String, String)> {
     Ok((format!("unknown (not reported by brokers); {}", info.client), detail))
 }
 
-async fn cassandra(args: &CheckArgs) -> Result<(String, String)> {
-    let session = cassandra::connect(&args.cassandra).await?;
-    let version = cassandra::server_version(&session).await?;
-    Ok((version.clone(), format!("Cassandra {version}")))
-}
-
-async fn postgres(args: &CheckArgs) -> Result<(String, String)> {
-    let client = postgres::connect(&args.postgres).await?;
-    let version = postgres::server_version(&client).await?;
-    Ok((version.clone(), format!("PostgreSQL {version}")))
+async fn server(sink: Sink, opts: &SinkOpts) -> Result<(String, String)> {
+    let version = sink.server_version(opts).await?;
+    Ok((version.clone(), format!("{} {version}", sink.server().unwrap_or(sink.name()))))
 }

@@ -5,17 +5,30 @@
 
 use std::process::ExitCode;
 
+use clap::FromArgMatches;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::Cli;
-use crate::{error, logging, names};
+use crate::cli::{Cli, Command, GlobalOpts};
+use crate::{error, logging, validate};
+
+/// Run the subcommand the user chose, each with the settings it takes.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let GlobalOpts { kafka, metrics_addr, .. } = &cli.global;
+    match &cli.command {
+        Command::Ingest(args) => crate::ingest::run(kafka, *metrics_addr, args).await,
+        Command::Transform(args) => crate::transform::run(kafka, *metrics_addr, args).await,
+        Command::Load(args) => crate::load::run(kafka, *metrics_addr, args).await,
+        Command::Check(args) => crate::check::run(kafka, args).await,
+        Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,
+        Command::Query(args) => crate::query::run(args).await,
+    }
+}
 
 /// Parse the command line, run the subcommand, print the error if any: the
 /// process's exit code.
 pub fn main() -> ExitCode {
     forget_empty_settings();
-    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let parsed = crate::cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return usage_error(e),
@@ -32,7 +45,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(crate::run(cli));
+    let result = runtime.block_on(run(cli));
     // Every client is closed by now: the summary is the last line of output.
     drop(runtime);
     crate::summary::flush();
@@ -85,7 +98,7 @@ fn refuse_secrets_in_argv(cli: &Cli, matches: &clap::ArgMatches) -> Result<(), S
     if matches.value_source("kafka_options") != Some(ValueSource::CommandLine) {
         return Ok(());
     }
-    match cli.global.kafka_options.iter().find(|(k, _)| names::is_secret_key(k)) {
+    match cli.global.kafka.kafka_options.iter().find(|(k, _)| validate::is_secret_key(k)) {
         Some((k, _)) => Err(format!(
             "--kafka-option {k}=… would show a secret in the process list: set it in RTDS_KAFKA_OPTIONS or the file of --kafka-config"
         )),

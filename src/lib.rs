@@ -7,12 +7,12 @@ pub mod cli;
 pub mod delivery;
 pub mod entry;
 pub mod error;
+pub mod generate;
 pub mod ingest;
 pub mod kafka;
 pub mod load;
 pub mod logging;
 pub mod metrics;
-pub mod names;
 pub mod progress;
 pub mod query;
 pub mod reconcile;
@@ -24,18 +24,4 @@ pub mod sinks;
 pub mod stage;
 pub mod summary;
 pub mod transform;
-
-use cli::{Cli, Command};
-
-/// Run the subcommand the user chose.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = &cli.global;
-    match &cli.command {
-        Command::Ingest(args) => ingest::run(global, args).await,
-        Command::Transform(args) => transform::run(global, args).await,
-        Command::Load(args) => load::run(global, args).await,
-        Command::Check(args) => check::run(global, args).await,
-        Command::Reconcile(args) => reconcile::run(global, args).await,
-        Command::Query(args) => query::run(args).await,
-    }
-}
+pub mod validate;

@@ -13,8 +13,21 @@ use anyhow::{Context, Result};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-use crate::cli::QueryArgs;
 use crate::error::usage;
+use crate::sinks::parquet::ParquetOpts;
+use crate::validate;
+
+/// The options of `rtds query`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// The SQL (DataFusion's dialect).
+    pub sql: String,
+    /// The table the files are registered as: OUT/<table>/ holds them.
+    #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = validate::parse_identifier)]
+    pub table: String,
+    #[command(flatten)]
+    pub parquet: ParquetOpts,
+}
 
 pub async fn run(args: &QueryArgs) -> Result<()> {
     let dir = args.parquet.out.join(&args.table);

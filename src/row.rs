@@ -95,6 +95,14 @@ pub fn canonical_id(id: &str) -> Option<std::borrow::Cow<'_, str>> {
     uuid::Uuid::try_parse(id).ok().map(|u| std::borrow::Cow::Owned(u.hyphenated().to_string()))
 }
 
+/// `id` as `canonical_id` spells it, if it is a UUID; anything else as it is.
+pub fn canonical(id: String) -> String {
+    match canonical_id(&id) {
+        Some(std::borrow::Cow::Owned(c)) => c,
+        _ => id,
+    }
+}
+
 /// Whether `id` is a UUID spelled as `canonical_id` spells it (no parse, no allocation).
 fn is_canonical(id: &str) -> bool {
     id.len() == 36

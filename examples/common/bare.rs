@@ -30,7 +30,7 @@ pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
 /// `cfg` with the settings of BARE_KAFKA_OPTIONS over it.
 fn with_options(mut cfg: ClientConfig) -> anyhow::Result<ClientConfig> {
     for kv in std::env::var("BARE_KAFKA_OPTIONS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
-        let (k, v) = rtds::names::parse_key_value(kv).map_err(|e| anyhow::anyhow!("BARE_KAFKA_OPTIONS: {e}"))?;
+        let (k, v) = rtds::validate::parse_key_value(kv).map_err(|e| anyhow::anyhow!("BARE_KAFKA_OPTIONS: {e}"))?;
         cfg.set(k, v);
     }
     Ok(cfg)

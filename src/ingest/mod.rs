@@ -2,7 +2,10 @@
 //! produced as-is to Kafka keyed by `login.uuid`. Exits only after every
 //! delivery report has arrived.
 
-pub mod generate;
+mod options;
+
+pub use options::{IngestArgs, UserSource};
+
 mod randomuser;
 
 use std::time::{Duration, Instant};
@@ -12,9 +15,10 @@ use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{GlobalOpts, IngestArgs, UserSource};
 use crate::error::usage;
+use crate::generate::Generator;
 use crate::kafka;
+use crate::kafka::ClientOpts;
 use crate::metrics::StageMetrics;
 
 /// Records the generator writes between two checks of the bounds and signals.
@@ -46,18 +50,16 @@ struct Summary<'a> {
 
 /// Where records come from.
 enum Feed {
-    Generate { generator: generate::Generator, next: u64 },
+    Generate { generator: Generator, next: u64 },
     Api(randomuser::RandomUser),
 }
 
-pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
+pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &IngestArgs) -> Result<()> {
     if args.count.is_none() && args.duration.is_none() && !args.follow {
         return usage("rtds ingest needs a bound: --count N, --duration D, or --follow to run until stopped");
     }
     let (source_name, mut feed) = match args.source {
-        UserSource::Generate => {
-            ("generate", Feed::Generate { generator: generate::Generator::new(args.seed), next: 0 })
-        }
+        UserSource::Generate => ("generate", Feed::Generate { generator: Generator::new(args.seed), next: 0 }),
         UserSource::Randomuser => (
             "randomuser",
             Feed::Api(randomuser::RandomUser::new(randomuser::Options {
@@ -70,9 +72,9 @@ pub async fn run(global: &GlobalOpts, args: &IngestArgs) -> Result<()> {
             })?),
         ),
     };
-    kafka::ensure_topics(global, &[&args.topic], &args.topics).await?;
-    let (producer, deliveries) = kafka::producer(global, args.compression, None)?;
-    let metrics = StageMetrics::new("ingest", global.metrics_addr)?;
+    kafka::ensure_topics(kafka, &[&args.topic], &args.topics).await?;
+    let (producer, deliveries) = kafka::producer(kafka, args.compression, None)?;
+    let metrics = StageMetrics::new("ingest", metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(args.count, "ingest");
     let start = Instant::now();
@@ -207,7 +209,7 @@ impl Output<'_> {
     /// Generate and send records `first .. first + n`; how many were sent.
     async fn generated(
         &mut self,
-        generator: &generate::Generator,
+        generator: &Generator,
         first: u64,
         n: u64,
         shutdown: &mut watch::Receiver<bool>,

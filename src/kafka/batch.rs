@@ -20,7 +20,7 @@ pub const INGESTED_AT: &str = "rtds-ingested-at";
 
 /// One batch of records from one topic.
 #[derive(Debug)]
-pub struct Consumed {
+pub struct Batch {
     topic: String,
     bytes: Vec<u8>,
     records: Vec<Meta>,
@@ -39,18 +39,18 @@ struct Meta {
 
 /// One record of a batch, borrowed from it.
 #[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    batch: &'a Consumed,
+pub struct BatchRecord<'a> {
+    batch: &'a Batch,
     meta: &'a Meta,
 }
 
-impl Consumed {
+impl Batch {
     /// An empty batch with room for `records` records of `bytes` bytes in
     /// all: a source sizes each batch by the last, so that the buffers do not
     /// grow by copying (a batch is a few MB).
     pub fn with_room(topic: &str, (records, bytes): (usize, usize)) -> Self {
         let headroom = |n: usize| n + n / 8;
-        Consumed {
+        Batch {
             topic: topic.to_owned(),
             bytes: Vec::with_capacity(headroom(bytes)),
             records: Vec::with_capacity(headroom(records)),
@@ -103,12 +103,12 @@ impl Consumed {
         self.records.clear();
     }
 
-    pub fn get(&self, i: usize) -> Record<'_> {
-        Record { batch: self, meta: &self.records[i] }
+    pub fn get(&self, i: usize) -> BatchRecord<'_> {
+        BatchRecord { batch: self, meta: &self.records[i] }
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'_>> {
-        self.records.iter().map(|meta| Record { batch: self, meta })
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = BatchRecord<'_>> {
+        self.records.iter().map(|meta| BatchRecord { batch: self, meta })
     }
 
     /// Where the batch's records were: per partition, first and last offset.
@@ -136,7 +136,7 @@ impl Consumed {
     }
 }
 
-impl<'a> Record<'a> {
+impl<'a> BatchRecord<'a> {
     fn slice(&self, range: &Option<Range<usize>>) -> Option<&'a [u8]> {
         range.clone().map(|r| &self.batch.bytes[r])
     }
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn each_record_reads_back_as_it_came() {
-        let mut batch = Consumed::with_room("raw", (2, 16));
+        let mut batch = Batch::with_room("raw", (2, 16));
         batch.push(&message(
             7,
             Some(b"{\"a\":1}"),

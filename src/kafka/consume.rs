@@ -19,8 +19,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::{Consumed, METADATA_TIMEOUT, client_config};
-use crate::cli::GlobalOpts;
+use super::ClientOpts;
+use super::{Batch, METADATA_TIMEOUT, client_config};
 use crate::delivery::{Ranges, Span};
 
 /// What sets one consuming stage apart from another: its name (in logs and
@@ -240,8 +240,8 @@ fn refuse_a_range_done(
 /// partition is revoked; under incremental rebalancing the partitions kept
 /// would go on after the dropped records, and those would be lost.
 /// A consuming stage checks it first, before it touches a topic or a store.
-pub fn check_consumer_settings(global: &GlobalOpts) -> Result<()> {
-    refuse_incremental_rebalancing(&client_config(global, &[])?)
+pub fn check_consumer_settings(client: &ClientOpts) -> Result<()> {
+    refuse_incremental_rebalancing(&client_config(client, &[])?)
 }
 
 fn refuse_incremental_rebalancing(config: &rdkafka::ClientConfig) -> Result<()> {
@@ -289,7 +289,7 @@ impl Source {
     /// profile says; a bounded reading fails if records below its end stay
     /// unreadable for `end_wait` (`--end-wait`).
     pub async fn open(
-        global: &GlobalOpts,
+        client: &ClientOpts,
         profile: &Profile,
         topic: &str,
         reading: &Reading,
@@ -318,12 +318,12 @@ impl Source {
             _ => String::new(),
         };
         settings.push(("group.id", group.as_deref().unwrap_or(&reader)));
-        let consumer: StreamConsumer<Rebalances> = client_config(global, &settings)?
+        let consumer: StreamConsumer<Rebalances> = client_config(client, &settings)?
             .create_with_context(Rebalances { stage: profile.stage, revocations: AtomicU64::new(0) })
-            .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
+            .with_context(|| format!("creating a Kafka consumer for {}", client.brokers))?;
         let targets = match reading {
             Reading::Follow { .. } => None,
-            Reading::ToEnd { .. } => Some(high_watermarks(&consumer, topic, &global.brokers).await?),
+            Reading::ToEnd { .. } => Some(high_watermarks(&consumer, topic, &client.brokers).await?),
             Reading::Ranges(spans) => Some(spans.iter().map(|(p, s)| (*p, s.last + 1)).collect()),
         };
         match reading {
@@ -369,7 +369,7 @@ impl Source {
     /// each partition out again from its last commit, this consumer included,
     /// so they are read again; the records that come after are of the new
     /// assignment, read from there.
-    fn drop_revoked(done: &mut HashMap<i32, bool>, bounded: bool, batch: &mut Consumed) {
+    fn drop_revoked(done: &mut HashMap<i32, bool>, bounded: bool, batch: &mut Batch) {
         if batch.is_empty() {
             return;
         }
@@ -390,7 +390,7 @@ impl Source {
     /// seek) to its last. Batches read one after another then make one span,
     /// across the transaction markers between them, and a span of a summary
     /// says every record in it was read.
-    pub fn spans(&self, batch: &Consumed) -> Ranges {
+    pub fn spans(&self, batch: &Batch) -> Ranges {
         let mut spans = batch.spans();
         for (p, before) in &self.batch_from {
             spans.extend_back(&self.topic, *p, before + 1);
@@ -573,8 +573,8 @@ impl Source {
         max: usize,
         max_wait: Duration,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Option<Consumed>> {
-        let mut batch = Consumed::with_room(&self.topic, self.room);
+    ) -> Result<Option<Batch>> {
+        let mut batch = Batch::with_room(&self.topic, self.room);
         let mut first_at: Option<Instant> = None;
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
@@ -837,7 +837,7 @@ async fn high_watermarks(
 /// no longer in the topic (retention deleted them) are an error, never an
 /// empty read. Blocking.
 pub fn read_spans(
-    global: &GlobalOpts,
+    client: &ClientOpts,
     topic: &str,
     spans: &BTreeMap<i32, Span>,
     stall: Duration,
@@ -849,7 +849,7 @@ pub fn read_spans(
     }
     let reader = format!("rtds-range-{}", uuid::Uuid::new_v4());
     let consumer: BaseConsumer = client_config(
-        global,
+        client,
         &[
             ("group.id", &reader),
             ("enable.auto.commit", "false"),
@@ -860,12 +860,12 @@ pub fn read_spans(
         ],
     )?
     .create()
-    .with_context(|| format!("creating a Kafka consumer for {}", global.brokers))?;
+    .with_context(|| format!("creating a Kafka consumer for {}", client.brokers))?;
     let mut tpl = TopicPartitionList::new();
     for (p, s) in spans {
         let (low, _) = consumer
             .fetch_watermarks(topic, *p, METADATA_TIMEOUT)
-            .with_context(|| format!("reading the offsets {topic}/{p} holds on Kafka at {}", global.brokers))?;
+            .with_context(|| format!("reading the offsets {topic}/{p} holds on Kafka at {}", client.brokers))?;
         if low > s.first {
             anyhow::bail!(
                 "offsets {}..={} of {topic}/{p} are no longer in the topic, which now starts at {low} \
@@ -876,7 +876,7 @@ pub fn read_spans(
         }
         tpl.add_partition_offset(topic, *p, Offset::Offset(s.first)).context("building the offsets to read")?;
     }
-    consumer.assign(&tpl).with_context(|| format!("reading {topic} on Kafka at {}", global.brokers))?;
+    consumer.assign(&tpl).with_context(|| format!("reading {topic} on Kafka at {}", client.brokers))?;
     let mut open: HashMap<i32, i64> = spans.iter().map(|(p, s)| (*p, s.last)).collect();
     // Per partition, the offset read last (none yet: before the span's first).
     let mut reached: HashMap<i32, i64> = spans.iter().map(|(p, s)| (*p, s.first - 1)).collect();

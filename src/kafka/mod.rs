@@ -6,12 +6,14 @@
 mod batch;
 mod consume;
 mod produce;
+mod settings;
 
-pub use batch::{Consumed, INGESTED_AT, Record};
+pub use batch::{Batch, BatchRecord, INGESTED_AT};
 pub use consume::{
     Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key, read_spans,
 };
 pub use produce::{PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send};
+pub use settings::{ClientOpts, Compression, TopicOpts};
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,7 +26,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::cli::{GlobalOpts, TopicOpts};
 use crate::error::usage;
 
 /// librdkafka's client-level errors, for our producer and consumer contexts:
@@ -63,20 +64,20 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client configuration: brokers, then `defaults`, then the settings file,
 /// then `--kafka-option`s (later ones win, so users can override anything).
-pub fn client_config(global: &GlobalOpts, defaults: &[(&str, &str)]) -> Result<ClientConfig> {
+pub fn client_config(client: &ClientOpts, defaults: &[(&str, &str)]) -> Result<ClientConfig> {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &global.brokers)
+    cfg.set("bootstrap.servers", &client.brokers)
         .set("client.id", "rtds")
         .set("socket.connection.setup.timeout.ms", "10000");
     for (k, v) in defaults {
         cfg.set(*k, *v);
     }
-    if let Some(path) = &global.kafka_config {
+    if let Some(path) = &client.kafka_config {
         for (k, v) in read_settings_file(path)? {
             cfg.set(k, v);
         }
     }
-    for (k, v) in &global.kafka_options {
+    for (k, v) in &client.kafka_options {
         cfg.set(k, v);
     }
     Ok(cfg)
@@ -94,7 +95,7 @@ fn read_settings_file(path: &Path) -> Result<Vec<(String, String)>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match crate::names::parse_key_value(line) {
+        match crate::validate::parse_key_value(line) {
             Ok(kv) => out.push(kv),
             Err(_) => {
                 return usage(format!("{}:{}: expected key=value", path.display(), n + 1));
@@ -106,23 +107,23 @@ fn read_settings_file(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// Create the `topics` that do not exist (one request), as `how` says;
 /// existing ones are left as they are.
-pub async fn ensure_topics(global: &GlobalOpts, topics: &[&str], how: &TopicOpts) -> Result<()> {
+pub async fn ensure_topics(client: &ClientOpts, topics: &[&str], how: &TopicOpts) -> Result<()> {
     let TopicOpts { partitions, replication_factor: replication } = *how;
     let admin: AdminClient<DefaultClientContext> =
-        client_config(global, &[])?.create().context("creating a Kafka admin client")?;
+        client_config(client, &[])?.create().context("creating a Kafka admin client")?;
     let new: Vec<NewTopic> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)).request_timeout(Some(METADATA_TIMEOUT));
     let results = admin
         .create_topics(&new, &opts)
         .await
-        .with_context(|| format!("creating topics {} on Kafka at {}", topics.join(", "), global.brokers))?;
+        .with_context(|| format!("creating topics {} on Kafka at {}", topics.join(", "), client.brokers))?;
     for r in results {
         match r {
             Ok(topic) => tracing::info!(topic, partitions, replication, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                anyhow::bail!("creating topic {name} on Kafka at {}: {code}", global.brokers)
+                anyhow::bail!("creating topic {name} on Kafka at {}: {code}", client.brokers)
             }
         }
     }
@@ -145,9 +146,9 @@ pub struct ClusterInfo {
 }
 
 /// Ask the cluster for its metadata, within `METADATA_TIMEOUT`.
-pub async fn cluster_info(global: &GlobalOpts) -> Result<ClusterInfo> {
-    let cfg = client_config(global, &[])?;
-    let brokers = global.brokers.clone();
+pub async fn cluster_info(client: &ClientOpts) -> Result<ClusterInfo> {
+    let cfg = client_config(client, &[])?;
+    let brokers = client.brokers.clone();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = cfg.create().context("creating a Kafka client")?;
         let md = consumer

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProd
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client_config;
-use crate::cli::{Compression, GlobalOpts};
+use super::{ClientOpts, Compression};
 use crate::delivery::{BatchAck, Deliveries};
 
 /// Our producer defaults (docs/ARCHITECTURE.md): idempotent, acks=all, keyed partitioning
@@ -83,7 +83,7 @@ pub struct Transactional<'a> {
 /// are counted in the returned `Deliveries`. With a `transactional_id` the
 /// producer is transactional, its transactions initialised.
 pub fn producer(
-    global: &GlobalOpts,
+    client: &ClientOpts,
     compression: Compression,
     transactional: Option<Transactional<'_>>,
 ) -> Result<(Producer, Arc<Deliveries>)> {
@@ -97,27 +97,27 @@ pub fn producer(
         defaults.push(("message.timeout.ms", "60000"));
     }
     let deliveries = Arc::new(Deliveries::default());
-    let producer: Producer = client_config(global, &defaults)?
+    let producer: Producer = client_config(client, &defaults)?
         .create_with_context(Counting(deliveries.clone()))
-        .with_context(|| format!("creating a Kafka producer for {}", global.brokers))?;
+        .with_context(|| format!("creating a Kafka producer for {}", client.brokers))?;
     // Connect now: otherwise the first records wait for the connection, the
     // metadata and the producer id (bench/README.md, "Why the defaults").
     tokio::task::block_in_place(|| producer.client().fetch_metadata(None, super::METADATA_TIMEOUT))
-        .with_context(|| format!("connecting to Kafka at {}", global.brokers))?;
+        .with_context(|| format!("connecting to Kafka at {}", client.brokers))?;
     if transactional.is_some() {
         tokio::task::block_in_place(|| producer.init_transactions(Duration::from_secs(30)))
-            .with_context(|| format!("initialising Kafka transactions on {}", global.brokers))?;
+            .with_context(|| format!("initialising Kafka transactions on {}", client.brokers))?;
     }
     Ok((producer, deliveries))
 }
 
 /// A record whose delivery report is counted under a `BatchAck`.
-pub type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<BatchAck>>;
+pub type AckedRecord<'a> = BaseRecord<'a, [u8], [u8], Arc<BatchAck>>;
 
 /// Hand one record to the producer, waiting while its local queue is full
 /// (back-pressure instead of an error). Its report is counted under `batch`.
 pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
-    let mut record: Record<'_> = BaseRecord {
+    let mut record: AckedRecord<'_> = BaseRecord {
         topic: record.topic,
         partition: record.partition,
         payload: record.payload,

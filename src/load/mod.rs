@@ -4,6 +4,10 @@
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
 //! The store writes one batch while the next is consumed and parsed.
 
+mod options;
+
+pub use options::LoadArgs;
+
 pub mod latency;
 
 use std::collections::HashSet;
@@ -13,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::{Compression, GlobalOpts, LoadArgs};
 use crate::delivery::{BatchAck, Counts};
-use crate::kafka::{self, Consumed, Producer, Profile, Source};
+use crate::kafka::{self, Batch, Producer, Profile, Source};
+use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::row::UserRow;
-use crate::sinks::{self, Rejected, Sink, WriteError};
+use crate::sinks::{Rejected, Table, WriteError};
 use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles, Stamps};
 
@@ -44,23 +48,23 @@ struct Summary<'a> {
     latency_ms: Option<Percentiles>,
 }
 
-pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
-    kafka::check_consumer_settings(global)?;
-    let sink = sinks::open(args.sink, &args.sinks, &args.table).await?;
+pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &LoadArgs) -> Result<()> {
+    kafka::check_consumer_settings(kafka)?;
+    let sink = args.sink.open(&args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
     let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
-    kafka::ensure_topics(global, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
-    let (producer, deliveries) = kafka::producer(global, Compression::Lz4, None)?;
+    kafka::ensure_topics(kafka, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
+    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, None)?;
     let producer = Arc::new(producer);
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
-    let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
+    let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
+    let metrics = StageMetrics::new(STAGE, metrics_addr)?;
     let shared = Arc::new(Shared {
         producer: producer.clone(),
         dlq_topic: args.consume.dlq_topic.clone(),
         retry_for: args.retry_for,
         retried: AtomicU64::new(0),
-        e2e: Mutex::new(EndToEnd::new(global.metrics_addr.is_some())),
+        e2e: Mutex::new(EndToEnd::new(metrics_addr.is_some())),
     });
     // The store writes one batch while the next is consumed and parsed.
     let mut writer = Relay::new(sink);
@@ -92,7 +96,7 @@ pub async fn run(global: &GlobalOpts, args: &LoadArgs) -> Result<()> {
             }
             ack.count(Counts { dlq, ..Counts::default() });
             // The rows written and refused are counted with the hold's release.
-            let w = Written { batch: batch.clone(), rows, origin, loaded_at: chrono::Utc::now() };
+            let w = ToWrite { batch: batch.clone(), rows, origin, loaded_at: chrono::Utc::now() };
             let shared = shared.clone();
             writer
                 .start(ack.hold(), move |mut sink, ack| async move {
@@ -120,8 +124,8 @@ struct Shared {
 }
 
 /// One batch's rows on their way to the store.
-struct Written {
-    batch: Arc<Consumed>,
+struct ToWrite {
+    batch: Arc<Batch>,
     rows: Vec<UserRow>,
     /// Per row, the index of its record in the batch.
     origin: Vec<usize>,
@@ -131,7 +135,7 @@ struct Written {
 
 /// Write the rows, record their latency, and send the rows the store refused
 /// to the DLQ (under the batch's ack); the counts of rows written and refused.
-async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<BatchAck>) -> Result<Counts> {
+async fn finish_batch(sink: &mut Table, w: &ToWrite, shared: &Shared, ack: &Arc<BatchAck>) -> Result<Counts> {
     let started = Instant::now();
     let rejected = write_with_retry(sink, &w.rows, shared.retry_for, &shared.retried).await?;
     let acked_at = chrono::Utc::now();
@@ -162,7 +166,7 @@ async fn finish_batch(sink: &mut Sink, w: &Written, shared: &Shared, ack: &Arc<B
 
 /// Write a batch, retrying transient failures with backoff for up to `retry_for`.
 async fn write_with_retry(
-    sink: &mut Sink,
+    sink: &mut Table,
     rows: &[UserRow],
     retry_for: Duration,
     retried: &AtomicU64,

@@ -6,6 +6,10 @@
 //! store, by id (Cassandra and PostgreSQL queried by id, Parquet files read).
 //! A table on a terminal, one JSON line last; exit 1 names what is missing.
 
+mod options;
+
+pub use options::{ChainStage, ReconcileArgs};
+
 pub mod chain;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,10 +19,10 @@ use anyhow::{Context, Result};
 use rdkafka::message::Message;
 use serde::Serialize;
 
-use crate::cli::{ChainStage, GlobalOpts, ReconcileArgs};
 use crate::delivery::Span;
 use crate::error::usage;
-use crate::sinks::{cassandra, parquet, postgres};
+use crate::kafka::ClientOpts;
+use crate::sinks::{Held, Sink};
 use chain::{Check, NAMED, Summary};
 
 #[derive(Serialize)]
@@ -48,7 +52,7 @@ struct StoreFigures {
     duplicated: Option<u64>,
 }
 
-pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
+pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
     if args.from > args.to {
         return usage(format!("--from {} comes after --to {}", args.from.name(), args.to.name()));
     }
@@ -83,7 +87,7 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
         for u in &up {
             for d in &down {
                 let topic = u.output().unwrap_or_default();
-                checks.push(read_gaps(global, args, chain::gaps(u, d, topic))?);
+                checks.push(read_gaps(kafka, args, chain::gaps(u, d, topic))?);
             }
         }
     }
@@ -100,7 +104,7 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
         let reasons = if s.stage == "ingest" {
             BTreeMap::new()
         } else {
-            let (check, sources, reasons) = dead_letters(global, args, s)?;
+            let (check, sources, reasons) = dead_letters(kafka, args, s)?;
             checks.push(check);
             dead.insert(s.name(), sources);
             reasons
@@ -109,7 +113,7 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
     }
     let mut stores = BTreeMap::new();
     for l in of(ChainStage::Load) {
-        let (check, figures) = store_holds(global, args, l, &dead[&l.name()]).await?;
+        let (check, figures) = store_holds(kafka, args, l, &dead[&l.name()]).await?;
         checks.push(check);
         stores.insert(l.name(), figures);
     }
@@ -132,7 +136,7 @@ pub async fn run(global: &GlobalOpts, args: &ReconcileArgs) -> Result<()> {
 
 /// The link's check: a gap between the spans `down` read passes if it holds
 /// no record (transaction markers, aborted records), read back to tell.
-fn read_gaps(global: &GlobalOpts, args: &ReconcileArgs, link: chain::Gaps) -> Result<Check> {
+fn read_gaps(kafka: &ClientOpts, args: &ReconcileArgs, link: chain::Gaps) -> Result<Check> {
     let mut unread: Vec<(i32, i64)> = Vec::new();
     // One read a round, each holding at most one gap of a partition.
     let mut rounds: Vec<BTreeMap<i32, Span>> = Vec::new();
@@ -146,7 +150,7 @@ fn read_gaps(global: &GlobalOpts, args: &ReconcileArgs, link: chain::Gaps) -> Re
     }
     for round in &rounds {
         tokio::task::block_in_place(|| {
-            crate::kafka::read_spans(global, &link.topic, round, args.read_timeout, |m| {
+            crate::kafka::read_spans(kafka, &link.topic, round, args.read_timeout, |m| {
                 unread.push((m.partition(), m.offset()));
             })
         })
@@ -260,7 +264,7 @@ type Reasons = BTreeMap<String, u64>;
 /// The records a stage dead-lettered, found in the DLQ ranges it produced:
 /// the check that each one it counted is there with its reason, and the
 /// sources (partition, offset) of those found.
-fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Result<(Check, Sources, Reasons)> {
+fn dead_letters(kafka: &ClientOpts, args: &ReconcileArgs, s: &Summary) -> Result<(Check, Sources, Reasons)> {
     let check = format!("{}: dead letters in the DLQ", s.name());
     let (Some(dlq), Some(input)) = (&s.dlq_topic, &s.input_topic) else {
         return Ok((
@@ -273,7 +277,7 @@ fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Resul
     let mut reasons = Reasons::new();
     let mut without_reason = Vec::new();
     tokio::task::block_in_place(|| {
-        crate::kafka::read_spans(global, dlq, &s.produced.of(dlq), args.read_timeout, |m| {
+        crate::kafka::read_spans(kafka, dlq, &s.produced.of(dlq), args.read_timeout, |m| {
             let h = |name: &str| crate::kafka::header(m, name).map(|v| String::from_utf8_lossy(v).into_owned());
             if h("rtds-stage").as_deref() != Some(s.stage.as_str())
                 || h("rtds-sink") != s.sink
@@ -316,7 +320,7 @@ fn dead_letters(global: &GlobalOpts, args: &ReconcileArgs, s: &Summary) -> Resul
 
 /// Every row `load` read and did not dead-letter is in its store, by id.
 async fn store_holds(
-    global: &GlobalOpts,
+    kafka: &ClientOpts,
     args: &ReconcileArgs,
     load: &Summary,
     dead: &HashSet<(i32, i64)>,
@@ -330,7 +334,7 @@ async fn store_holds(
     let mut expected: HashMap<String, HashSet<Option<i64>>> = HashMap::new();
     let mut records = 0u64;
     tokio::task::block_in_place(|| {
-        crate::kafka::read_spans(global, input, &load.consumed.of(input), args.read_timeout, |m| {
+        crate::kafka::read_spans(kafka, input, &load.consumed.of(input), args.read_timeout, |m| {
             if dead.contains(&(m.partition(), m.offset())) || !load.consumed.contains(input, m.partition(), m.offset())
             {
                 return;
@@ -347,11 +351,15 @@ async fn store_holds(
             let stamp = crate::kafka::header(m, crate::kafka::INGESTED_AT)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(crate::row::stamp_millis);
-            expected.entry(canonical(id)).or_default().insert(stamp);
+            expected.entry(crate::row::canonical(id)).or_default().insert(stamp);
         })
     })
     .with_context(|| format!("reading the rows {name} read back from {input}"))?;
-    let (found, duplicated) = ids_in_store(args, sink, store, &expected).await?;
+    let Some(sink) = Sink::named(sink) else {
+        return usage(format!("unknown sink {sink:?} in the summary of {name}"));
+    };
+    let ids: Vec<String> = expected.keys().cloned().collect();
+    let Held { versions: found, duplicated } = sink.read_back(&args.sinks, store, &ids).await?;
     let mut missing: Vec<String> = expected.keys().filter(|id| !found.contains_key(*id)).cloned().collect();
     missing.sort();
     // Held, but as a version no record of this run carried: an earlier run's row.
@@ -403,57 +411,4 @@ async fn store_holds(
 fn describe_millis(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
-/// Which of `expected` the store holds, each with the ingest stamps of the
-/// versions held (Parquet's files may hold several), and (Parquet) how many
-/// ids it holds more than once.
-async fn ids_in_store(
-    args: &ReconcileArgs,
-    sink: &str,
-    store: &str,
-    expected: &HashMap<String, HashSet<Option<i64>>>,
-) -> Result<(HashMap<String, Vec<Option<i64>>>, Option<u64>)> {
-    let uuids = || expected.keys().filter_map(|id| uuid::Uuid::try_parse(id).ok()).collect::<Vec<_>>();
-    let as_text = |found: crate::sinks::Present| found.into_iter().map(|(u, at)| (u.to_string(), vec![at])).collect();
-    match sink {
-        "cassandra" => {
-            let table = qualified(store)?;
-            let session = cassandra::connect(&args.cassandra).await?;
-            Ok((as_text(cassandra::present(&session, &table, &uuids()).await?), None))
-        }
-        "postgres" => {
-            let table = qualified(store)?;
-            let client = postgres::connect(&args.postgres).await?;
-            Ok((as_text(postgres::present(&client, &table, &uuids()).await?), None))
-        }
-        "parquet" => {
-            let mut seen: HashMap<String, Vec<Option<i64>>> = HashMap::new();
-            for (id, at) in parquet::ids(std::path::Path::new(store))? {
-                seen.entry(canonical(id)).or_default().push(at);
-            }
-            let duplicated = seen.values().filter(|v| v.len() > 1).count() as u64;
-            Ok((seen, Some(duplicated)))
-        }
-        other => usage(format!("unknown sink {other:?} in a load summary")),
-    }
-}
-
-/// A UUID in its one text form (lower case, hyphenated); anything else as it is.
-fn canonical(id: String) -> String {
-    match crate::row::canonical_id(&id) {
-        Some(std::borrow::Cow::Owned(c)) => c,
-        _ => id,
-    }
-}
-
-/// `a.b`, both validated identifiers (the summary is input, never trusted in a statement).
-fn qualified(store: &str) -> Result<String> {
-    let parts: Vec<&str> = store.split('.').collect();
-    match parts[..] {
-        [a, b] if crate::names::parse_identifier(a).is_ok() && crate::names::parse_identifier(b).is_ok() => {
-            Ok(store.to_owned())
-        }
-        _ => usage(format!("invalid store {store:?} in a load summary: expected keyspace.table or schema.table")),
-    }
 }

@@ -1,139 +1,164 @@
-//! The stores `rtds load` writes to, one file each. Each file keeps the same
-//! order: its options, opening (create/check the table), then the write of one
-//! batch. A write either succeeds for every row it did not reject, or fails as
-//! a whole; offsets are committed only after success.
+//! The stores `rtds load` writes to, a folder each (`src/sinks/<name>/`): its
+//! options, its connection, the writer of a batch, the read-back `rtds
+//! reconcile` uses and the probe `rtds check` uses, behind `Connector`. The
+//! list of sinks is `registry!` below, one line a sink: everything else
+//! (`--sink`'s values, the options each subcommand takes, the dispatch) comes
+//! from it. A write either succeeds for every row it did not reject, or fails
+//! as a whole; offsets are committed only after success.
 
 pub mod cassandra;
+mod columns;
 pub mod parquet;
 pub mod postgres;
+mod read_back;
+mod writer;
 
-use futures::future::BoxFuture;
+use std::future::Future;
+
+use anyhow::Result;
+
+pub use columns::{check_columns, column_ddl};
+pub use read_back::{Held, Present, qualified, uuids};
+pub use writer::{Rejected, WriteError, Writer};
 
 use crate::row::UserRow;
 
-/// Why a batch write failed: `Transient` is retried (store down, timeout),
-/// `Fatal` ends the run (a table that cannot take the rows).
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("{0:#}")]
-    Transient(anyhow::Error),
-    #[error("{0:#}")]
-    Fatal(anyhow::Error),
+/// What a sink's folder provides. Its options are flattened into every
+/// subcommand that reaches a store (load, reconcile, check).
+pub trait Connector {
+    type Options: clap::Args + clap::FromArgMatches + Clone + std::fmt::Debug + Send + Sync;
+
+    /// The settings it reads only from the environment (secrets, and what
+    /// names them), as `(variable, what it holds)`, for `--help`.
+    const ENV_ONLY: &'static [(&'static str, &'static str)];
+
+    /// The server `rtds check` reaches, as it names it; `None` for a sink
+    /// with no server (files).
+    const SERVER: Option<&'static str>;
+
+    /// Open `table` for writing: created if absent, checked against the row
+    /// contract if not.
+    fn open(opts: &Self::Options, table: &str) -> impl Future<Output = Result<Box<dyn Writer>>> + Send;
+
+    /// Which of `ids` the load's `store` (as its summary names it) holds, as
+    /// which versions. (Not `Send`: reconcile awaits it on its own task.)
+    fn read_back(opts: &Self::Options, store: &str, ids: &[String]) -> impl Future<Output = Result<Held>>;
+
+    /// Where the server is, for messages (never a password).
+    fn address(opts: &Self::Options) -> String;
+
+    /// Reach the server: its version.
+    fn server_version(opts: &Self::Options) -> impl Future<Output = Result<String>> + Send;
 }
 
-/// An existing table must have every column of the row contract (and `extra`),
-/// each of the type `want` gives; `have` maps its column names to their types.
-pub fn check_columns(
-    table: &str,
-    have: &std::collections::HashMap<String, String>,
-    want: impl Fn(crate::row::Kind) -> &'static str,
-    extra: &[(&str, &str)],
-) -> anyhow::Result<()> {
-    let wanted = crate::row::COLUMNS.iter().map(|c| (c.name, want(c.kind))).chain(extra.iter().copied());
-    for (c, want) in wanted {
-        match have.get(c) {
-            None => {
-                anyhow::bail!(
-                    "table {table} exists but has no column `{c}` ({want}); drop it or choose another --table"
-                )
+/// The sinks, one line each: `module => Type`, where `src/sinks/<module>/`
+/// holds `Type`, its `Connector`, and the module's name is the sink's.
+macro_rules! registry {
+    ($($module:ident => $connector:ident),+ $(,)?) => {
+        /// Which sink a load writes to (`--sink`), as summaries name it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Sink {
+            $($connector),+
+        }
+
+        /// Every sink's own options, flattened into the subcommands that reach a store.
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct SinkOpts {
+            $(
+                #[command(flatten)]
+                pub $module: <$module::$connector as Connector>::Options,
+            )+
+        }
+
+        impl Sink {
+            pub const ALL: &[Sink] = &[$(Sink::$connector),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Sink::$connector => stringify!($module)),+ }
             }
-            Some(t) if t != want => anyhow::bail!("column `{c}` of {table} is {t}, expected {want}"),
-            Some(_) => {}
+
+            pub fn env_only(self) -> &'static [(&'static str, &'static str)] {
+                match self { $(Sink::$connector => <$module::$connector as Connector>::ENV_ONLY),+ }
+            }
+
+            pub fn server(self) -> Option<&'static str> {
+                match self { $(Sink::$connector => <$module::$connector as Connector>::SERVER),+ }
+            }
+
+            /// Open `table` of this sink.
+            pub async fn open(self, opts: &SinkOpts, table: &str) -> Result<Table> {
+                let writer = match self {
+                    $(Sink::$connector => <$module::$connector as Connector>::open(&opts.$module, table).await?),+
+                };
+                Ok(Table { sink: self, writer })
+            }
+
+            pub async fn read_back(self, opts: &SinkOpts, store: &str, ids: &[String]) -> Result<Held> {
+                match self {
+                    $(Sink::$connector => <$module::$connector as Connector>::read_back(&opts.$module, store, ids).await),+
+                }
+            }
+
+            pub fn address(self, opts: &SinkOpts) -> String {
+                match self { $(Sink::$connector => <$module::$connector as Connector>::address(&opts.$module)),+ }
+            }
+
+            pub async fn server_version(self, opts: &SinkOpts) -> Result<String> {
+                match self {
+                    $(Sink::$connector => <$module::$connector as Connector>::server_version(&opts.$module).await),+
+                }
+            }
         }
-    }
-    Ok(())
-}
-
-/// The column definitions of a new table: each column with its type, the id the primary key.
-pub fn column_ddl(kind_type: impl Fn(crate::row::Kind) -> &'static str) -> String {
-    let defs: Vec<String> = crate::row::COLUMNS
-        .iter()
-        .map(|c| match c.kind {
-            crate::row::Kind::Id => format!("{} {} PRIMARY KEY", c.name, kind_type(c.kind)),
-            _ => format!("{} {}", c.name, kind_type(c.kind)),
-        })
-        .collect();
-    defs.join(", ")
-}
-
-/// The ids a store holds of those asked for, each with the ingest stamp of
-/// its version (milliseconds; `None` when it has none), for `rtds reconcile`.
-pub type Present = std::collections::HashMap<uuid::Uuid, Option<i64>>;
-
-/// Rows a store can never take, by index into the batch, with the reason.
-pub type Rejected = Vec<(usize, String)>;
-
-/// What every sink does for `rtds load`.
-pub trait Store: Send {
-    /// Where the rows go (`keyspace.table`, `schema.table`, a directory), for
-    /// the summary and `rtds reconcile`.
-    fn location(&self) -> String;
-
-    /// Write `rows` (upserted by id where the store can): the rows it refused
-    /// for their content, with why; `WriteError::Transient` for a failure a
-    /// retry may cure (the store is down), `WriteError::Fatal` otherwise.
-    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> BoxFuture<'a, Result<Rejected, WriteError>>;
-}
-
-/// The sinks, each in a file of its own. Adding one: its file (options,
-/// `open`, `Store`, a read-back for reconcile), a variant here, its options in
-/// `SinkOpts`, and its line in `open`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    Cassandra,
-    Postgres,
-    Parquet,
-}
-
-impl SinkKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SinkKind::Cassandra => "cassandra",
-            SinkKind::Postgres => "postgres",
-            SinkKind::Parquet => "parquet",
-        }
-    }
-}
-
-/// Every sink's own options, flattened into `rtds load`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SinkOpts {
-    #[command(flatten)]
-    pub cassandra: cassandra::CassandraOpts,
-    #[command(flatten)]
-    pub postgres: postgres::PostgresOpts,
-    #[command(flatten)]
-    pub parquet: parquet::ParquetOpts,
-}
-
-/// An open sink: its kind and its store.
-pub struct Sink {
-    pub kind: SinkKind,
-    store: Box<dyn Store>,
-}
-
-/// Open the sink of `kind` for `table` (created if absent, checked against the row contract if not).
-pub async fn open(kind: SinkKind, opts: &SinkOpts, table: &str) -> anyhow::Result<Sink> {
-    let store: Box<dyn Store> = match kind {
-        SinkKind::Cassandra => Box::new(cassandra::CassandraSink::open(&opts.cassandra, table).await?),
-        SinkKind::Postgres => Box::new(postgres::PostgresSink::open(&opts.postgres, table).await?),
-        SinkKind::Parquet => Box::new(parquet::ParquetSink::open(&opts.parquet, table)?),
     };
-    Ok(Sink { kind, store })
+}
+
+registry! {
+    cassandra => Cassandra,
+    postgres => Postgres,
+    parquet => Parquet,
 }
 
 impl Sink {
+    /// The sink a summary names, if any.
+    pub fn named(name: &str) -> Option<Sink> {
+        Sink::ALL.iter().copied().find(|s| s.name() == name)
+    }
+}
+
+/// An open table of a sink: where a load writes.
+pub struct Table {
+    pub sink: Sink,
+    writer: Box<dyn Writer>,
+}
+
+impl Table {
     pub fn name(&self) -> &'static str {
-        self.kind.name()
+        self.sink.name()
     }
 
     pub fn location(&self) -> String {
-        self.store.location()
+        self.writer.location()
     }
 
     /// Write `rows` (upsert by id where the store can).
     pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
-        self.store.write(rows).await
+        self.writer.write(rows).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn each_sink_is_named_as_sink_takes_it() {
+        for sink in Sink::ALL {
+            let value = sink.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), sink.name());
+            assert_eq!(Sink::named(sink.name()), Some(*sink));
+        }
+        assert_eq!(Sink::named("nosuch"), None);
     }
 }

@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use super::json::{self, Fault, Leaf, Record, Shape, Value};
+use super::json::{self, Fault, Leaf, Shape, Slots, Value, truncate};
 use super::projection::Reads;
 
 /// Largest payload accepted; anything bigger goes to the DLQ unparsed.
@@ -128,7 +128,7 @@ impl RawDecoder {
     }
 
     /// Read one record into `record`: its text, or the reason it is not a good one.
-    fn read<'a>(&self, payload: Option<&'a [u8]>, record: &mut Record) -> Result<&'a str, String> {
+    fn read<'a>(&self, payload: Option<&'a [u8]>, record: &mut Slots) -> Result<&'a str, String> {
         let Some(bytes) = payload else { return Err("null payload (record has no value)".into()) };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err("empty payload".into());
@@ -151,7 +151,7 @@ impl RawDecoder {
     }
 
     /// The record's `login.uuid`, if it has a valid one.
-    fn id(&self, json: &str, record: &Record) -> Result<String, String> {
+    fn id(&self, json: &str, record: &Slots) -> Result<String, String> {
         let mut buf = String::new();
         let id = self.uuid.and_then(|slot| text_of(record.values[slot], json, &mut buf));
         let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
@@ -211,7 +211,7 @@ impl Columns {
         Self { rows: 0, leaves, objects }
     }
 
-    fn append(&mut self, json: &str, record: &Record, buf: &mut String) {
+    fn append(&mut self, json: &str, record: &Slots, buf: &mut String) {
         for (builder, value) in self.leaves.iter_mut().zip(&record.values) {
             match builder {
                 Some(Builder::Text(b)) => b.append_option(text_of(*value, json, buf)),
@@ -265,13 +265,6 @@ fn build(
         arrays.push(array);
     }
     Ok(arrays)
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 #[cfg(test)]

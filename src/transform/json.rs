@@ -99,8 +99,8 @@ impl Shape {
     }
 
     /// A fresh record for this shape: every value null.
-    pub fn record(&self) -> Record {
-        Record { values: vec![Value::Null; self.leaves.len()], objects: vec![false; self.objects.len()] }
+    pub fn record(&self) -> Slots {
+        Slots { values: vec![Value::Null; self.leaves.len()], objects: vec![false; self.objects.len()] }
     }
 }
 
@@ -153,9 +153,17 @@ pub enum Value {
 
 /// One record's values by slot, and which objects it held (not null).
 #[derive(Debug, Clone)]
-pub struct Record {
+pub struct Slots {
     pub values: Vec<Value>,
     pub objects: Vec<bool>,
+}
+
+/// The first `max` characters of `s`, for a message that quotes input.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 /// Why a record could not be read.
@@ -170,7 +178,7 @@ pub enum Fault {
 }
 
 /// Read `bytes` (valid UTF-8) into `out`, which it resets first.
-pub fn read(shape: &Shape, bytes: &[u8], out: &mut Record) -> Result<(), Fault> {
+pub fn read(shape: &Shape, bytes: &[u8], out: &mut Slots) -> Result<(), Fault> {
     out.values.fill(Value::Null);
     out.objects.fill(false);
     let mut r = Reader { b: bytes, i: 0, depth: 0, wrong: None };
@@ -332,7 +340,7 @@ impl Reader<'_> {
     /// Any value, validated and skipped.
     fn value(&mut self) -> Result<(), Fault> {
         match self.peek() {
-            Some(b'{') => self.object(&NO_SHAPE, None, &mut Record { values: Vec::new(), objects: Vec::new() }),
+            Some(b'{') => self.object(&NO_SHAPE, None, &mut Slots { values: Vec::new(), objects: Vec::new() }),
             Some(b'[') => self.array(),
             Some(b'"') => self.string().map(|_| ()),
             Some(b'-' | b'0'..=b'9') => self.number(),
@@ -385,7 +393,7 @@ impl Reader<'_> {
     }
 
     /// An object at `self.i`; with `node`, the fields the shape knows are noted in `out`.
-    fn object(&mut self, shape: &Shape, node: Option<usize>, out: &mut Record) -> Result<(), Fault> {
+    fn object(&mut self, shape: &Shape, node: Option<usize>, out: &mut Slots) -> Result<(), Fault> {
         self.enter()?;
         self.i += 1;
         self.ws();
@@ -450,7 +458,7 @@ impl Reader<'_> {
 
     /// The value of a field the shape knows (node `child`). The last of
     /// repeated fields wins, as in arrow-json.
-    fn field(&mut self, shape: &Shape, child: usize, out: &mut Record) -> Result<(), Fault> {
+    fn field(&mut self, shape: &Shape, child: usize, out: &mut Slots) -> Result<(), Fault> {
         let c = self.peek();
         match &shape.nodes[child] {
             Node::Object { object, slots, objects, .. } => {
@@ -522,7 +530,7 @@ impl Reader<'_> {
 
     fn excerpt(&self, start: u32, end: u32) -> String {
         let text = String::from_utf8_lossy(&self.b[start as usize..end as usize]);
-        format!("{:?}", super::decode::truncate(&text, 40))
+        format!("{:?}", truncate(&text, 40))
     }
 
     /// A string at `self.i`: the range of its contents and whether it holds escapes.

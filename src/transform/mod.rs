@@ -3,6 +3,10 @@
 //! offsets are committed only after every output and DLQ record is acknowledged
 //! (or, with `--exactly-once`, inside the same Kafka transaction).
 
+mod options;
+
+pub use options::TransformArgs;
+
 pub mod decode;
 pub mod encode;
 pub mod json;
@@ -15,10 +19,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rdkafka::producer::BaseRecord;
 
-use crate::cli::{Compression, GlobalOpts, TransformArgs};
 use crate::delivery::{BatchAck, Cadence, Counts};
 use crate::error::usage;
-use crate::kafka::{self, Consumed, Producer, Profile, Reading, Source};
+use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
+use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::stage::{self, Commit, Relay};
 
@@ -38,8 +42,8 @@ const WHOLE_RUN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::
 
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 1000, prefetch_mb: 2 };
 
-pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
-    kafka::check_consumer_settings(global)?;
+pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &TransformArgs) -> Result<()> {
+    kafka::check_consumer_settings(kafka)?;
     let sql_text = match &args.sql {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
@@ -54,7 +58,7 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref()).await?));
     }
     let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
-    kafka::ensure_topics(global, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
+    kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
     let transactional_id = args
         .exactly_once
@@ -68,9 +72,9 @@ pub async fn run(global: &GlobalOpts, args: &TransformArgs) -> Result<()> {
         id,
         timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { TRANSACTION_TIMEOUT },
     });
-    let (producer, deliveries) = kafka::producer(global, Compression::Lz4, transactional)?;
-    let mut source = Source::open(global, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
-    let metrics = StageMetrics::new(STAGE, global.metrics_addr)?;
+    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, transactional)?;
+    let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
+    let metrics = StageMetrics::new(STAGE, metrics_addr)?;
     let pipeline = Arc::new(Pipeline {
         transformers,
         producer,
@@ -162,7 +166,7 @@ impl Transformer {
     /// machine, which the first real batch would otherwise wait for. A custom
     /// SQL may reject or filter them: only the work matters, not the outcome.
     async fn warm_up(&mut self) {
-        let generator = crate::ingest::generate::Generator::new(0);
+        let generator = crate::generate::Generator::new(0);
         let records: Vec<Vec<u8>> = (0..WARM_UP_RECORDS)
             .map(|i| {
                 let mut out = Vec::new();
@@ -254,7 +258,7 @@ struct Pipeline {
 
 impl Pipeline {
     /// Transform a batch and hand every output and DLQ record to the producer.
-    async fn process(self: &Arc<Self>, batch: &Arc<Consumed>, ack: &Arc<BatchAck>) -> Result<Counts> {
+    async fn process(self: &Arc<Self>, batch: &Arc<Batch>, ack: &Arc<BatchAck>) -> Result<Counts> {
         let applied = self.apply_in_parts(batch).await?;
         for (i, reason) in &applied.rejected {
             let origin = stage::Origin { stage: STAGE, sink: None };
@@ -273,7 +277,7 @@ impl Pipeline {
 
     /// Transform the batch in parts at once, one per core (decoding JSON is
     /// most of a stage's work), and put their outputs back in input order.
-    async fn apply_in_parts(self: &Arc<Self>, batch: &Arc<Consumed>) -> Result<Applied> {
+    async fn apply_in_parts(self: &Arc<Self>, batch: &Arc<Batch>) -> Result<Applied> {
         let n = batch.len();
         let parts = self.transformers.len().min(n.div_ceil(MIN_PART)).max(1);
         let size = n.div_ceil(parts).max(1);

@@ -3,6 +3,10 @@
 //! rule says (`crate::delivery`). Totals, progress, metrics and the summary's
 //! common part live here too.
 
+mod options;
+
+pub use options::ConsumeOpts;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,10 +15,9 @@ use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::cli::ConsumeOpts;
 use crate::delivery::{self, BatchAck, Cadence, Committer, Counts, Deliveries, Hold, Pending, Ranges, Transaction};
 use crate::error::usage;
-use crate::kafka::{self, Consumed, Producer, Profile, Reading, Source};
+use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
 use crate::metrics::StageMetrics;
 
 /// Batches that may wait for their acknowledgements while the next is processed.
@@ -103,7 +106,7 @@ pub async fn run_batches(
     deliveries: &Deliveries,
     commit: Commit,
     metrics: &StageMetrics,
-    mut process: impl AsyncFnMut(&Arc<Consumed>, &Arc<BatchAck>) -> Result<()>,
+    mut process: impl AsyncFnMut(&Arc<Batch>, &Arc<BatchAck>) -> Result<()>,
 ) -> (Totals, Result<()>) {
     let Profile { stage, batch_size, .. } = source.profile;
     let batch_size = opts.batch_size.map_or(batch_size, |n| n as usize);
@@ -286,7 +289,7 @@ pub async fn dead_letter(
     ack: &Arc<BatchAck>,
     dlq_topic: &str,
     origin: Origin<'_>,
-    m: kafka::Record<'_>,
+    m: kafka::BatchRecord<'_>,
     reason: &str,
 ) -> Result<()> {
     let partition = m.partition().to_string();

@@ -1,5 +1,5 @@
-//! PostgreSQL sink (tokio-postgres). The URL, which carries the password, comes
-//! only from RTDS_POSTGRES_URL or the file named by RTDS_POSTGRES_URL_FILE.
+//! Writing to PostgreSQL (tokio-postgres): the schema and table created if
+//! absent (an existing table checked against the row contract), then rows upserted.
 //! Each batch is spread by id over `--pg-connections` connections; each one
 //! upserts its share with a binary COPY into a temporary staging table, then one
 //! `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction. A batch succeeds
@@ -11,21 +11,17 @@
 //! whole, is rolled back, and the share is upserted as above; the next
 //! `STAGED_AFTER_CONFLICT` batches then upsert at once (a topic being replayed).
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
+use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Config, Socket};
 
-use super::{Rejected, WriteError};
-use crate::error::usage;
+use super::{PostgresOpts, connect};
 use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, last_per_id, names};
-use crate::secrets;
+use crate::sinks::{Rejected, WriteError, Writer};
 
 /// How PostgreSQL holds a column of the row contract (for binary COPY).
 fn column_type(kind: Kind) -> Type {
@@ -45,24 +41,7 @@ fn column_list() -> String {
 /// first, after a COPY met an id already in the table.
 const STAGED_AFTER_CONFLICT: u32 = 16;
 
-/// PostgreSQL settings. The URL (with its password) comes only from the
-/// environment: RTDS_POSTGRES_URL, or a file named by RTDS_POSTGRES_URL_FILE.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PostgresOpts {
-    /// PostgreSQL schema of the table (created if absent).
-    #[arg(long, env = "RTDS_PG_SCHEMA", default_value = "public", value_parser = crate::names::parse_identifier)]
-    pub pg_schema: String,
-    /// Require TLS to PostgreSQL (a server without it is refused), verifying its certificate against
-    /// RTDS_POSTGRES_CA_FILE (else the system's CAs) and the host name connected to.
-    #[arg(long, env = "RTDS_POSTGRES_TLS")]
-    pub postgres_tls: bool,
-    /// Connections a batch is spread over (by id), each upserting its share in its own transaction.
-    #[arg(long, env = "RTDS_PG_CONNECTIONS", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub pg_connections: u32,
-}
-
-pub struct PostgresSink {
+pub struct PostgresWriter {
     opts: PostgresOpts,
     /// `schema.table`, both validated identifiers.
     pub table: String,
@@ -72,7 +51,7 @@ pub struct PostgresSink {
     clients: Vec<Option<Client>>,
 }
 
-impl PostgresSink {
+impl PostgresWriter {
     /// Connect, create the schema and table if absent, and check an existing
     /// table has the columns we write.
     pub async fn open(opts: &PostgresOpts, table: &str) -> Result<Self> {
@@ -87,7 +66,7 @@ impl PostgresSink {
              CREATE SCHEMA IF NOT EXISTS {schema}; \
              CREATE TABLE IF NOT EXISTS {schema}.{table} ({}, {INGESTED_AT} timestamptz, loaded_at timestamptz NOT NULL DEFAULT now()); \
              ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS {INGESTED_AT} timestamptz",
-            super::column_ddl(Kind::postgres)
+            crate::sinks::column_ddl(Kind::postgres)
         );
         client.batch_execute(&ddl).await.with_context(|| format!("creating table {schema}.{table}"))?;
         check_columns(&client, schema, table).await?;
@@ -134,12 +113,12 @@ impl PostgresSink {
     }
 }
 
-impl super::Store for PostgresSink {
+impl Writer for PostgresWriter {
     fn location(&self) -> String {
         self.table.clone()
     }
     fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
-        Box::pin(PostgresSink::write(self, rows))
+        Box::pin(PostgresWriter::write(self, rows))
     }
 }
 
@@ -359,123 +338,12 @@ async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()>
         .await
         .with_context(|| format!("reading the columns of {schema}.{table}"))?;
     let have: std::collections::HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    super::check_columns(
+    crate::sinks::check_columns(
         &format!("{schema}.{table}"),
         &have,
         Kind::postgres,
         &[(INGESTED_AT, "timestamp with time zone"), ("loaded_at", "timestamp with time zone")],
     )
-}
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The configured database, parsed; a missing or malformed URL is a usage error.
-pub fn config() -> Result<Config> {
-    let Some(url) = secrets::env("RTDS_POSTGRES_URL")? else {
-        return usage("PostgreSQL is not configured: set RTDS_POSTGRES_URL (or RTDS_POSTGRES_URL_FILE)");
-    };
-    match url.parse::<Config>() {
-        Ok(mut cfg) => {
-            cfg.connect_timeout(CONNECT_TIMEOUT);
-            Ok(cfg)
-        }
-        // The parse error never echoes the URL, so the password stays out of logs.
-        Err(e) => usage(format!("RTDS_POSTGRES_URL is not a valid PostgreSQL URL: {e}")),
-    }
-}
-
-/// `host:port/db` of a config, for messages: never the password.
-pub fn describe(cfg: &Config) -> String {
-    let host = cfg
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(s) => s.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
-}
-
-/// Connect, spawning the connection task; fails after the connect timeout.
-/// With `--postgres-tls` TLS is required (a server that does not offer it is
-/// refused, never answered in plaintext) and the server's certificate is
-/// verified against RTDS_POSTGRES_CA_FILE (else the system's CAs), and its
-/// name against the host connected to.
-pub async fn connect(opts: &PostgresOpts) -> Result<Client> {
-    let mut cfg = config()?;
-    if opts.postgres_tls {
-        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
-    }
-    let target = describe(&cfg);
-    let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
-        if opts.postgres_tls { open(&cfg, tls_connector()?).await } else { open(&cfg, tokio_postgres::NoTls).await }
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("timed out after {CONNECT_TIMEOUT:?}"))
-    .and_then(|r| r)
-    .with_context(|| format!("connecting to PostgreSQL at {target}"))?;
-    Ok(client)
-}
-
-/// Connect with `tls` and drive the connection on its own task.
-async fn open<T>(cfg: &Config, tls: T) -> Result<Client>
-where
-    T: MakeTlsConnect<Socket>,
-    T::Stream: Send + 'static,
-{
-    let (client, conn) = cfg.connect(tls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!("PostgreSQL connection closed: {e}");
-        }
-    });
-    Ok(client)
-}
-
-/// TLS that verifies the server against RTDS_POSTGRES_CA_FILE alone, when
-/// given (as Cassandra's), else against the system's CAs.
-fn tls_connector() -> Result<postgres_openssl::MakeTlsConnector> {
-    use openssl::ssl::{SslConnector, SslMethod};
-    use openssl::x509::store::X509StoreBuilder;
-    // The connector starts with the system's CAs loaded.
-    let mut builder = SslConnector::builder(SslMethod::tls()).context("creating a TLS context")?;
-    if let Some(ca) = std::env::var_os("RTDS_POSTGRES_CA_FILE") {
-        let read = || -> Result<openssl::x509::store::X509Store> {
-            let pem = std::fs::read(&ca)?;
-            let mut store = X509StoreBuilder::new()?;
-            for cert in openssl::x509::X509::stack_from_pem(&pem)? {
-                store.add_cert(cert)?;
-            }
-            Ok(store.build())
-        };
-        let store = read().with_context(|| format!("reading the PostgreSQL CA file {}", ca.to_string_lossy()))?;
-        builder.set_cert_store(store);
-    }
-    Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
-}
-
-/// Which of `ids` the table `schema.table` holds (for `rtds reconcile`).
-pub async fn present(client: &Client, table: &str, ids: &[uuid::Uuid]) -> Result<super::Present> {
-    let mut found = super::Present::new();
-    for chunk in ids.chunks(50_000) {
-        let rows = client
-            .query(&format!("SELECT id, {INGESTED_AT} FROM {table} WHERE id = ANY($1)"), &[&chunk])
-            .await
-            .with_context(|| format!("reading ids back from {table}"))?;
-        for r in rows {
-            let at: Option<DateTime<Utc>> = r.get(1);
-            found.insert(r.get(0), at.map(|t| t.timestamp_millis()));
-        }
-    }
-    Ok(found)
-}
-
-/// The server's version string.
-pub async fn server_version(client: &Client) -> Result<String> {
-    let row = client.query_one("SHOW server_version", &[]).await.context("querying server_version")?;
-    Ok(row.get(0))
 }
 
 #[cfg(test)]

@@ -1,0 +1,42 @@
+//! The settings of a consuming stage's batch loop: its group or ranges, how
+//! long it runs, the size and wait of a batch, where dead letters go.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::validate;
+
+/// Options shared by the stages that consume Kafka: how long they run and in what batches.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeOpts {
+    /// Consumer group.
+    #[arg(long, env = "RTDS_GROUP")]
+    pub group: Option<String>,
+    /// Run until SIGTERM/SIGINT instead of stopping at the end of the input seen at start.
+    #[arg(long, env = "RTDS_FOLLOW")]
+    pub follow: bool,
+    /// Records per batch [default: 1000 for transform, 5000 for load].
+    #[arg(long, env = "RTDS_BATCH_SIZE", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: Option<u32>,
+    /// Longest wait to fill a batch before processing what is there (e.g. 20ms): bounds the latency a slow input adds.
+    #[arg(long, env = "RTDS_MAX_WAIT", default_value = "20ms", value_parser = validate::parse_duration)]
+    pub max_wait: Duration,
+    /// Bounded runs: how long records below the end the run must reach may stay unreadable (an open
+    /// Kafka transaction holds them back) before the run fails instead of stopping short.
+    #[arg(long, env = "RTDS_END_WAIT", default_value = "2m", value_parser = validate::parse_duration)]
+    pub end_wait: Duration,
+    /// Dead-letter topic for records that cannot be processed.
+    #[arg(long, env = "RTDS_DLQ_TOPIC", default_value = "users_dlq", value_parser = validate::parse_topic)]
+    pub dlq_topic: String,
+    /// Read exactly the records an upstream run produced to the input topic, given its JSON summary
+    /// line (as the DAG passes the previous task's; several, one a line, for the replicas of an
+    /// upstream stage): a bounded batch over those offsets, without a consumer group, so nothing is
+    /// committed and a --follow service of the stage is never in the way.
+    #[arg(long, env = "RTDS_FROM_SUMMARY", conflicts_with_all = ["follow", "group"])]
+    pub from_summary: Option<String>,
+    /// With --from-summary: read only share K of N (e.g. 2/3), the partitions whose number is K-1
+    /// modulo N, so that N replicas of the stage split one run's records without a group.
+    #[arg(long, env = "RTDS_SHARE", requires = "from_summary", value_parser = validate::parse_share)]
+    pub share: Option<(u32, u32)>,
+}
