@@ -20,7 +20,7 @@ ship: deps ## the optimized binary Airflow, the demo and the compose image run (
 
 lint: deps
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 	scripts/stack.sh install airflow
 	.stack/airflow/venv/bin/ruff check dags tests/dags airflow/plugins bench
 	.stack/airflow/venv/bin/ruff format --check dags tests/dags airflow/plugins bench

@@ -9,18 +9,20 @@ scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 log="$ROOT/.stack/faults.log"
 set +e
-cargo test --test it -- --include-ignored --test-threads=1 --nocapture faults:: kill_9 outage restart delivery:: \
+# --features fault-injection: the fault-test hooks the kill -9 tests drive (src/delivery/fault.rs).
+cargo test --features fault-injection --test it -- --include-ignored --test-threads=1 --nocapture faults:: kill_9 outage restart delivery:: \
   --skip cluster_ 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # The cluster scenarios on a three-broker KRaft cluster of their own, beside the stack's
-# one broker (ports 19092-19097), stopped afterwards. They run the release build (their
-# throughput is a figure a user gets; RTDS_IT_BIN, the binary the tests run).
+# one broker (ports 19092-19097), stopped afterwards. They run the release build, without the
+# fault-test hooks (their throughput is a figure a user gets; RTDS_IT_BIN, the binary the tests
+# run); the test binary is the one built above, with the same features.
 cargo build --release --quiet --bin rtds
 export RTDS_KAFKA_NODES=3 RTDS_KAFKA_PORT=19092
 scripts/stack.sh up kafka
 cluster=$(scripts/stack.sh env kafka | sed -n 's/^export RTDS_BROKERS=//p')
 RTDS_IT_BIN="${CARGO_TARGET_DIR:-$HOME/.cache/rtds/target}/release/rtds" RTDS_BROKERS=$cluster \
-  cargo test --test it -- --ignored --test-threads=1 --nocapture cluster_ 2>&1 | tee -a "$log"
+  cargo test --features fault-injection --test it -- --ignored --test-threads=1 --nocapture cluster_ 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 scripts/stack.sh down kafka
 unset RTDS_KAFKA_NODES RTDS_KAFKA_PORT

@@ -20,7 +20,7 @@ trap cleanup EXIT INT TERM
 
 # The build is the long pole on a fresh machine: overlap it with the stack's start.
 mkdir -p "$ROOT/.stack"
-$CARGO test --no-run --quiet >"$ROOT/.stack/build.log" 2>&1 &
+$CARGO test --features fault-injection --no-run --quiet >"$ROOT/.stack/build.log" 2>&1 &
 build_pid=$!
 scripts/stack.sh up
 scripts/stack.sh install airflow
@@ -39,8 +39,8 @@ if ! wait $build_pid; then cat "$ROOT/.stack/build.log" >&2; exit 1; fi
 eval "$(scripts/stack.sh env)"
 
 $CARGO fmt --check
-$CARGO clippy --all-targets --quiet -- -D warnings
-$CARGO test
+$CARGO clippy --all-targets --features fault-injection --quiet -- -D warnings
+$CARGO test --features fault-injection
 
 # The DAGs: lint, then pytest (DagBag shape tests and real `airflow dags test` runs).
 venv="$ROOT/.stack/airflow/venv/bin"

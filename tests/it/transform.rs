@@ -300,6 +300,8 @@ fn exactly_once_survives_kill_9_without_duplicates() {
     assert_exactly_once(&t, &ids, &broken, "kill -9 transform --exactly-once, rerun");
 }
 
+// Drives the fault-test hook RTDS_FAULT_PAUSE_BEFORE_COMMIT, compiled in only with the feature.
+#[cfg(feature = "fault-injection")]
 #[test]
 fn exactly_once_survives_kill_9_during_a_commit() {
     require_kafka();

@@ -1,0 +1,244 @@
+//! Transactions and their cadence (`--exactly-once`): the delivery rule over several batches at a time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::producer::{Producer, ProducerContext};
+
+#[cfg(feature = "fault-injection")]
+use super::fault::PAUSE_BEFORE_COMMIT;
+use super::{ACK_TIMEOUT, Counts, Deliveries, Pending, Status};
+
+/// How often `--exactly-once` commits its transaction: once it has been open
+/// for `every`, or has taken `records` inputs, whichever comes first; and at
+/// once when the input has nothing more waiting (it costs latency nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub every: Duration,
+    pub records: u64,
+}
+
+/// `--exactly-once`: the delivery rule inside Kafka transactions. A
+/// transaction is begun with the first batch after a commit and carries the
+/// outputs of every batch sent while it is open; `commit` makes them and the
+/// batches' consumed offsets visible together once every report is in and all
+/// succeeded. Otherwise it aborts, and nothing of those batches is: the
+/// consumer group gives their records out again from the last commit.
+pub struct Transaction<'a> {
+    /// Where the run's records landed: those of a transaction count once it commits.
+    deliveries: &'a Deliveries,
+    /// When the open transaction began (`None`: none is open).
+    began: Option<Instant>,
+    batches: Vec<Pending>,
+    records: u64,
+}
+
+fn txn<T>(what: &str, r: rdkafka::error::KafkaResult<T>) -> Result<T> {
+    r.with_context(|| format!("Kafka transaction: {what}"))
+}
+
+impl<'a> Transaction<'a> {
+    pub fn new(deliveries: &'a Deliveries) -> Self {
+        Self { deliveries, began: None, batches: Vec::new(), records: 0 }
+    }
+
+    /// Begin a transaction unless one is open, before a batch's outputs are sent.
+    pub fn begin<C: ProducerContext, P: Producer<C>>(&mut self, producer: &P) -> Result<()> {
+        if self.began.is_none() {
+            txn("begin", producer.begin_transaction())?;
+            self.deliveries.begin_transaction();
+            self.began = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A batch whose outputs were sent in the open transaction.
+    pub fn add(&mut self, batch: Pending) {
+        self.records += batch.received;
+        self.batches.push(batch);
+    }
+
+    /// Whether to commit now: per `cadence`, or at once when `caught_up`.
+    pub fn due(&self, cadence: &Cadence, caught_up: bool) -> bool {
+        self.began.is_some_and(|t| caught_up || t.elapsed() >= cadence.every || self.records >= cadence.records)
+    }
+
+    /// Commit the open transaction (if any) with the batches' offsets (when
+    /// the run reads as consumer `group`); each batch goes to `settled` with
+    /// its counts. On any failure the transaction is aborted.
+    pub fn commit<C: ProducerContext, P: Producer<C>>(
+        &mut self,
+        producer: &P,
+        group: Option<&ConsumerGroupMetadata>,
+        mut settled: impl FnMut(&Pending, Counts),
+    ) -> Result<()> {
+        if self.began.is_none() {
+            return Ok(());
+        }
+        let attempt = || {
+            let start = Instant::now();
+            let counts = self.outcome()?;
+            let acked = start.elapsed();
+            if let Some(group) = group {
+                let offsets = latest_offsets(self.batches.iter().map(|b| &b.offsets))?;
+                txn("send offsets", producer.send_offsets_to_transaction(&offsets, group, ACK_TIMEOUT))?;
+            }
+            let offsets = start.elapsed() - acked;
+            #[cfg(feature = "fault-injection")]
+            if let Some(pause) = *PAUSE_BEFORE_COMMIT {
+                tracing::warn!(?pause, "fault injection: pausing between the offsets and the commit");
+                std::thread::sleep(pause);
+            }
+            txn("commit", producer.commit_transaction(ACK_TIMEOUT))?;
+            // Where a commit's time goes (RTDS_LOG=rtds=debug): the acks, the offsets, the commit.
+            tracing::debug!(
+                batches = self.batches.len(),
+                records = self.records,
+                open_ms = self.began.map_or(0, |t| t.elapsed().as_millis()),
+                acks_ms = acked.as_millis(),
+                offsets_ms = offsets.as_millis(),
+                commit_ms = (start.elapsed() - acked - offsets).as_millis(),
+                "transaction committed"
+            );
+            Ok(counts)
+        };
+        let result: Result<Vec<Counts>> = tokio::task::block_in_place(attempt);
+        match result {
+            Ok(counts) => {
+                self.deliveries.end_transaction(true);
+                for (b, c) in self.batches.iter().zip(counts) {
+                    settled(b, c);
+                }
+                self.clear();
+                Ok(())
+            }
+            Err(e) => {
+                let batches = self.batches.len();
+                self.abort(producer);
+                Err(e.context(format!(
+                    "the transaction was rolled back; nothing of its {batches} batch(es) was committed"
+                )))
+            }
+        }
+    }
+
+    /// What each batch gave, once every output is acknowledged (not
+    /// `flush`, which waits in steps of 100 ms); the first failure otherwise.
+    fn outcome(&self) -> Result<Vec<Counts>> {
+        let since = Instant::now();
+        let mut counts = Vec::with_capacity(self.batches.len());
+        for b in &self.batches {
+            loop {
+                match b.ack.status() {
+                    Status::Complete(c) => break counts.push(c),
+                    Status::Failed(why) => anyhow::bail!(why),
+                    Status::Waiting { holding } if !holding && since.elapsed() > ACK_TIMEOUT => {
+                        anyhow::bail!("Kafka did not acknowledge a batch's records within {ACK_TIMEOUT:?}")
+                    }
+                    Status::Waiting { .. } => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Abort the open transaction (if any): none of its outputs or offsets
+    /// become visible. The caller re-reads its batches (a rebalance does that);
+    /// the records they took in are returned, to be counted again then.
+    /// Work still making a batch's outputs is waited for first, so that none
+    /// of them is sent into the next transaction, and their reports for a
+    /// while, so that none is counted as produced by the run.
+    pub fn abort<C: ProducerContext, P: Producer<C>>(&mut self, producer: &P) -> u64 {
+        let records = self.records;
+        let since = Instant::now();
+        for b in &self.batches {
+            loop {
+                match b.ack.status() {
+                    Status::Waiting { holding: true } => {}
+                    Status::Waiting { holding: false } if since.elapsed() < ABORT_REPORTS_WAIT => {}
+                    _ => break,
+                }
+                tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
+        self.deliveries.end_transaction(false);
+        if self.began.is_some()
+            && let Err(e) = tokio::task::block_in_place(|| producer.abort_transaction(ACK_TIMEOUT))
+        {
+            tracing::warn!("aborting the Kafka transaction: {e}");
+        }
+        self.clear();
+        records
+    }
+
+    fn clear(&mut self) {
+        self.began = None;
+        self.batches.clear();
+        self.records = 0;
+    }
+}
+
+/// How long an abort waits for the reports of records already sent.
+const ABORT_REPORTS_WAIT: Duration = Duration::from_secs(10);
+
+/// Per topic partition, the highest of the offsets of `lists`: what a
+/// transaction over several batches commits.
+fn latest_offsets<'a>(lists: impl Iterator<Item = &'a TopicPartitionList>) -> Result<TopicPartitionList> {
+    let mut latest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for list in lists {
+        for e in list.elements() {
+            if let rdkafka::Offset::Offset(o) = e.offset() {
+                let at = latest.entry((e.topic().to_owned(), e.partition())).or_insert(o);
+                *at = (*at).max(o);
+            }
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in latest {
+        tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset))
+            .context("building a transaction's offsets")?;
+    }
+    Ok(tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_commits_the_highest_offset_of_each_partition() {
+        let list = |entries: &[(&str, i32, i64)]| {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p, o) in entries {
+                tpl.add_partition_offset(t, *p, rdkafka::Offset::Offset(*o)).unwrap();
+            }
+            tpl
+        };
+        let batches = [list(&[("raw", 0, 10), ("raw", 1, 5)]), list(&[("raw", 0, 20)]), list(&[("raw", 1, 7)])];
+        let latest = latest_offsets(batches.iter()).unwrap();
+        let got: Vec<(String, i32, rdkafka::Offset)> =
+            latest.elements().iter().map(|e| (e.topic().to_owned(), e.partition(), e.offset())).collect();
+        assert_eq!(
+            got,
+            [("raw".into(), 0, rdkafka::Offset::Offset(20)), ("raw".into(), 1, rdkafka::Offset::Offset(7))]
+        );
+    }
+
+    #[test]
+    fn a_transaction_is_due_by_time_by_records_or_when_caught_up() {
+        let d = Deliveries::default();
+        let mut t = Transaction::new(&d);
+        let cadence = Cadence { every: Duration::from_secs(3600), records: 100 };
+        assert!(!t.due(&cadence, true), "nothing open, nothing due");
+        t.began = Some(Instant::now());
+        assert!(!t.due(&cadence, false));
+        assert!(t.due(&cadence, true), "caught up: commit at once");
+        t.records = 100;
+        assert!(t.due(&cadence, false), "records reached");
+        t.records = 0;
+        assert!(t.due(&Cadence { every: Duration::ZERO, records: 100 }, false), "time reached");
+    }
+}
