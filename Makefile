@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
 CARGO ?= cargo
 
-.PHONY: all deps build ship lint test demo airflow stack-up stack-down stack-status faults bench hot-functions clean
+.PHONY: all deps build ship lint test demo airflow stack-up stack-down stack-status faults bench clean
 
 all: build
 
@@ -49,10 +49,6 @@ faults: deps ## the fault-injection suite (stops and restarts Kafka, Cassandra, 
 
 bench: deps ## criterion + every stage against its bare baseline (release build, 1M records)
 	bench/run.sh
-
-hot-functions: ship stack-up ## regenerate link/hot-functions.txt, the order of the binary's code (why: the script)
-	$(CARGO) build --release --bin rtds
-	scripts/hot-functions.sh
 
 clean:
 	scripts/stack.sh down || true

@@ -1,31 +1,15 @@
-"""What every rtds task of the DAGs shares: the `rtds <stage>` operator, its
-connection environment, and the Airflow Assets the stages read and write.
-
-Not a DAG file (listed in .airflowignore): user_automation and user_stream
-import it as `rtds_tasks`, since Airflow puts the DAG folder (the bundle's
-root) on sys.path when it parses a DAG file and when it runs a task.
-
-Every task runs the plain `rtds <stage>` command; parameters and connection
-settings reach it as RTDS_* environment variables, never inside the shell
-string, so no value can be executed by the shell.
-
-The PostgreSQL URL holds a password, so it is not templated: RtdsOperator adds
-it to the command's environment at run time, and it is in no rendered field
-(which Airflow stores and shows in the UI).
-
-A stage can fan out: rtds(..., shares=XComArg) maps the task over a list of
-shares ("1/3", "2/3", "3/3"; Airflow dynamic task mapping), and each instance
-gets its own in RTDS_SHARE, beside the same environment as the others.
-
-Topics, the Cassandra keyspace, the PostgreSQL schema, the table and the
-Parquet directory are read from the environment when a DAG is parsed, with
-rtds's own defaults, so a deployment or a test can run the pipeline on topics
-of its own, and the tasks' assets name what the tasks really use.
+"""What every rtds task of the DAGs shares: the `rtds <stage>` operator, the
+settings and connections it runs with, the Airflow Assets the stages read and
+write, the stores (one definition: STORES_DEFINED) and the DAGs' default_args.
+Not a DAG file (.airflowignore): the DAGs import it, since Airflow puts the DAG
+folder on sys.path when it parses a DAG file and when it runs a task.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.bash import BashOperator
@@ -35,12 +19,17 @@ if TYPE_CHECKING:
     from airflow.sdk import XComArg
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
+# Settings are read from the environment when a DAG is parsed, with rtds's own defaults,
+# so a deployment or a test can run the pipeline on topics and stores of its own, and the
+# tasks' assets name what the tasks really use.
+
 # The rtds binary; the bash command reads it from the environment.
 RTDS_BIN = os.environ.get("RTDS_BIN", "rtds")
 PARQUET_OUT = os.environ.get("RTDS_OUT", "/tmp/rtds/parquet")
 # Kafka topics, fixed when the DAG is parsed: a test can isolate its runs.
 RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
 CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
+# Also the topic dlq_alert's watcher reads.
 DLQ_TOPIC = os.environ.get("RTDS_DLQ_TOPIC", "users_dlq")
 # Where the loads write: they reach the stages through the inherited environment;
 # read here only to name the assets (the defaults are rtds's own).
@@ -48,15 +37,13 @@ KEYSPACE = os.environ.get("RTDS_KEYSPACE", "spark_streams")
 PG_SCHEMA = os.environ.get("RTDS_PG_SCHEMA", "public")
 TABLE = os.environ.get("RTDS_TABLE", "created_users")
 
-# Addresses, rendered from the Airflow connections rtds_kafka and rtds_cassandra
-# (AIRFLOW_CONN_* locally). Nothing secret: rendered fields are stored and shown in the UI.
-KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
-CONNECTION_ENV = {
-    **KAFKA_ENV,
-    "RTDS_CASSANDRA_NODES": "{{ conn.rtds_cassandra.host }}:{{ conn.rtds_cassandra.port }}",
+# What every DAG's tasks get unless the DAG says otherwise ({**DEFAULT_ARGS, ...}); each DAG
+# sets its own execution_timeout, for how long its tasks may run.
+DEFAULT_ARGS = {
+    "owner": "rtds",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
 }
-# Environment variable -> the Airflow connection whose URI it gets at run time.
-SECRET_URIS = {"RTDS_POSTGRES_URL": "rtds_postgres"}
 
 
 # Assets, for lineage (the UI's graph) and so that DAGs can be scheduled on them.
@@ -66,8 +53,8 @@ SECRET_URIS = {"RTDS_POSTGRES_URL": "rtds_postgres"}
 # already in the form the providers' normalizers give (kafka://server/topic;
 # postgres://host:port/database/schema/table, port included), so it is one asset
 # with or without the provider installed. Names default to the URIs: unique, and
-# none is dlq_alert's `users_dlq`, the asset its Kafka watcher updates on each
-# dead letter (see DLQ below).
+# none is dlq_alert's asset, named after the topic (`users_dlq` by default), which
+# its Kafka watcher updates on each dead letter (see DLQ below).
 def kafka_topic(topic: str) -> Asset:
     """A Kafka topic of the pipeline as an Asset."""
     return Asset(uri=f"kafka://rtds/{topic}")
@@ -76,16 +63,57 @@ def kafka_topic(topic: str) -> Asset:
 RAW = kafka_topic(RAW_TOPIC)
 CREATED = kafka_topic(CREATED_TOPIC)
 # The dead-letter topic as data the stages write. Deliberately not dlq_alert's
-# `users_dlq` asset: a task's outlet updates its asset on every successful run,
-# so that asset would schedule dlq_alert after each transform and load, dead
-# letters or not. dlq_alert stays scheduled by its watcher, on real dead letters.
+# asset (`users_dlq` by default): a task's outlet updates its asset on every
+# successful run, so that asset would schedule dlq_alert after each transform and
+# load, dead letters or not. dlq_alert stays scheduled by its watcher, on real
+# dead letters.
 DLQ = kafka_topic(DLQ_TOPIC)
-STORES = {
-    "cassandra": Asset(uri=f"cassandra://rtds/{KEYSPACE}/{TABLE}"),
-    "postgres": Asset(uri=f"postgres://rtds:5432/rtds/{PG_SCHEMA}/{TABLE}"),
-    # A load writes part-*.parquet files into RTDS_OUT/<table>.
-    "parquet": Asset(uri=f"file://{os.path.abspath(PARQUET_OUT)}/{TABLE}"),
-}
+
+
+@dataclass(frozen=True)
+class Store:
+    """A store `rtds load --sink <name>` writes to, and what a task needs to reach it."""
+
+    # The sink's name, as rtds knows it (RTDS_SINK): user_automation's load_<name> task.
+    name: str
+    # The data it holds, the outlet of its load.
+    asset: Asset
+    # Addresses, rendered from Airflow connections. Nothing secret: rendered fields
+    # are stored and shown in the UI.
+    connection_env: dict[str, str] = field(default_factory=dict)
+    # Environment variable -> the Airflow connection whose URI (password included)
+    # RtdsOperator adds at run time, never templated.
+    secret_uris: dict[str, str] = field(default_factory=dict)
+
+
+# The stores, in the order the trigger form and the DAG list them. Adding a sink is one entry here:
+# SINKS, STORES, CONNECTION_ENV and SECRET_URIS below are derived from it (rtds must know the sink,
+# and the connections it names must exist: scripts/stack/airflow_connections.py).
+STORES_DEFINED = (
+    Store(
+        "cassandra",
+        Asset(uri=f"cassandra://rtds/{KEYSPACE}/{TABLE}"),
+        connection_env={"RTDS_CASSANDRA_NODES": "{{ conn.rtds_cassandra.host }}:{{ conn.rtds_cassandra.port }}"},
+    ),
+    Store(
+        "postgres",
+        Asset(uri=f"postgres://rtds:5432/rtds/{PG_SCHEMA}/{TABLE}"),
+        # The URL holds a password.
+        secret_uris={"RTDS_POSTGRES_URL": "rtds_postgres"},
+    ),
+    # A load writes part-*.parquet files into RTDS_OUT/<table>; no connection.
+    Store("parquet", Asset(uri=f"file://{os.path.abspath(PARQUET_OUT)}/{TABLE}")),
+)
+# The sinks' names, in order (user_automation's trigger form offers them).
+SINKS = [store.name for store in STORES_DEFINED]
+# Sink name -> its asset.
+STORES = {store.name: store.asset for store in STORES_DEFINED}
+# Kafka's address, rendered from the Airflow connection rtds_kafka (AIRFLOW_CONN_* locally).
+KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
+# Every address a task may need: Kafka's and every store's.
+CONNECTION_ENV = {**KAFKA_ENV, **{k: v for store in STORES_DEFINED for k, v in store.connection_env.items()}}
+# Environment variable -> the Airflow connection whose URI it gets at run time: every store's.
+SECRET_URIS = {k: v for store in STORES_DEFINED for k, v in store.secret_uris.items()}
 
 
 class RtdsOperator(BashOperator):
@@ -133,6 +161,8 @@ def rtds(
     """
     arguments = {
         "task_id": kwargs.pop("task_id", stage),
+        # The plain command: parameters and connection settings reach it as RTDS_* environment
+        # variables, never inside the shell string, so no value can be executed by the shell.
         "bash_command": f'"$RTDS_BIN" {stage}',
         "env": {"RTDS_BIN": RTDS_BIN, "RTDS_LOG_FORMAT": "json", **connection_env, **(extra_env or {})},
         "append_env": True,

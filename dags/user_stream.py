@@ -1,10 +1,7 @@
 """user_stream: the real-time path, as the tutorial streamed it — ingest users
-for `duration` seconds, every few minutes. `rtds transform --follow` and
-`rtds load --follow --sink ...` run beside it as long-lived services
-(docker-compose.yml runs them), so rows reach the stores within moments.
-
-The task is built by rtds_tasks.rtds, like user_automation's, and writes the
-same raw topic (RTDS_RAW_TOPIC), the asset it declares as its outlet.
+into the raw topic for `duration` seconds, every five minutes. The long-lived
+`rtds transform --follow` and `rtds load --follow --sink ...` services
+(docker-compose.yml) carry them on, so rows reach the stores within moments.
 """
 
 from __future__ import annotations
@@ -12,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
-from rtds_tasks import KAFKA_ENV, RAW, RAW_TOPIC, rtds
+
+# Shared with the other DAGs (dags/rtds_tasks.py): the task is built like user_automation's ingest.
+from rtds_tasks import DEFAULT_ARGS, KAFKA_ENV, RAW, RAW_TOPIC, rtds
 
 with DAG(
     dag_id="user_stream",
@@ -21,12 +20,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "rtds",
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=10),
-    },
+    default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(minutes=10)},
     params={
         "duration": Param(60, type="integer", minimum=1, maximum=3600, description="Seconds to stream"),
         "rate": Param(100, type="integer", minimum=1, maximum=100_000, description="Users per second"),

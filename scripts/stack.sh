@@ -2,13 +2,15 @@
 # The rtds stack on this machine, without Docker: Kafka (KRaft), Cassandra,
 # PostgreSQL (and Airflow on demand), on loopback, data under .stack/.
 #   scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres|airflow...]
+#   scripts/stack.sh services: the services `up` starts when none is named, one a line
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/stack/lib.sh
 . "$ROOT/scripts/stack/lib.sh"
-ALL_SERVICES=(kafka cassandra postgres airflow)
-# What `up`/`down` act on when no service is named; Airflow is started on demand.
+# What `up`/`down` act on when no service is named (a store's stack script joins here);
+# Airflow is started on demand.
 DEFAULT_SERVICES=(kafka cassandra postgres)
+ALL_SERVICES=("${DEFAULT_SERVICES[@]}" airflow)
 for s in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
   . "$ROOT/scripts/stack/$s.sh"
@@ -16,6 +18,10 @@ done
 
 cmd=${1:-status}
 shift || true
+if [ "$cmd" = services ]; then
+  printf '%s\n' "${DEFAULT_SERVICES[@]}"
+  exit 0
+fi
 services=("$@")
 [ ${#services[@]} -eq 0 ] && services=("${DEFAULT_SERVICES[@]}")
 [ "$cmd" = down ] && [ $# -eq 0 ] && services=("${ALL_SERVICES[@]}")

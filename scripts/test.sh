@@ -8,7 +8,7 @@ cd "$ROOT"
 CARGO=${CARGO:-cargo}
 
 started=()
-for s in kafka cassandra postgres; do
+for s in $(scripts/stack.sh services); do
   scripts/stack.sh status "$s" >/dev/null 2>&1 || started+=("$s")
 done
 cleanup() {

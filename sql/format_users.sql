@@ -1,7 +1,8 @@
 -- The classic tutorial's format_data, as DataFusion SQL over one batch of raw
 -- randomuser records (table users_raw). Output: the users_created contract of
--- DESIGN.md. Text fields are copied exactly as the API sent them; parts of the
--- address that are missing are left out rather than leaving empty commas.
+-- docs/ARCHITECTURE.md ("Data contract"). Text fields are copied exactly as
+-- the API sent them; parts of the address that are missing are left out
+-- rather than leaving empty commas.
 SELECT
     login['uuid']                       AS id,
     name['first']                       AS first_name,

@@ -1,7 +1,6 @@
-//! The command line's entry point. `main.rs` only calls `main` here: the
-//! binary is then a crate of one line, and the optimized build compiles the
-//! async state machine of the whole pipeline once, in the library (in the
-//! binary, at opt-level 3, it took 89 s of the `ship` build's critical path).
+//! The command line's entry point. `main.rs` only calls `main` here, so the
+//! optimized build compiles the pipeline's async state machine once, in the
+//! library, not again in the binary (bench/README.md, the build's time).
 
 use std::process::ExitCode;
 

@@ -1,12 +1,11 @@
 //! Giving back the code pages start-up used once. A stage touches code all
-//! over the binary's ~70 MB of text before its first record (DataFusion
-//! registers its functions and plans, the drivers connect, the transform's
-//! warm-up batch), and the kernel maps file pages around each fault, tens of KB
-//! at a time: ~50 MB of the transform's peak RSS was its own binary, mapped
-//! once and kept. Once a stage is set up, `release_startup_code` unmaps the
-//! read-only file pages; the batch loop faults back in only the code it runs,
-//! from the page cache (minor faults, no disk reads). Measured in bench/README.md,
-//! "Where the transform's peak RSS is".
+//! over the binary's text before its first record (DataFusion registers its
+//! functions and plans, the drivers connect, the transform's warm-up batch),
+//! and the kernel maps file pages around each fault, so much of a stage's
+//! peak RSS was its own binary, mapped once and kept. Once a stage is set up,
+//! `release_startup_code` unmaps the read-only file pages; the batch loop
+//! faults back in only the code it runs, from the page cache (minor faults,
+//! no disk reads). Measured in bench/README.md, "Where the transform's peak RSS is".
 
 /// Unmap every read-only, file-backed mapping whose pages are all still the
 /// file's (the binary's and the shared libraries' text and constants). Their

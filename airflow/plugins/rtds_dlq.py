@@ -1,4 +1,5 @@
-"""What the users_dlq watcher (dags/dlq_alert.py) makes of one dead letter.
+"""What dlq_alert's watcher (dags/dlq_alert.py) makes of one dead letter. The
+watcher names the topic (rtds_tasks.DLQ_TOPIC); nothing here depends on it.
 
 It runs in Airflow's triggerer, which imports it by name: it lives in the
 plugins folder because that folder, unlike the DAGs folder, is on the

@@ -1,9 +1,8 @@
 //! A consumed batch, packed: the bytes of every record (payload, key, ingest
 //! stamp) in one buffer, and beside them where each record came from. A record
-//! is copied once, from librdkafka's message into the buffer; rust-rdkafka's
-//! `detach` allocated its payload, key, topic name and headers apart, and
-//! freed them again, for every record (issue 19: malloc and free were a tenth
-//! of the transform's CPU).
+//! is copied once, from librdkafka's message into the buffer, instead of
+//! allocated and freed apart per field and per record as rust-rdkafka's
+//! `detach` does (bench/README.md, "Where the transform's CPU goes").
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -90,11 +90,10 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// itself idle with an empty batch.
 const IDLE: Duration = Duration::from_millis(250);
 
-/// How long a batch that is caught up with its input stays open for more. A
-/// batch has a fixed cost (the SQL's run, the hand-offs, a commit): at 1,000
-/// records/s, batches closed at once held a record or two, and the transform
-/// and load took twice and three times the CPU of batches a few ms long
-/// (bench/README.md, "Where the transform's wall time goes").
+/// How long a batch that is caught up with its input stays open for more: a
+/// batch has a fixed cost (the SQL's run, the hand-offs, a commit), which
+/// batches of a record or two pay per record (bench/README.md, "Where the
+/// transform's wall time goes").
 const MIN_FILL: Duration = Duration::from_millis(5);
 
 /// How a stage reads its input topic.
@@ -158,9 +157,8 @@ pub struct Source {
 
 /// How often a stage sends the offsets of its acknowledged batches to the
 /// group coordinator. Each send is a request the broker writes to
-/// `__consumer_offsets`; one a batch was 110-150 a second per stage at 1,000
-/// records/s (batches a few ms long), work the brokers' cores did beside the
-/// stages' (bench/README.md, "Why the defaults"). Offsets held back go with
+/// `__consumer_offsets`, so one a batch is work for the broker at modest rates
+/// (bench/README.md, "Why the defaults"). Offsets held back go with
 /// the next send, when the input goes idle, or with the run's last commit; a
 /// crash replays at most this much more (at least once, upserts by id).
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
@@ -695,10 +693,9 @@ impl Source {
     /// Commit a batch's offsets (those after its last records), once its
     /// outputs are acknowledged: sent at most every `COMMIT_EVERY`, with
     /// whatever later batches committed meanwhile (`send_commits`). Sent
-    /// without waiting for the group coordinator's answer: a synchronous
-    /// commit per batch was a round trip to the coordinator, ~5 ms a batch on
-    /// the stage's main task (bench/README.md, "Where the transform's wall
-    /// time goes"). A commit that fails is logged
+    /// without waiting for the group coordinator's answer: a round trip per
+    /// batch on the stage's main task (bench/README.md, "Where the
+    /// transform's wall time goes"). A commit that fails is logged
     /// (`Rebalances::commit_callback`) and covered by the next one of its
     /// partitions or by `commit_last`; until then its records would be read
     /// again after a crash (at least once: never lost).

@@ -21,22 +21,19 @@ use crate::delivery::{BatchAck, Deliveries};
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
-    // A stage produces a batch's outputs at once, so every one of them waits
-    // the whole linger; at high rates batches fill anyway while requests are
-    // in flight. End to end p50/p99 at 1,000/s: linger 5 32/86 ms, 2 25/56,
-    // 0 20/48; at 10,000/s linger 0 cost 70% more ingest and transform CPU
-    // (many small requests) where 2 cost none (bench/README.md, "Why the defaults").
+    // A stage produces a batch's outputs at once, so each waits the whole
+    // linger: short enough for latency, long enough to spare the broker a
+    // request per record at high rates (bench/README.md, "Why the defaults").
     ("linger.ms", "2"),
     ("batch.size", "1000000"),
     ("batch.num.messages", "10000"),
     // The local queue bounds memory (records wait here until acknowledged); a
-    // full queue makes `send` wait, which is the back-pressure we want. 16 MB
-    // is as fast as larger (bench/README.md, "Why the defaults"); it must stay
-    // >= message.max.bytes, or a record that large never fits.
+    // full queue makes `send` wait, which is the back-pressure we want. It
+    // must stay >= message.max.bytes, or a record that large never fits.
     ("queue.buffering.max.messages", "100000"),
     ("queue.buffering.max.kbytes", "16384"),
     ("message.timeout.ms", "120000"),
-    // Room for the largest record a DLQ must carry back (the local broker allows 16 MB).
+    // Room for the largest record a DLQ must carry back (as the local broker allows).
     ("message.max.bytes", "16777216"),
     ("partitioner", "murmur2_random"),
 ];
@@ -101,7 +98,7 @@ pub fn producer(
         .create_with_context(Counting(deliveries.clone()))
         .with_context(|| format!("creating a Kafka producer for {}", client.brokers))?;
     // Connect now: otherwise the first records wait for the connection, the
-    // metadata and the producer id (bench/README.md, "Why the defaults").
+    // metadata and the producer id.
     tokio::task::block_in_place(|| producer.client().fetch_metadata(None, super::METADATA_TIMEOUT))
         .with_context(|| format!("connecting to Kafka at {}", client.brokers))?;
     if transactional.is_some() {

@@ -27,11 +27,9 @@ use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles, Stamps};
 
 const STAGE: &str = "load";
-/// A store gains from larger writes (fewer commits). A store falling behind
-/// catches up in larger batches only if they are there to take. 2 MB of
-/// prefetch (compressed: ~10 MB of rows once decompressed) keeps a 1M-row load
-/// as fast as 4 MB did, at 62–65 MB peak RSS instead of 77–79 (bench/README.md,
-/// "Why the defaults").
+/// A store gains from larger writes (fewer commits), and a store falling
+/// behind catches up in larger batches only if they are there to take; the
+/// prefetch is as small as keeps the load at speed (bench/README.md, "Why the defaults").
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 5000, prefetch_mb: 2 };
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 

@@ -4,10 +4,9 @@
 //! validated and skipped. The decoder (`decode.rs`) then copies the noted
 //! values into Arrow builders, so a record that fails leaves nothing behind.
 //!
-//! It replaced arrow-json's tape decoder plus a serde_json validating pass: the
-//! tape decoder alone accepts what is not JSON (`01`, `1.`, trailing commas, raw
-//! newlines in strings) and with one record at a time ignores what follows the
-//! first object, so every record was read twice (bench/README.md).
+//! Why not arrow-json's tape decoder: alone it accepts what is not JSON (`01`,
+//! `1.`, trailing commas, raw newlines in strings), so it needed a second,
+//! validating pass over every record (bench/README.md).
 
 use std::ops::Range;
 

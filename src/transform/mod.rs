@@ -27,11 +27,6 @@ use crate::metrics::StageMetrics;
 use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
-/// A transform holds each batch in memory several times over (records, Arrow
-/// columns, output), and raw records are large: batches of 1,000 and a 2 MB
-/// prefetch keep it about as fast as larger ones (1% more instructions a
-/// record than 2,000) in far less memory (peak RSS 42-44 MB against 52-58;
-/// bench/README.md, "Why the defaults").
 /// How long a transaction of a `--follow` or group run may stay open: it
 /// commits every `--transaction-every`.
 const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -40,6 +35,9 @@ const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// the longest a broker allows unless told otherwise).
 const WHOLE_RUN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// A transform holds each batch in memory several times over (records, Arrow
+/// columns, output) and raw records are large: small batches and prefetch
+/// keep its memory low for about the same speed (bench/README.md, "Why the defaults").
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 1000, prefetch_mb: 2 };
 
 pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &TransformArgs) -> Result<()> {

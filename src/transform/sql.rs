@@ -45,8 +45,7 @@ impl PartitionStream for Slot {
 }
 
 pub struct Query {
-    /// Made once: making one per run copies the session's function registries
-    /// (~18,000 instructions a batch, measured).
+    /// Made once: making one per run copies the session's function registries.
     task: Arc<TaskContext>,
     plan: Arc<dyn ExecutionPlan>,
     slot: Arc<Slot>,
