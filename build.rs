@@ -1,5 +1,5 @@
-//! How the binary is linked: with packed relative relocations (DT_RELR: glibc
-//! >= 2.36, binutils >= 2.38, Debian 12 on), which the loader reads at start
+//! How the binary is linked: with packed relative relocations (DT_RELR, from
+//! glibc 2.36 and binutils 2.38: Debian 12 on), which the loader reads at start
 //! and keeps in memory far smaller than RELA entries (bench/README.md, "Where
 //! the transform's peak RSS is").
 
