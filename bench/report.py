@@ -8,7 +8,10 @@
   metric ADDR NAME STAGE             the sum of NAME{stage="STAGE"} on a stage's /metrics
   dag N T0 T1 LOG                    the DAG run's JSON line (Airflow's run duration in LOG)
   cpu NAME=PID...                    the CPU seconds so far of each process, the time, the cores (JSON)
-  cores NAME BEFORE AFTER TIME       what each process took of the cores between two `cpu` snapshots
+  requests ADDR                      the Kafka requests a stage's clients sent so far (its /metrics)
+  cores NAME RATE PREFIX             a real-time run's cost: what each process took of the cores
+                                     between two `cpu` snapshots (PREFIX_cpu_{before,after}.json),
+                                     the requests a second of each stage's clients (PREFIX_*req_*)
                                      (the process timed in TIME, run in between, counted whole)
   json RESULTS RUN                   the run's steps as one JSON document
   report RESULTS CRITERION_DIR N PNG the Markdown report on stdout and a PNG chart
@@ -128,20 +131,64 @@ def cpu(*named):
     print(json.dumps({"processes": procs, "switches": switched, "at": time.time(), "cores": os.cpu_count()}))
 
 
-def cores(name, before, after, timing):
-    """What each process took of the machine's cores between two `cpu` snapshots, and its
-    context switches a second; the timed process (ingest, which ran in between) counted whole,
-    from /usr/bin/time (its switches not counted). (Not the machine's own busy time: /proc/stat's
-    totals here fall ~10% short of the wall time, a VM's lost ticks.)"""
-    b, a = json.load(open(before)), json.load(open(after))
-    _, user, sys_, _ = open(timing).read().split()[-4:]
+def requests(addr):
+    """`rtds_kafka_requests_total{client,request}` and `rtds_kafka_client_seconds{client}` on a
+    stage's /metrics: per client, the requests sent so far by type and the client's age."""
+    text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    out = {}
+    for labels, value in re.findall(r"^rtds_kafka_requests_total\{([^}]*)\} (\S+)$", text, re.M):
+        kv = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        out.setdefault(kv["client"], {"seconds": 0.0, "sent": {}})["sent"][kv["request"]] = float(value)
+    for labels, value in re.findall(r"^rtds_kafka_client_seconds\{([^}]*)\} (\S+)$", text, re.M):
+        client = dict(re.findall(r'(\w+)="([^"]*)"', labels))["client"]
+        out.setdefault(client, {"seconds": 0.0, "sent": {}})["seconds"] = float(value)
+    print(json.dumps(out))
+
+
+def per_second(before, after):
+    """Requests a second of each client, by type, between two `requests` readings (each client's
+    counts over its own clock: the statistics come every second, not at the readings)."""
+    out = {}
+    for client, a in after.items():
+        b = before.get(client, {"seconds": 0.0, "sent": {}})
+        span = a["seconds"] - b["seconds"]
+        if span > 0:
+            out[client] = {k: (v - b["sent"].get(k, 0)) / span for k, v in a["sent"].items()}
+    return out
+
+
+def cores(name, rate, prefix):
+    """A real-time run's cost: what each process took of the machine's cores between two `cpu`
+    snapshots and its context switches a second; the ingest (run in between, if the run ingests)
+    counted whole from /usr/bin/time (its switches not counted); the requests a second of the
+    stages' Kafka clients (the ingest's from its summary). (Not the machine's own busy time:
+    /proc/stat's totals here fall ~10% short of the wall time, a VM's lost ticks.)"""
+    b, a = json.load(open(f"{prefix}_cpu_before.json")), json.load(open(f"{prefix}_cpu_after.json"))
     split = {p: a["processes"][p] - b["processes"][p] for p in a["processes"] if p in b["processes"]}
-    split["ingest"] = float(user) + float(sys_)
+    timing = open(f"{prefix}_ingest.time").read().split()
     wall = a["at"] - b["at"]
+    reqs = {}
+    if timing:
+        _, user, sys_, _ = timing[-4:]
+        split["ingest"] = float(user) + float(sys_)
+        sent = last_json(f"{prefix}_ingest.out").get("kafka_requests", {})
+        reqs["ingest"] = {c: {k: v / r["seconds"] for k, v in r["sent"].items()} for c, r in sent.items()}
+    for stage, short in (("transform", "t"), ("load", "l")):
+        reqs[stage] = per_second(
+            json.load(open(f"{prefix}_{short}req_before.json")), json.load(open(f"{prefix}_{short}req_after.json"))
+        )
     per_s = {p: (n - b["switches"][p]) / wall for p, n in a["switches"].items() if p in b["switches"]}
     print(
         json.dumps(
-            {"name": f"cores_{name}", "wall_s": wall, "cores": a["cores"], "cpu_s": split, "switches_per_s": per_s}
+            {
+                "name": f"cores_{name}",
+                "rate": int(rate),
+                "wall_s": wall,
+                "cores": a["cores"],
+                "cpu_s": split,
+                "switches_per_s": per_s,
+                "requests_per_s": reqs,
+            }
         )
     )
 
@@ -182,6 +229,144 @@ def merge(steps, n):
     return merged
 
 
+STAGES = ["ingest", "transform", "load"]
+# Issue 35's goals at 1,000 records/s (single-node stack): each stage at most 2% of a core, the
+# broker at most half of what it took before, idle stages at most 0.3% of a core, p50 and p99.
+STAGE_MAX_PER_MIN = 1.2
+IDLE_MAX_PER_MIN = 0.18
+P50_MAX_MS, P99_MAX_MS = 30, 100
+
+
+def run_cost(c, realtime):
+    """One real-time run's figures: CPU-s a minute and CPU-µs a record of each process, the
+    records, the latency (the load's summary) and the requests a second of each stage."""
+    by_name = {r["name"]: r for r in realtime}
+    run = c["name"].removeprefix("cores_")
+    ingest = by_name.get(f"{run}_ingest")
+    load = by_name.get(f"{run}_load") or {"summary": {}}
+    records = ingest["summary"].get("out", 0) if ingest else 0
+    per_min, per_record = {}, {}
+    for proc, cpu in c["cpu_s"].items():
+        # The ingest's minute is its own run; the others' the window between the snapshots.
+        wall = ingest["summary"]["seconds"] if proc == "ingest" and ingest else c["wall_s"]
+        per_min[proc] = cpu / wall * 60
+        per_record[proc] = cpu / records * 1e6 if records else None
+    return {
+        "run": run,
+        "rate": c.get("rate"),
+        "records": records,
+        "per_min": per_min,
+        "per_record": per_record,
+        "latency": load["summary"].get("latency_ms") or {},
+        "requests": c.get("requests_per_s", {}),
+    }
+
+
+def cost_tables(cores_used, realtime):
+    before = reference()
+    costs = [run_cost(c, realtime) for c in cores_used]
+    print("\n### cost at the rates users run (CPU-s a minute, and CPU-µs a record, of each process)\n")
+    print(
+        "Each run: the stages' start-up excluded (the clock starts once both --follow stages hold their "
+        "partitions), 60 s of ingest at the rate, until the load has written the last row.\n"
+    )
+    procs = STAGES + ["kafka", "cassandra"]
+    print("| run | records/s | " + " | ".join(procs) + " | end-to-end p50 / p95 / p99 ms |")
+    print("|---|---:|" + "---:|" * len(procs) + "---:|")
+    for k in costs:
+        cells = []
+        for p in procs:
+            m, r = k["per_min"].get(p), k["per_record"].get(p)
+            cells.append("" if m is None else f"{m:.2f}" + (f" ({r:,.0f} µs)" if r is not None else ""))
+        lat = k["latency"]
+        lat_cell = f"{lat['p50']} / {lat['p95']} / {lat['p99']}" if "p50" in lat else ""
+        print(f"| {k['run']} | {k['rate']:,} | " + " | ".join(cells) + f" | {lat_cell} |")
+
+    print("\n| run | Kafka requests a second: " + " | ".join(STAGES) + " | by type (all stages) |")
+    print("|---|" + "---:|" * len(STAGES) + "---|")
+    for k in costs:
+        cells, kinds = [], {}
+        for stage in STAGES:
+            clients = k["requests"].get(stage, {})
+            cells.append(
+                ", ".join(f"{c} {sum(v.values()):,.0f}" for c, v in sorted(clients.items())) if clients else ""
+            )
+            for v in clients.values():
+                for kind, n in v.items():
+                    kinds[kind] = kinds.get(kind, 0) + n
+        top = ", ".join(f"{kind} {n:,.1f}" for kind, n in sorted(kinds.items(), key=lambda x: -x[1]) if n >= 0.05)
+        print(f"| {k['run']} | " + " | ".join(cells) + f" | {top} |")
+
+    kafka_before = before_kafka_per_min(before)
+    print("\n| goal (issue 35) | run | measured | goal | met |")
+    print("|---|---|---:|---:|---|")
+    for k in costs:
+        checks = []
+        if k["rate"] == 0:
+            checks += [(f"{s} idle, CPU-s a minute", k["per_min"].get(s), IDLE_MAX_PER_MIN) for s in STAGES[1:]]
+        elif k["rate"] == 1000:
+            checks += [(f"{s} at 1,000/s, CPU-s a minute", k["per_min"].get(s), STAGE_MAX_PER_MIN) for s in STAGES]
+            if kafka_before:
+                checks.append(
+                    ("broker at 1,000/s, CPU-s a minute (half of before)", k["per_min"].get("kafka"), kafka_before / 2)
+                )
+            checks.append(("end-to-end p50 ms", k["latency"].get("p50"), P50_MAX_MS))
+            checks.append(("end-to-end p99 ms", k["latency"].get("p99"), P99_MAX_MS))
+        for what, got, goal in checks:
+            # CPU goals are "at most", latency goals "under".
+            within = got is not None and (got <= goal if what.endswith("minute") else got < goal)
+            met = "" if got is None else ("yes" if within else "**no**")
+            print(f"| {what} | {k['run']} | {num(got, '.2f')} | {goal:.2f} | {met} |")
+    if kafka_before:
+        print(
+            f"\nBefore: the broker at 1,000/s took {kafka_before:.2f} CPU-s a minute in run {before['run']} "
+            f"(bench/results/latest.json at {BEFORE_COMMIT})."
+        )
+
+
+# The commit whose bench/results/latest.json is the run issue 35's goals compare with.
+BEFORE_COMMIT = "edfefa2"
+
+
+def reference():
+    """The run before issue 35, from git (None outside a clone)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "show", f"{BEFORE_COMMIT}:bench/results/latest.json"], capture_output=True, check=True
+        ).stdout
+        return json.loads(out)
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return None
+
+
+def before_kafka_per_min(before):
+    for r in (before or {}).get("steps", []):
+        if r["name"] == "cores_rt1000":
+            return r["cpu_s"]["kafka"] / r["wall_s"] * 60
+    return None
+
+
+def full_speed_against(batch, before, n):
+    old = {
+        r["name"]: r
+        for r in merge([r for r in before["steps"] if r["name"] in RATED or r["name"].removesuffix("_2") in RATED], n)
+    }
+    rows = [r for r in batch if r["name"] in old]
+    if not rows:
+        return
+    print(f"\n### full speed against run {before['run']} (before issue 35; at most 5% slower)\n")
+    print("| step | records/s before | now | change |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        was = old[r["name"]]["rate"]
+        print(f"| {r['name']} | {was:,.0f} | {r['rate']:,.0f} | {r['rate'] / was - 1:+.1%} |")
+
+
+RATED = ["ingest", "transform", "transform_eos", "load_cassandra", "load_postgres", "load_parquet"]
+
+
 def report(results_path, criterion_dir, n, png):
     n = int(n)
     rows = [json.loads(line) for line in open(results_path)]
@@ -197,6 +382,7 @@ def report(results_path, criterion_dir, n, png):
     dag = [r for r in rows if r["name"].startswith("dag_")]
 
     batch = merge(steps, n)
+    before = reference()
 
     # A run of some steps (BENCH_STEPS) shows only the tables of what it ran.
     print(f"## rtds benchmark, {n:,} records\n" if batch else "## rtds benchmark\n")
@@ -285,28 +471,9 @@ def report(results_path, criterion_dir, n, png):
                 print(f"| {name} | " + " | ".join(cells) + " |")
 
     if cores_used:
-        # The processes that share the cores during each real-time run (from the stages' ready
-        # to the load's last row; ingest counted whole, it runs inside that).
-        names = ["kafka", "cassandra", "ingest", "transform", "load"]
-        print("\n| real-time run | wall s | CPU s the cores had | " + " | ".join(names) + " | all of these |")
-        print("|---|---:|---:|" + "---:|" * (len(names) + 1))
-        for r in cores_used:
-            capacity = r["wall_s"] * r["cores"]
-            used = sum(r["cpu_s"].get(n, 0) for n in names)
-            cells = [num(r["cpu_s"].get(n), ".1f") for n in names]
-            print(
-                f"| {r['name'].removeprefix('cores_')} | {r['wall_s']:.0f} | {capacity:.0f} | "
-                + " | ".join(cells)
-                + f" | {used:.1f} ({used / capacity:.0%}) |"
-            )
-        # Wake-ups: a JVM thread that polls for work in short timed parks shows here first.
-        waking = [n for n in names if any(n in r.get("switches_per_s", {}) for r in cores_used)]
-        if waking:
-            print("\n| real-time run | context switches a second: " + " | ".join(waking) + " |")
-            print("|---|" + "---:|" * len(waking))
-            for r in cores_used:
-                cells = [num(r.get("switches_per_s", {}).get(n), ",.0f") for n in waking]
-                print(f"| {r['name'].removeprefix('cores_')} | " + " | ".join(cells) + " |")
+        cost_tables(cores_used, realtime)
+    if before and batch:
+        full_speed_against(batch, before, n)
 
     for r in dag:
         command = r["summary"].get("command_s")
@@ -370,6 +537,7 @@ COMMANDS = {
     "metric": metric,
     "dag": dag,
     "cpu": cpu,
+    "requests": requests,
     "cores": cores,
     "json": as_json,
     "report": report,

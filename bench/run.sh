@@ -249,18 +249,23 @@ settle() {
   say "bench: settled in $((SECONDS - t))s"
 }
 not() { ! "$@"; }
+# requests_now ADDR: the Kafka requests a --follow stage's clients sent so far (its /metrics).
+requests_now() { python3 bench/report.py requests "$1"; }
 # realtime RATE [MODE]: MODE eos runs the transform --exactly-once (steps named rt<RATE>eos_*).
+# RATE 0 is the stages idle: nothing is ingested for BENCH_RT_SECONDS.
+# librdkafka's statistics are on (every second) in every stage: the requests a second each
+# client sends come from them (src/kafka/requests.rs).
 realtime() {
   local rate=$1 mode=${2:-} secs=${BENCH_RT_SECONDS:-60} addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
   settle
   local name="rt$1$mode" tag="rt$1${mode}_$RUN"
-  local topics=(--dlq-topic "dlq_$tag") eos=()
+  local topics=(--dlq-topic "dlq_$tag") eos=() stats=(--kafka-option statistics.interval.ms=1000)
   [ "$mode" = eos ] && eos=(--exactly-once)
   RTDS_METRICS_ADDR=$taddr timed "${name}_transform" "$REL/rtds" transform --follow "${eos[@]}" --input-topic "raw_$tag" --output-topic "created_$tag" \
-    "${topics[@]}" --group "t_$tag" &
+    "${topics[@]}" --group "t_$tag" "${stats[@]}" &
   local transform=$!
   RTDS_METRICS_ADDR=$addr timed "${name}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
-    "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" &
+    "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" "${stats[@]}" &
   local load=$!
   # The clock starts once both stages hold their partitions: what is measured
   # is the stream, not the stages' start-up.
@@ -268,17 +273,25 @@ realtime() {
     die "bench: transform --follow did not start (see $WORK/${name}_transform.err)"
   wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/${name}_load.err)"
   cpu_now "$transform" "$load" >"$WORK/${name}_cpu_before.json"
-  measure "${name}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
-    --seed "$rate" --topic "raw_$tag"
-  n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
-  t=$SECONDS
-  until [ "$(load_written "$addr")" -ge "$n" ]; do
-    [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
-    sleep 1
-  done
+  requests_now "$taddr" >"$WORK/${name}_treq_before.json"
+  requests_now "$addr" >"$WORK/${name}_lreq_before.json"
+  if [ "$rate" = 0 ]; then
+    sleep "$secs"
+    : >"$WORK/${name}_ingest.time"
+  else
+    measure "${name}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
+      --seed "$rate" --topic "raw_$tag" "${stats[@]}"
+    n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
+    t=$SECONDS
+    until [ "$(load_written "$addr")" -ge "$n" ]; do
+      [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
+      sleep 1
+    done
+  fi
   cpu_now "$transform" "$load" >"$WORK/${name}_cpu_after.json"
-  python3 bench/report.py cores "$name" "$WORK/${name}_cpu_before.json" "$WORK/${name}_cpu_after.json" \
-    "$WORK/${name}_ingest.time" >>"$RESULTS"
+  requests_now "$taddr" >"$WORK/${name}_treq_after.json"
+  requests_now "$addr" >"$WORK/${name}_lreq_after.json"
+  python3 bench/report.py cores "$name" "$rate" "$WORK/${name}" >>"$RESULTS"
   stop_timed "$transform"
   stop_timed "$load"
   wait "$transform" "$load" || die "bench: a --follow stage failed (see $WORK/${name}_*.err)"
@@ -287,16 +300,18 @@ realtime() {
 }
 bench_realtime() {
   local rate
-  for rate in ${BENCH_RT_RATES:-1000 10000}; do
+  for rate in ${BENCH_RT_RATES:-0 100 1000 10000}; do
     say "bench: real-time path at $rate records/s"
     realtime "$rate"
     drop_data ".*rt${rate}"
   done
-  # The same at 1,000/s with the transform --exactly-once (the load reads read_committed: a row is
-  # seen once its transaction commits).
-  say "bench: real-time path at 1000 records/s, transform --exactly-once"
-  realtime 1000 eos
-  drop_data ".*rt1000eos"
+  # The same with the transform --exactly-once (the load reads read_committed: a row is seen
+  # once its transaction commits).
+  for rate in ${BENCH_RT_RATES:-0 100 1000 10000}; do
+    say "bench: real-time path at $rate records/s, transform --exactly-once"
+    realtime "$rate" eos
+    drop_data ".*rt${rate}eos"
+  done
 }
 
 # 5. a bounded user_automation DAG run (airflow dags test) with the release binary.

@@ -24,6 +24,8 @@ pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
     for (k, v) in rtds::kafka::PRODUCER_DEFAULTS {
         cfg.set(*k, *v);
     }
+    // At full speed batches fill before any linger ends; the stages' shorter one, as before.
+    cfg.set("linger.ms", rtds::kafka::LINGER_BATCH.as_millis().to_string());
     Ok(with_options(cfg)?.create()?)
 }
 

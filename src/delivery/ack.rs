@@ -1,7 +1,8 @@
 //! Acks and holds: what one consumed batch's outputs have reported so far, read at one instant.
 
 use std::ops::AddAssign;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -40,6 +41,8 @@ struct AckState {
 #[derive(Debug, Default)]
 pub struct BatchAck {
     state: Mutex<AckState>,
+    /// Notified when an output reports: waiters wake once a batch settles, not on a timer.
+    changed: Condvar,
 }
 
 /// One reading of a batch's ack.
@@ -54,6 +57,19 @@ pub enum Status {
     Failed(String),
 }
 
+impl AckState {
+    fn status(&self) -> Status {
+        if self.failed > 0 {
+            let why = self.error.clone().unwrap_or_else(|| format!("{} output(s) of the batch failed", self.failed));
+            Status::Failed(why)
+        } else if self.holds == 0 && self.reported >= self.sent {
+            Status::Complete(self.counts)
+        } else {
+            Status::Waiting { holding: self.holds > 0 }
+        }
+    }
+}
+
 impl BatchAck {
     fn lock(&self) -> MutexGuard<'_, AckState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -62,15 +78,17 @@ impl BatchAck {
     /// The batch's state, read at one instant: a failure that arrives while
     /// the last report is counted cannot slip between two readings.
     pub fn status(&self) -> Status {
+        self.lock().status()
+    }
+
+    /// The batch's state once it is no longer waiting, or after `timeout`, whichever comes first.
+    pub fn wait(&self, timeout: Duration) -> Status {
         let s = self.lock();
-        if s.failed > 0 {
-            let why = s.error.clone().unwrap_or_else(|| format!("{} output(s) of the batch failed", s.failed));
-            Status::Failed(why)
-        } else if s.holds == 0 && s.reported >= s.sent {
-            Status::Complete(s.counts)
-        } else {
-            Status::Waiting { holding: s.holds > 0 }
-        }
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| matches!(s.status(), Status::Waiting { .. }))
+            .unwrap_or_else(PoisonError::into_inner);
+        s.status()
     }
 
     /// Count outputs made (or inputs filtered) for this batch.
@@ -91,6 +109,7 @@ impl BatchAck {
             s.failed += 1;
             s.error.get_or_insert(why);
         }
+        self.changed.notify_all();
     }
 
     /// Keep the batch uncommitted until the returned hold is released.
@@ -121,6 +140,7 @@ impl Hold {
         s.counts += counts;
         s.holds -= 1;
         self.live = false;
+        self.ack.changed.notify_all();
     }
 
     /// The output could not be written: the batch stays uncommitted.
@@ -134,6 +154,7 @@ impl Hold {
         s.failed += 1;
         s.holds -= 1;
         self.live = false;
+        self.ack.changed.notify_all();
     }
 }
 

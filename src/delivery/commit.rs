@@ -12,6 +12,9 @@ use super::{BatchAck, Counts, Ranges, Status};
 /// How long Kafka may take to acknowledge a batch's records.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a wait for a batch's reports lasts before the deadlines are looked at again.
+pub(super) const REREAD: Duration = Duration::from_secs(1);
+
 /// A consumed batch whose outputs are on their way.
 pub struct Pending {
     pub offsets: TopicPartitionList,
@@ -64,7 +67,9 @@ impl Committer {
                             "Kafka did not acknowledge a batch's records within {ACK_TIMEOUT:?}; offsets not committed"
                         );
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    // Woken by the batch's next report, not on a timer.
+                    let ack = front.ack.clone();
+                    tokio::task::block_in_place(|| ack.wait(REREAD));
                 }
             }
         }

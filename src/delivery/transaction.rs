@@ -138,7 +138,9 @@ impl<'a> Transaction<'a> {
                     Status::Waiting { holding } if !holding && since.elapsed() > ACK_TIMEOUT => {
                         anyhow::bail!("Kafka did not acknowledge a batch's records within {ACK_TIMEOUT:?}")
                     }
-                    Status::Waiting { .. } => std::thread::sleep(Duration::from_millis(1)),
+                    Status::Waiting { .. } => {
+                        b.ack.wait(super::commit::REREAD);
+                    }
                 }
             }
         }
@@ -161,7 +163,7 @@ impl<'a> Transaction<'a> {
                     Status::Waiting { holding: false } if since.elapsed() < ABORT_REPORTS_WAIT => {}
                     _ => break,
                 }
-                tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
+                tokio::task::block_in_place(|| b.ack.wait(super::commit::REREAD));
             }
         }
         self.deliveries.end_transaction(false);

@@ -46,6 +46,9 @@ struct Summary<'a> {
     records_per_s: f64,
     /// Where the delivered records landed: what the next stage must read.
     produced: crate::delivery::Ranges,
+    /// The Kafka requests the producer sent, when librdkafka's statistics are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kafka_requests: Option<std::collections::BTreeMap<&'static str, kafka::ClientRequests>>,
 }
 
 /// Where records come from.
@@ -73,7 +76,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
         ),
     };
     kafka::ensure_topics(kafka, &[&args.topic], &args.topics).await?;
-    let (producer, deliveries) = kafka::producer(kafka, args.compression, None)?;
+    let (producer, deliveries) = kafka::producer(kafka, args.compression, kafka::LINGER_STREAM, None)?;
     let metrics = StageMetrics::new("ingest", metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(args.count, "ingest");
@@ -161,6 +164,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
         seconds,
         records_per_s: if seconds > 0.0 { received as f64 / seconds } else { 0.0 },
         produced: deliveries.produced(),
+        kafka_requests: kafka::requests_sent(),
     };
     crate::summary::keep(&summary)?;
     fed?;

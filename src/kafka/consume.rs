@@ -52,6 +52,10 @@ impl ClientContext for Rebalances {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         super::client_log(level, fac, message);
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        super::requests::record("consumer", statistics);
+    }
 }
 
 impl ConsumerContext for Rebalances {
@@ -89,12 +93,6 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// How long a stage waits for the first record of a batch before it reports
 /// itself idle with an empty batch.
 const IDLE: Duration = Duration::from_millis(250);
-
-/// How long a batch that is caught up with its input stays open for more: a
-/// batch has a fixed cost (the SQL's run, the hand-offs, a commit), which
-/// batches of a record or two pay per record (bench/README.md, "Where the
-/// transform's wall time goes").
-const MIN_FILL: Duration = Duration::from_millis(5);
 
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
@@ -161,7 +159,7 @@ pub struct Source {
 /// (bench/README.md, "Why the defaults"). Offsets held back go with
 /// the next send, when the input goes idle, or with the run's last commit; a
 /// crash replays at most this much more (at least once, upserts by id).
-const COMMIT_EVERY: Duration = Duration::from_millis(200);
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a commit waits for the group coordinator to come back.
 const COMMIT_RETRY_FOR: Duration = Duration::from_secs(60);
@@ -267,6 +265,12 @@ const GROUP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A consumer's prefetch of `mb` MB (a stage's `Profile::prefetch_mb`), as
 /// librdkafka settings; the bare baselines (bench/) read with them too.
+/// Fetches keep librdkafka's defaults (`fetch.min.bytes` 1, `fetch.wait.max.ms`
+/// 500): the broker answers as soon as a record is there, and an idle consumer
+/// asks twice a second. Holding fetches for more bytes cost an idle stage a
+/// fetch every wait and a record its latency (bench/README.md, "Cheap at the
+/// rates users run"); the number of fetches at modest rates is set upstream,
+/// by how often the producer sends (`LINGER_STREAM`).
 pub fn prefetch_settings(mb: u32) -> [(&'static str, String); 4] {
     [
         // Prefetch bounded to about a batch: enough to keep a stage busy
@@ -561,10 +565,10 @@ impl Source {
 
     /// Up to `max` records, waiting at most `max_wait` once the first arrived;
     /// empty if none came for `IDLE` (the stage is idle, not over). A batch
-    /// closes as soon as it is `MIN_FILL` old when no record is waiting and it
-    /// read its partitions to their high watermarks: whatever comes next is not
-    /// written yet, so waiting longer would only add latency (at 1,000
-    /// records/s, most of it).
+    /// closes at once when no record is waiting and it read its partitions to
+    /// their high watermarks: whatever comes next is not written yet, and
+    /// waiting for it would only add latency (the records that come together
+    /// are the ones the producer upstream sent together: `LINGER_STREAM`).
     /// `None` when the run is over: bounded and drained, or a signal arrived.
     pub async fn next_batch(
         &mut self,
@@ -602,14 +606,8 @@ impl Source {
             let received = match ready {
                 Some(r) => Ok(r),
                 None => {
-                    // Caught up with the input: wait only until the batch is MIN_FILL old.
-                    let wait = match first_at {
-                        Some(t) if self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) => {
-                            wait.min(MIN_FILL.saturating_sub(t.elapsed()))
-                        }
-                        _ => wait,
-                    };
-                    if wait.is_zero() {
+                    // Caught up with the input: the batch is what there is.
+                    if first_at.is_some() && self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) {
                         break;
                     }
                     tokio::select! {

@@ -6,13 +6,18 @@
 mod batch;
 mod consume;
 mod produce;
+mod reports;
+mod requests;
 mod settings;
 
 pub use batch::{Batch, BatchRecord, INGESTED_AT};
 pub use consume::{
     Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key, read_spans,
 };
-pub use produce::{PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send};
+pub use produce::{
+    LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send,
+};
+pub use requests::{ClientRequests, sent as requests_sent};
 pub use settings::{ClientOpts, Compression, TopicOpts};
 
 use std::path::Path;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client_config;
@@ -21,10 +21,6 @@ use crate::delivery::{BatchAck, Deliveries};
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
-    // A stage produces a batch's outputs at once, so each waits the whole
-    // linger: short enough for latency, long enough to spare the broker a
-    // request per record at high rates (bench/README.md, "Why the defaults").
-    ("linger.ms", "2"),
     ("batch.size", "1000000"),
     ("batch.num.messages", "10000"),
     // The local queue bounds memory (records wait here until acknowledged); a
@@ -38,6 +34,19 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
 ];
 
+/// How long a record waits for others to share its produce request (a
+/// request per partition): `linger.ms`, by how the records come.
+/// A consuming stage sends a batch's outputs at once, so they need only the
+/// moment it takes to hand them over.
+pub const LINGER_BATCH: Duration = Duration::from_millis(2);
+/// A source (ingest) sends records as they come: they wait up to this, so that
+/// at 1,000 records/s the broker gets about a hundred produce requests a second
+/// instead of a thousand, and every stage downstream as few fetches and
+/// batches (the records sent together are read together); a record's
+/// latency grows by half of it on average (bench/README.md, "Cheap at the
+/// rates users run").
+pub const LINGER_STREAM: Duration = Duration::from_millis(25);
+
 /// Producer context that counts delivery reports, in total and per batch.
 pub struct Counting(pub Arc<Deliveries>);
 
@@ -48,6 +57,10 @@ impl ClientContext for Counting {
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         super::client_log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        super::requests::record("producer", statistics);
     }
 }
 
@@ -67,7 +80,7 @@ impl ProducerContext for Counting {
     }
 }
 
-pub type Producer = ThreadedProducer<Counting>;
+pub use super::reports::Producer;
 
 /// A transactional producer's id, and how long one of its transactions may stay open.
 pub struct Transactional<'a> {
@@ -76,16 +89,19 @@ pub struct Transactional<'a> {
 }
 
 /// A producer with our delivery settings (docs/ARCHITECTURE.md): idempotent, acks=all,
-/// compressed, keyed partitioning, batched for throughput. Its delivery reports
+/// compressed, keyed partitioning, batched as `linger` says. Its delivery reports
 /// are counted in the returned `Deliveries`. With a `transactional_id` the
 /// producer is transactional, its transactions initialised.
 pub fn producer(
     client: &ClientOpts,
     compression: Compression,
+    linger: Duration,
     transactional: Option<Transactional<'_>>,
 ) -> Result<(Producer, Arc<Deliveries>)> {
     let mut defaults = PRODUCER_DEFAULTS.to_vec();
     defaults.push(("compression.type", compression.as_librdkafka()));
+    let linger = linger.as_millis().to_string();
+    defaults.push(("linger.ms", &linger));
     let timeout = transactional.as_ref().map(|t| t.timeout.as_millis().to_string()).unwrap_or_default();
     if let Some(t) = &transactional {
         defaults.push(("transactional.id", t.id));
@@ -94,8 +110,7 @@ pub fn producer(
         defaults.push(("message.timeout.ms", "60000"));
     }
     let deliveries = Arc::new(Deliveries::default());
-    let producer: Producer = client_config(client, &defaults)?
-        .create_with_context(Counting(deliveries.clone()))
+    let producer = Producer::create(&client_config(client, &defaults)?, Counting(deliveries.clone()))
         .with_context(|| format!("creating a Kafka producer for {}", client.brokers))?;
     // Connect now: otherwise the first records wait for the connection, the
     // metadata and the producer id.

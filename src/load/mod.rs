@@ -53,7 +53,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
     let store = sink.location();
     let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
-    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, None)?;
+    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
     let producer = Arc::new(producer);
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;

@@ -45,6 +45,9 @@ pub struct Totals {
     pub dlq_topic: String,
     pub consumed: Ranges,
     pub produced: Ranges,
+    /// The Kafka requests each client sent, when librdkafka's statistics are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_requests: Option<std::collections::BTreeMap<&'static str, kafka::ClientRequests>>,
 }
 
 impl Totals {
@@ -201,6 +204,7 @@ pub async fn run_batches(
     }
     bar.finish_and_clear();
     totals.produced = deliveries.produced();
+    totals.kafka_requests = kafka::requests_sent();
     totals.seconds = start.elapsed().as_secs_f64();
     totals.records_per_s = if totals.seconds > 0.0 { totals.received as f64 / totals.seconds } else { 0.0 };
     (totals, result)

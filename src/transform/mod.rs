@@ -70,7 +70,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
         id,
         timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { TRANSACTION_TIMEOUT },
     });
-    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, transactional)?;
+    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, transactional)?;
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;
     let pipeline = Arc::new(Pipeline {

@@ -353,3 +353,40 @@ fn duration_and_rate_bound_a_run_and_sigterm_flushes_and_exits_0() {
     assert_eq!(s["in"], s["out"], "every record taken was delivered: {s}");
     assert_eq!(topic_len(&topic) as u64, s["out"].as_u64().unwrap());
 }
+
+/// With librdkafka's statistics on, each stage's summary counts the requests its
+/// clients sent, by type (src/kafka/requests.rs); without them, no such field.
+#[test]
+fn kafka_requests_are_counted_when_statistics_are_on() {
+    require_kafka();
+    let (raw, clean, dlq) = (unique("it_req_raw"), unique("it_req_clean"), unique("it_req_dlq"));
+    let stats = ["--kafka-option", "statistics.interval.ms=100"];
+    let out = run(ingest(&raw).args(["--source", "generate", "--rate", "400/s", "--duration", "1s"]).args(stats), RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    let producer = &s["kafka_requests"]["producer"];
+    assert!(producer["sent"]["Produce"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert!(producer["seconds"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+
+    let transform = |extra: &[&str]| {
+        let mut cmd = rtds();
+        cmd.args(["transform", "--input-topic", &raw, "--output-topic", &clean, "--dlq-topic", &dlq])
+            .args(["--group", &unique("it_req_g")])
+            .args(extra);
+        run(&mut cmd, RUN)
+    };
+    let out = transform(&stats);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["in"].as_u64(), Some(400), "{s}");
+    // As of each client's latest statistics: a run this short may end before the
+    // next ones, so only that each client counted something (connecting, joining).
+    let requests = &s["kafka_requests"];
+    for client in ["consumer", "producer"] {
+        let sent: u64 = requests[client]["sent"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        assert!(sent > 0, "{client}: {s}");
+    }
+    let out = transform(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(summary(&out).get("kafka_requests").is_none(), "statistics off: not counted");
+}

@@ -379,7 +379,7 @@ fn follow_streams_serves_metrics_and_stops_on_sigterm() {
     assert_eq!((s["in"].as_u64(), s["out"].as_u64()), (Some(600), Some(600)), "{s}");
 }
 
-/// Offsets go to the group coordinator at most every 200 ms (src/kafka/consume.rs
+/// Offsets go to the group coordinator at most every second (src/kafka/consume.rs
 /// `COMMIT_EVERY`); a `--follow` stage whose input goes idle sends what it held
 /// back, so the group's position does not stay behind while nothing comes.
 #[test]
@@ -388,7 +388,7 @@ fn follow_commits_held_back_offsets_when_its_input_goes_idle() {
     let t = Topics::new("it_tr_idlecommit");
     ingest(&t, 1_000, "85");
     // Batches of 100: the first batch's offsets are sent at once, the nine after it
-    // come within the 200 ms and are held back.
+    // come within the second and are held back.
     let child = spawn(t.transform().args(["--follow", "--batch-size", "100"]));
     wait_for("the 1000 rows", RUN, || (topic_len(&t.output) >= 1_000).then_some(()));
     let group = format!("{}_group", t.input);
