@@ -1,15 +1,14 @@
 //! Producing with our delivery settings (`PRODUCER_DEFAULTS`); each delivery
 //! report goes to the batch the record was sent under and to the run's
-//! `Deliveries` (the delivery rule itself is in `crate::delivery`).
+//! `Deliveries` (`reports`; the delivery rule itself is in `crate::delivery`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client_config;
@@ -47,40 +46,7 @@ pub const LINGER_BATCH: Duration = Duration::from_millis(2);
 /// rates users run").
 pub const LINGER_STREAM: Duration = Duration::from_millis(25);
 
-/// Producer context that counts delivery reports, in total and per batch.
-pub struct Counting(pub Arc<Deliveries>);
-
-impl ClientContext for Counting {
-    fn error(&self, error: KafkaError, reason: &str) {
-        super::client_error(&error, reason);
-    }
-
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        super::client_log(level, fac, message);
-    }
-
-    fn stats_raw(&self, statistics: &[u8]) {
-        super::requests::record("producer", statistics);
-    }
-}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = Arc<BatchAck>;
-    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAck>) {
-        match result {
-            Ok(m) => {
-                self.0.record(Ok((m.topic(), m.partition(), m.offset())));
-                batch.reported(Ok(()));
-            }
-            Err((e, _)) => {
-                self.0.record(Err(e.to_string()));
-                batch.reported(Err(format!("Kafka did not take a record: {e}")));
-            }
-        }
-    }
-}
-
-pub use super::reports::Producer;
+pub use super::reports::{Counting, Producer};
 
 /// A transactional producer's id, and how long one of its transactions may stay open.
 pub struct Transactional<'a> {

@@ -11,14 +11,48 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::client::Client;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::KafkaResult;
-use rdkafka::producer::{BaseProducer, Producer as _, PurgeConfig};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, Producer as _, ProducerContext, PurgeConfig};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use super::produce::Counting;
+use crate::delivery::{BatchAck, Deliveries};
+
+/// Producer context that counts delivery reports, in total and per batch.
+pub struct Counting(pub Arc<Deliveries>);
+
+impl ClientContext for Counting {
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::client_error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::client_log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        super::requests::record("producer", statistics);
+    }
+}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = Arc<BatchAck>;
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAck>) {
+        match result {
+            Ok(m) => {
+                self.0.record(Ok((m.topic(), m.partition(), m.offset())));
+                batch.reported(Ok(()));
+            }
+            Err((e, _)) => {
+                self.0.record(Err(e.to_string()));
+                batch.reported(Err(format!("Kafka did not take a record: {e}")));
+            }
+        }
+    }
+}
 
 /// How long the reports thread sleeps without a wake-up before it looks at the
 /// queue anyway: a safety net, never the way reports normally arrive.
@@ -227,9 +261,8 @@ mod tests {
     use rdkafka::ClientConfig;
     use rdkafka::producer::BaseRecord;
 
-    use super::Producer;
+    use super::{Counting, Producer};
     use crate::delivery::{BatchAck, Deliveries};
-    use crate::kafka::produce::Counting;
 
     /// Every report wakes the thread: with a safety net of an hour, a
     /// wake-up lost would leave a record's report unserved and the test waiting.
