@@ -262,8 +262,7 @@ def run_cost(c, realtime):
     }
 
 
-def cost_tables(cores_used, realtime):
-    before = reference()
+def cost_tables(cores_used, realtime, before):
     costs = [run_cost(c, realtime) for c in cores_used]
     print("\n### cost at the rates users run (CPU-s a minute, and CPU-µs a record, of each process)\n")
     print(
@@ -349,10 +348,7 @@ def before_kafka_per_min(before):
 
 
 def full_speed_against(batch, before, n):
-    old = {
-        r["name"]: r
-        for r in merge([r for r in before["steps"] if r["name"] in RATED or r["name"].removesuffix("_2") in RATED], n)
-    }
+    old = {r["name"]: r for r in merge([r for r in before["steps"] if r["name"].removesuffix("_2") in RATED], n)}
     rows = [r for r in batch if r["name"] in old]
     if not rows:
         return
@@ -471,7 +467,7 @@ def report(results_path, criterion_dir, n, png):
                 print(f"| {name} | " + " | ".join(cells) + " |")
 
     if cores_used:
-        cost_tables(cores_used, realtime)
+        cost_tables(cores_used, realtime, before)
     if before and batch:
         full_speed_against(batch, before, n)
 
