@@ -174,9 +174,10 @@ def cores(name, rate, prefix):
         sent = last_json(f"{prefix}_ingest.out").get("kafka_requests", {})
         reqs["ingest"] = {c: {k: v / r["seconds"] for k, v in r["sent"].items()} for c, r in sent.items()}
     for stage, short in (("transform", "t"), ("load", "l")):
-        reqs[stage] = per_second(
-            json.load(open(f"{prefix}_{short}req_before.json")), json.load(open(f"{prefix}_{short}req_after.json"))
-        )
+        if os.path.exists(f"{prefix}_{short}req_before.json"):  # a floor run has no stages
+            reqs[stage] = per_second(
+                json.load(open(f"{prefix}_{short}req_before.json")), json.load(open(f"{prefix}_{short}req_after.json"))
+            )
     per_s = {p: (n - b["switches"][p]) / wall for p, n in a["switches"].items() if p in b["switches"]}
     print(
         json.dumps(
@@ -269,7 +270,7 @@ def cost_tables(cores_used, realtime, before):
         "Each run: the stages' start-up excluded (the clock starts once both --follow stages hold their "
         "partitions), 60 s of ingest at the rate, until the load has written the last row.\n"
     )
-    procs = STAGES + ["kafka", "cassandra"]
+    procs = STAGES + ["floor", "kafka", "cassandra"]
     print("| run | records/s | " + " | ".join(procs) + " | end-to-end p50 / p95 / p99 ms |")
     print("|---|---:|" + "---:|" * len(procs) + "---:|")
     for k in costs:
@@ -301,7 +302,11 @@ def cost_tables(cores_used, realtime, before):
     print("|---|---|---:|---:|---|")
     for k in costs:
         checks = []
-        if k["rate"] == 0:
+        if k["run"].endswith("floor"):
+            if k["rate"] == 1000:
+                what = "the floor at 1,000/s (bare librdkafka), CPU-s a minute"
+                checks.append((what, k["per_min"].get("floor"), STAGE_MAX_PER_MIN))
+        elif k["rate"] == 0:
             checks += [(f"{s} idle, CPU-s a minute", k["per_min"].get(s), IDLE_MAX_PER_MIN) for s in STAGES[1:]]
         elif k["rate"] == 1000:
             checks += [(f"{s} at 1,000/s, CPU-s a minute", k["per_min"].get(s), STAGE_MAX_PER_MIN) for s in STAGES]
@@ -316,6 +321,22 @@ def cost_tables(cores_used, realtime, before):
             within = got is not None and (got <= goal if what.endswith("minute") else got < goal)
             met = "" if got is None else ("yes" if within else "**no**")
             print(f"| {what} | {k['run']} | {num(got, '.2f')} | {goal:.2f} | {met} |")
+    by_run = {k["run"]: k for k in costs}
+    for k in costs:
+        floor = k["per_min"].get("floor")
+        if k["rate"] != 1000 or floor is None:
+            continue
+        transform = by_run.get(k["run"].removesuffix("floor"), {"per_min": {}})["per_min"].get("transform")
+        print(
+            f"\nThe floor (run {k['run']}): bare librdkafka reading the ingest's topic and producing each "
+            f"record on, no work, took {floor:.2f} CPU-s a minute"
+            + (f"; the transform at the same rate {transform / floor:.1f} times that" if transform and floor else "")
+            + (
+                ". A stage goal under the floor is under what the Kafka client alone costs at this rate."
+                if floor > STAGE_MAX_PER_MIN
+                else "."
+            )
+        )
     if kafka_before:
         print(
             f"\nBefore: the broker at 1,000/s took {kafka_before:.2f} CPU-s a minute in run {before['run']} "

@@ -221,10 +221,10 @@ timed_pid() {
   pgrep -P "$t"
 }
 stop_timed() { kill -TERM "$(timed_pid "$1")"; }
-# cpu_now TRANSFORM LOAD: a snapshot of the CPU used so far by the stack's JVMs and the two
-# backgrounded stages, with the time (for `report.py cores`).
+# cpu_now NAME=PID...: a snapshot of the CPU used so far by the stack's JVMs and the named
+# processes, with the time (for `report.py cores`).
 cpu_now() {
-  local named=(cassandra="$(cat "$(pidfile cassandra)")" transform="$(timed_pid "$1")" load="$(timed_pid "$2")") i
+  local named=(cassandra="$(cat "$(pidfile cassandra)")" "$@") i
   for i in $(kafka_nodes); do named+=(kafka="$(cat "$(pidfile "$(kafka_node_name "$i")")")"); done
   python3 bench/report.py cpu "${named[@]}"
 }
@@ -251,30 +251,41 @@ settle() {
 not() { ! "$@"; }
 # requests_now ADDR: the Kafka requests a --follow stage's clients sent so far (its /metrics).
 requests_now() { python3 bench/report.py requests "$1"; }
-# realtime RATE [MODE]: MODE eos runs the transform --exactly-once (steps named rt<RATE>eos_*).
-# RATE 0 is the stages idle: nothing is ingested for BENCH_RT_SECONDS.
+# realtime RATE [MODE]: MODE eos runs the transform --exactly-once (steps named rt<RATE>eos_*);
+# MODE floor runs no stage but the client's floor (examples/kafka_floor.rs stream: bare
+# librdkafka reading the ingest's topic and producing each record on, no work) and the broker
+# under it. RATE 0 is the stages idle: nothing is ingested for BENCH_RT_SECONDS.
 # librdkafka's statistics are on (every second) in every stage: the requests a second each
 # client sends come from them (src/kafka/requests.rs).
 realtime() {
   local rate=$1 mode=${2:-} secs=${BENCH_RT_SECONDS:-60} addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
   settle
-  local name="rt$1$mode" tag="rt$1${mode}_$RUN"
+  local name="rt$1$mode" tag="rt$1${mode}_$RUN" transform= load= floor= procs
   local topics=(--dlq-topic "dlq_$tag") eos=() stats=(--kafka-option statistics.interval.ms=1000)
   [ "$mode" = eos ] && eos=(--exactly-once)
-  RTDS_METRICS_ADDR=$taddr timed "${name}_transform" "$REL/rtds" transform --follow "${eos[@]}" --input-topic "raw_$tag" --output-topic "created_$tag" \
-    "${topics[@]}" --group "t_$tag" "${stats[@]}" &
-  local transform=$!
-  RTDS_METRICS_ADDR=$addr timed "${name}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
-    "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" "${stats[@]}" &
-  local load=$!
-  # The clock starts once both stages hold their partitions: what is measured
-  # is the stream, not the stages' start-up.
-  wait_until "transform --follow ready" 60 ready "$taddr" transform ||
-    die "bench: transform --follow did not start (see $WORK/${name}_transform.err)"
-  wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/${name}_load.err)"
-  cpu_now "$transform" "$load" >"$WORK/${name}_cpu_before.json"
-  requests_now "$taddr" >"$WORK/${name}_treq_before.json"
-  requests_now "$addr" >"$WORK/${name}_lreq_before.json"
+  if [ "$mode" = floor ]; then
+    topic "raw_$tag"
+    "$REL/examples/kafka_floor" stream 127.0.0.1:9092 "raw_$tag" "floor_$tag" 2>"$WORK/${name}_floor.err" &
+    floor=$!
+    sleep 5 # its group joined (it has no /metrics to say so)
+    procs=(floor="$floor")
+  else
+    RTDS_METRICS_ADDR=$taddr timed "${name}_transform" "$REL/rtds" transform --follow "${eos[@]}" --input-topic "raw_$tag" \
+      --output-topic "created_$tag" "${topics[@]}" --group "t_$tag" "${stats[@]}" &
+    transform=$!
+    RTDS_METRICS_ADDR=$addr timed "${name}_load" "$REL/rtds" load --follow --sink cassandra --input-topic "created_$tag" \
+      "${topics[@]}" --group "l_$tag" --keyspace "bench_$tag" --concurrency "$CONCURRENCY" "${stats[@]}" &
+    load=$!
+    # The clock starts once both stages hold their partitions: what is measured
+    # is the stream, not the stages' start-up.
+    wait_until "transform --follow ready" 60 ready "$taddr" transform ||
+      die "bench: transform --follow did not start (see $WORK/${name}_transform.err)"
+    wait_until "load --follow ready" 60 ready "$addr" load || die "bench: load --follow did not start (see $WORK/${name}_load.err)"
+    procs=(transform="$(timed_pid "$transform")" load="$(timed_pid "$load")")
+    requests_now "$taddr" >"$WORK/${name}_treq_before.json"
+    requests_now "$addr" >"$WORK/${name}_lreq_before.json"
+  fi
+  cpu_now "${procs[@]}" >"$WORK/${name}_cpu_before.json"
   if [ "$rate" = 0 ]; then
     sleep "$secs"
     : >"$WORK/${name}_ingest.time"
@@ -283,12 +294,21 @@ realtime() {
       --seed "$rate" --topic "raw_$tag" "${stats[@]}"
     n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
     t=$SECONDS
-    until [ "$(load_written "$addr")" -ge "$n" ]; do
+    # The floor keeps up within milliseconds at these rates; it has no count to wait for.
+    [ -n "$floor" ] && sleep 2
+    until [ -n "$floor" ] || [ "$(load_written "$addr")" -ge "$n" ]; do
       [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
       sleep 1
     done
   fi
-  cpu_now "$transform" "$load" >"$WORK/${name}_cpu_after.json"
+  cpu_now "${procs[@]}" >"$WORK/${name}_cpu_after.json"
+  if [ -n "$floor" ]; then
+    kill -0 "$floor" 2>/dev/null || die "bench: the floor stopped early (see $WORK/${name}_floor.err)"
+    kill "$floor"
+    wait "$floor" 2>/dev/null || true # killed: 143
+    python3 bench/report.py cores "$name" "$rate" "$WORK/${name}" >>"$RESULTS"
+    return
+  fi
   requests_now "$taddr" >"$WORK/${name}_treq_after.json"
   requests_now "$addr" >"$WORK/${name}_lreq_after.json"
   python3 bench/report.py cores "$name" "$rate" "$WORK/${name}" >>"$RESULTS"
@@ -304,6 +324,9 @@ bench_realtime() {
     say "bench: real-time path at $rate records/s"
     realtime "$rate"
     drop_data ".*rt${rate}"
+    say "bench: the Kafka client's floor at $rate records/s"
+    realtime "$rate" floor
+    drop_data ".*rt${rate}floor"
   done
   # The same with the transform --exactly-once (the load reads read_committed: a row is seen
   # once its transaction commits).

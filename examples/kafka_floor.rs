@@ -8,16 +8,24 @@
 //! threads; `produce` from after its reading): bench/run.sh's `floor_*` steps.
 //! Other librdkafka settings, to look for a cheaper configuration:
 //! BARE_KAFKA_OPTIONS="key=value,key=value" (examples/common/bare.rs).
+//! `stream` is the floor of a stage at a modest rate (issue 35): one thread
+//! polls a consumer that follows INPUT and sends each record to OUTPUT (created
+//! with INPUT's partition count) through a plain producer it polls itself (no
+//! threads of its own besides librdkafka's), committing every second, until it
+//! is killed; its CPU over a stretch (measured from outside, by bench/run.sh)
+//! is what librdkafka alone costs at the input's rate.
 //! Usage: kafka_floor consume BROKERS TOPIC GROUP
 //!        kafka_floor produce BROKERS INPUT OUTPUT
+//!        kafka_floor stream BROKERS INPUT OUTPUT
 
 use std::time::{Duration, Instant};
 
 #[path = "common/bare.rs"]
 mod bare;
 
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -27,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let (records, bytes, wall, cpu) = match mode.as_str() {
         "consume" => consume(brokers, a, b)?,
         "produce" => produce(brokers, a, b)?,
+        "stream" => stream(brokers, a, b)?,
         other => anyhow::bail!("unknown mode {other}"),
     };
     println!(
@@ -71,4 +80,33 @@ fn produce(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64
     }
     producer.flush(Duration::from_secs(180))?;
     Ok((records.len() as u64, bytes, start.elapsed().as_secs_f64(), bare::cpu_seconds()? - cpu_before))
+}
+
+fn stream(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64, f64, f64)> {
+    let group = format!("kafka-floor-stream-{}", std::process::id());
+    let (consumer, partitions) = bare::consumer(brokers, &group, input, &rtds::transform::PROFILE)?;
+    bare::create_topic(brokers, output, partitions)?;
+    let producer: BaseProducer = bare::config(brokers)?.create()?;
+    let mut committed = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            None | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => anyhow::bail!("consume: {e}"),
+            Some(Ok(m)) => {
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(p) = m.payload() {
+                    record = record.payload(p);
+                }
+                producer.send(record).map_err(|(e, _)| anyhow::anyhow!("send: {e}"))?;
+            }
+        }
+        producer.poll(Duration::ZERO);
+        if committed.elapsed() >= Duration::from_secs(1) {
+            consumer.commit_consumer_state(CommitMode::Async)?;
+            committed = Instant::now();
+        }
+    }
 }

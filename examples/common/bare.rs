@@ -19,6 +19,11 @@ use rtds::kafka::Profile;
 pub type Producer = ThreadedProducer<DefaultProducerContext>;
 
 pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
+    Ok(config(brokers)?.create()?)
+}
+
+/// rtds' producer settings, for any kind of rdkafka producer.
+pub fn config(brokers: &str) -> anyhow::Result<ClientConfig> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", brokers).set("compression.type", "lz4");
     for (k, v) in rtds::kafka::PRODUCER_DEFAULTS {
@@ -26,7 +31,7 @@ pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
     }
     // At full speed batches fill before any linger ends; the stages' shorter one, as before.
     cfg.set("linger.ms", rtds::kafka::LINGER_BATCH.as_millis().to_string());
-    Ok(with_options(cfg)?.create()?)
+    with_options(cfg)
 }
 
 /// `cfg` with the settings of BARE_KAFKA_OPTIONS over it.
@@ -98,6 +103,22 @@ pub fn read_to_end(
             }
             Some(Err(e)) => anyhow::bail!("consume: {e}"),
             Some(Ok(m)) => each(&m)?,
+        }
+    }
+    Ok(())
+}
+
+/// Create `topic` with `partitions` (replication 1: the bench's single node) unless it exists.
+pub fn create_topic(brokers: &str, topic: &str, partitions: usize) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new = NewTopic::new(topic, i32::try_from(partitions)?, TopicReplication::Fixed(1));
+    let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
         }
     }
     Ok(())
