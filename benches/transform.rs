@@ -9,8 +9,8 @@ use std::time::Instant;
 use arrow_json::ReaderBuilder;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rtds::generate::Generator;
+use rtds::raw::decode::{RawDecoder, raw_schema};
 use rtds::transform::Transformer;
-use rtds::transform::decode::{RawDecoder, raw_schema};
 
 const BATCH: usize = 5000;
 

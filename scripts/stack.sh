@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The rtds stack on this machine, without Docker: Kafka (KRaft), Cassandra,
-# PostgreSQL (and Airflow on demand), on loopback, data under .stack/.
-#   scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres|airflow...]
+# PostgreSQL, a schema registry (Apicurio) and, on demand, Airflow, on loopback,
+# data under .stack/.
+#   scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres|registry|airflow...]
 #   scripts/stack.sh services: the services `up` starts when none is named, one a line
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/stack/lib.sh
 . "$ROOT/scripts/stack/lib.sh"
 # What `up`/`down` act on when no service is named (a store's stack script joins here);
+# the registry after PostgreSQL, which holds its data (`down` stops it first);
 # Airflow is started on demand.
-DEFAULT_SERVICES=(kafka cassandra postgres)
+DEFAULT_SERVICES=(kafka cassandra postgres registry)
 ALL_SERVICES=("${DEFAULT_SERVICES[@]}" airflow)
 for s in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
@@ -37,7 +39,7 @@ case "$cmd" in
     for s in "${services[@]}"; do "${s}_up"; done
     ;;
   down)
-    # Reverse order: stores first, the broker last.
+    # Reverse order: the registry first, then the stores, the broker last.
     for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[$i]}_down"; done
     ;;
   status)
@@ -47,5 +49,5 @@ case "$cmd" in
     ;;
   logs) for s in "${services[@]}"; do "${s}_logs"; done ;;
   env) for s in "${services[@]}"; do "${s}_env"; done ;;
-  *) die "usage: scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres...]" ;;
+  *) die "usage: scripts/stack.sh up|down|status|logs|env|install [kafka|cassandra|postgres|registry|airflow...]" ;;
 esac

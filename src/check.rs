@@ -1,5 +1,6 @@
 //! `rtds check`: connect to each configured service, report its state and
-//! version, exit 1 naming what is unreachable.
+//! version, exit 1 naming what is unreachable. The schema registry is probed
+//! when one is configured (only the Avro formats need it).
 
 use std::fmt;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Serialize;
 
 use crate::kafka::ClientOpts;
+use crate::registry::{Registry, RegistryOpts};
 use crate::sinks::{Sink, SinkOpts};
 
 /// The options of `rtds check`.
@@ -23,22 +25,25 @@ pub struct CheckArgs {
     pub only: Vec<Service>,
 }
 
-/// What `rtds check` reaches: Kafka, or the server of a sink that has one.
+/// What `rtds check` reaches: Kafka, the schema registry, or the server of a
+/// sink that has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Kafka,
+    Registry,
     Sink(Sink),
 }
 
 impl Service {
     fn all() -> Vec<Service> {
         let sinks = Sink::ALL.iter().filter(|s| s.server().is_some()).map(|s| Service::Sink(*s));
-        std::iter::once(Service::Kafka).chain(sinks).collect()
+        [Service::Kafka, Service::Registry].into_iter().chain(sinks).collect()
     }
 
     fn name(self) -> &'static str {
         match self {
             Service::Kafka => "kafka",
+            Service::Registry => "registry",
             Service::Sink(s) => s.name(),
         }
     }
@@ -79,8 +84,9 @@ struct Summary {
     services: Vec<ServiceState>,
 }
 
-pub async fn run(client: &ClientOpts, args: &CheckArgs) -> Result<()> {
-    let probes = args.only.iter().map(|s| probe(*s, client, &args.sinks));
+pub async fn run(client: &ClientOpts, registry: &RegistryOpts, args: &CheckArgs) -> Result<()> {
+    let registry = Registry::new(registry)?;
+    let probes = args.only.iter().map(|s| probe(*s, client, registry.as_ref(), &args.sinks));
     let services = futures::future::join_all(probes).await;
     for s in &services {
         let state = if s.ok { "ok" } else { "UNREACHABLE" };
@@ -92,11 +98,16 @@ pub async fn run(client: &ClientOpts, args: &CheckArgs) -> Result<()> {
     if failed.is_empty() { Ok(()) } else { anyhow::bail!("unreachable: {}", failed.join(", ")) }
 }
 
-async fn probe(service: Service, client: &ClientOpts, sinks: &SinkOpts) -> ServiceState {
+async fn probe(service: Service, client: &ClientOpts, registry: Option<&Registry>, sinks: &SinkOpts) -> ServiceState {
     let start = Instant::now();
-    let (address, result) = match service {
-        Service::Kafka => (client.brokers.clone(), kafka(client).await),
-        Service::Sink(sink) => (sink.address(sinks), server(sink, sinks).await),
+    let (address, result) = match (service, registry) {
+        (Service::Registry, None) => {
+            let detail = "not configured (RTDS_SCHEMA_REGISTRY_URL unset: the JSON formats need none)".into();
+            return ServiceState { service, address: "-".into(), ok: true, version: None, detail, millis: 0 };
+        }
+        (Service::Registry, Some(r)) => (r.url().to_owned(), registry_version(r).await),
+        (Service::Kafka, _) => (client.brokers.clone(), kafka(client).await),
+        (Service::Sink(sink), _) => (sink.address(sinks), server(sink, sinks).await),
     };
     let millis = start.elapsed().as_millis();
     match result {
@@ -120,6 +131,11 @@ async fn kafka(client: &ClientOpts) -> Result<(String, String)> {
     );
     // Brokers do not report their version over the protocol; name the client that spoke to them.
     Ok((format!("unknown (not reported by brokers); {}", info.client), detail))
+}
+
+async fn registry_version(registry: &Registry) -> Result<(String, String)> {
+    let version = registry.version().await?;
+    Ok((version.clone(), format!("schema registry {version}")))
 }
 
 async fn server(sink: Sink, opts: &SinkOpts) -> Result<(String, String)> {

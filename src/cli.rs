@@ -13,6 +13,7 @@ use crate::load::LoadArgs;
 use crate::logging::LogFormat;
 use crate::query::QueryArgs;
 use crate::reconcile::ReconcileArgs;
+use crate::registry::RegistryOpts;
 use crate::sinks::Sink;
 use crate::transform::TransformArgs;
 
@@ -36,7 +37,8 @@ pub struct Cli {
 /// environment added to the help of the subcommands that reach a store.
 pub fn command() -> clap::Command {
     let mut lines = String::from("\nRead only from the environment (secrets never go on the command line):\n");
-    for (name, what) in Sink::ALL.iter().flat_map(|s| s.env_only()) {
+    let registry = crate::registry::ENV_ONLY.iter();
+    for (name, what) in Sink::ALL.iter().flat_map(|s| s.env_only()).chain(registry) {
         lines.push_str(&format!("  {name:<26} {what}\n"));
     }
     let mut cmd = Cli::command();
@@ -53,6 +55,9 @@ pub fn command() -> clap::Command {
 pub struct GlobalOpts {
     #[command(flatten)]
     pub kafka: ClientOpts,
+
+    #[command(flatten)]
+    pub registry: RegistryOpts,
 
     /// Log format on stderr.
     #[arg(long, env = "RTDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -135,6 +140,7 @@ mod tests {
                 "RTDS_CASSANDRA_PASSWORD ",
                 "RTDS_CASSANDRA_PASSWORD_FILE",
                 "RTDS_CASSANDRA_CA_FILE",
+                "RTDS_SCHEMA_REGISTRY_PASSWORD_FILE",
             ] {
                 assert!(text.contains(var), "rtds {sub} --help lacks {var}");
             }

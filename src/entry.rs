@@ -12,12 +12,12 @@ use crate::{error, logging, validate};
 
 /// Run the subcommand the user chose, each with the settings it takes.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let GlobalOpts { kafka, metrics_addr, .. } = &cli.global;
+    let GlobalOpts { kafka, registry, metrics_addr, .. } = &cli.global;
     match &cli.command {
-        Command::Ingest(args) => crate::ingest::run(kafka, *metrics_addr, args).await,
+        Command::Ingest(args) => crate::ingest::run(kafka, registry, *metrics_addr, args).await,
         Command::Transform(args) => crate::transform::run(kafka, *metrics_addr, args).await,
         Command::Load(args) => crate::load::run(kafka, *metrics_addr, args).await,
-        Command::Check(args) => crate::check::run(kafka, args).await,
+        Command::Check(args) => crate::check::run(kafka, registry, args).await,
         Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,
         Command::Query(args) => crate::query::run(args).await,
     }

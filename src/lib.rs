@@ -2,6 +2,7 @@
 //! transform, load), one shared Kafka module, one file per sink; `entry.rs` is
 //! the command-line entry point (`main.rs` calls it).
 
+pub mod avro;
 pub mod check;
 pub mod cli;
 pub mod delivery;
@@ -15,7 +16,9 @@ pub mod logging;
 pub mod metrics;
 pub mod progress;
 pub mod query;
+pub mod raw;
 pub mod reconcile;
+pub mod registry;
 pub mod resident;
 pub mod row;
 pub mod secrets;

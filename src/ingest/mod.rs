@@ -2,11 +2,14 @@
 //! produced as-is to Kafka keyed by `login.uuid`. Exits only after every
 //! delivery report has arrived.
 
+mod avro;
 mod options;
 
 pub use options::{IngestArgs, UserSource};
 
 mod randomuser;
+
+use std::borrow::Cow;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,7 @@ use crate::generate::Generator;
 use crate::kafka;
 use crate::kafka::ClientOpts;
 use crate::metrics::StageMetrics;
+use crate::registry::RegistryOpts;
 
 /// Records the generator writes between two checks of the bounds and signals.
 const GENERATE_CHUNK: u64 = 1000;
@@ -31,6 +35,10 @@ struct Summary<'a> {
     stage: &'static str,
     source: &'static str,
     topic: &'a str,
+    format: crate::avro::Format,
+    /// The registry id of the schema the records were written with (Avro only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_id: Option<u32>,
     #[serde(rename = "in")]
     received: u64,
     out: u64,
@@ -57,7 +65,12 @@ enum Feed {
     Api(randomuser::RandomUser),
 }
 
-pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &IngestArgs) -> Result<()> {
+pub async fn run(
+    kafka: &ClientOpts,
+    registry: &RegistryOpts,
+    metrics_addr: Option<std::net::SocketAddr>,
+    args: &IngestArgs,
+) -> Result<()> {
     if args.count.is_none() && args.duration.is_none() && !args.follow {
         return usage("rtds ingest needs a bound: --count N, --duration D, or --follow to run until stopped");
     }
@@ -75,6 +88,10 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
             })?),
         ),
     };
+    let avro = match args.format {
+        crate::avro::Format::Avro => Some(avro::AvroUsers::new(registry, &args.topic).await?),
+        crate::avro::Format::Json => None,
+    };
     kafka::ensure_topics(kafka, &[&args.topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(kafka, args.compression, kafka::LINGER_STREAM, None)?;
     let metrics = StageMetrics::new("ingest", metrics_addr)?;
@@ -88,6 +105,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
         source: source_name,
         pacer: Pacer { rate: args.rate, start, sent: 0, deadline: args.duration.map(|d| start + d) },
         bytes: 0,
+        avro,
     };
 
     let fed: Result<()> = async {
@@ -125,11 +143,11 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
                         );
                     }
                     // Never more than --count: a page larger than asked is cut there.
-                    for u in users.iter().take(n as usize) {
-                        if !out
-                            .send(u.key.as_deref().map(str::as_bytes), u.json.get().as_bytes(), &mut shutdown)
-                            .await?
-                        {
+                    let page = &users[..users.len().min(n as usize)];
+                    let payloads: Vec<&[u8]> = page.iter().map(|u| u.json.get().as_bytes()).collect();
+                    let payloads = out.encoded(&payloads)?;
+                    for (u, payload) in page.iter().zip(&payloads) {
+                        if !out.send(u.key.as_deref().map(str::as_bytes), payload, &mut shutdown).await? {
                             break;
                         }
                     }
@@ -151,6 +169,8 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
         stage: "ingest",
         source: source_name,
         topic: &args.topic,
+        format: args.format,
+        schema_id: out.avro.as_ref().map(|a| a.schema_id),
         received,
         out: deliveries.delivered(),
         dlq: 0,
@@ -190,6 +210,8 @@ struct Output<'a> {
     source: &'static str,
     pacer: Pacer,
     bytes: u64,
+    /// With `--format avro`, what writes the users as Avro.
+    avro: Option<avro::AvroUsers>,
 }
 
 impl Output<'_> {
@@ -210,6 +232,14 @@ impl Output<'_> {
         Ok(true)
     }
 
+    /// The payloads of `users` in the run's format.
+    fn encoded<'u>(&mut self, users: &[&'u [u8]]) -> Result<Vec<Cow<'u, [u8]>>> {
+        match &mut self.avro {
+            Some(avro) => avro.encode(users),
+            None => Ok(users.iter().map(|u| Cow::Borrowed(*u)).collect()),
+        }
+    }
+
     /// Generate and send records `first .. first + n`; how many were sent.
     async fn generated(
         &mut self,
@@ -218,12 +248,18 @@ impl Output<'_> {
         n: u64,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<u64> {
-        let mut buf = Vec::with_capacity(1400);
+        // One buffer for the chunk, each record a slice of it.
+        let (mut buf, mut bounds) = (Vec::with_capacity(1400 * n as usize), Vec::with_capacity(n as usize));
         for i in first..first + n {
-            buf.clear();
+            let start = buf.len();
             let key = generator.write_record(i, &mut buf);
-            if !self.send(Some(&key), &buf, shutdown).await? {
-                return Ok(i - first);
+            bounds.push((key, start, buf.len()));
+        }
+        let users: Vec<&[u8]> = bounds.iter().map(|&(_, start, end)| &buf[start..end]).collect();
+        let payloads = self.encoded(&users)?;
+        for (sent, ((key, ..), payload)) in bounds.iter().zip(&payloads).enumerate() {
+            if !self.send(Some(key), payload, shutdown).await? {
+                return Ok(sent as u64);
             }
         }
         Ok(n)

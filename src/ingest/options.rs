@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::avro::Format;
 use crate::kafka::{Compression, TopicOpts};
 use crate::validate;
 
@@ -63,6 +64,10 @@ pub struct IngestArgs {
     pub topic: String,
     #[command(flatten)]
     pub topics: TopicOpts,
+    /// How records are written: JSON as the source sent them, or Avro of
+    /// schemas/users_raw.avsc (registered as subject <topic>-value).
+    #[arg(long, env = "RTDS_FORMAT", value_enum, default_value_t = Format::Json)]
+    pub format: Format,
     /// Producer compression codec.
     #[arg(long, env = "RTDS_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
     pub compression: Compression,

@@ -9,7 +9,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_json::writer::{LineDelimited, WriterBuilder};
 
-use super::json::plain_run;
+use crate::raw::json::plain_run;
 
 /// The clean rows of a batch: each row's JSON and its key (`id`), every one in
 /// one buffer. A `Vec` for each row's JSON and another for its id were two

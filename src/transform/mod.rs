@@ -7,9 +7,7 @@ mod options;
 
 pub use options::TransformArgs;
 
-pub mod decode;
 pub mod encode;
-pub mod json;
 pub mod projection;
 pub mod sql;
 
@@ -24,6 +22,7 @@ use crate::error::usage;
 use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
+use crate::raw::decode::{RawDecoder, raw_schema};
 use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
@@ -131,7 +130,7 @@ fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> St
 /// The transform itself, apart from Kafka: raw payloads in, clean rows and
 /// rejected inputs out. Planned once; `apply` runs per batch.
 pub struct Transformer {
-    decoder: decode::RawDecoder,
+    decoder: RawDecoder,
     query: sql::Query,
 }
 
@@ -151,8 +150,9 @@ pub struct Applied {
 impl Transformer {
     /// Plan `sql` (the built-in SQL if `None`) against the raw schema.
     pub async fn new(sql: Option<&str>) -> Result<Self> {
-        let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), decode::raw_schema()).await?;
-        let decoder = decode::RawDecoder::reading(query.reads());
+        let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), raw_schema()).await?;
+        let reads = query.reads();
+        let decoder = RawDecoder::reading(|path| reads.leaf(path));
         let mut transformer = Self { decoder, query };
         transformer.warm_up().await;
         Ok(transformer)

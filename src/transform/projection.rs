@@ -115,7 +115,7 @@ fn path(e: &Expr) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::decode::{Decoded, RawDecoder, raw_schema};
+    use crate::raw::decode::{Decoded, RawDecoder, raw_schema};
     use crate::transform::sql::{DEFAULT_SQL, Query};
 
     async fn reads(sql: &str) -> Reads {
@@ -158,7 +158,10 @@ mod tests {
     #[tokio::test]
     async fn unread_leaves_are_null_and_every_field_is_still_checked() {
         use arrow::array::{Array, AsArray};
-        let (all, some) = (RawDecoder::default(), RawDecoder::reading(&reads(DEFAULT_SQL).await));
+        let (all, some) = (RawDecoder::default(), {
+            let read = reads(DEFAULT_SQL).await;
+            RawDecoder::reading(move |p| read.leaf(p))
+        });
         let uuid = "7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6";
         let good = format!(r#"{{"login":{{"uuid":"{uuid}","password":"p"}},"nat":"FR"}}"#);
         let bad = format!(r#"{{"login":{{"uuid":"{uuid}","password":{{"x":1}}}}}}"#);

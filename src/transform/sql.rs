@@ -109,7 +109,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::decode::RawDecoder;
+    use crate::raw::decode::RawDecoder;
 
     async fn plan(sql: &str) -> Result<Query> {
         Query::plan(sql, RawDecoder::default().schema()).await

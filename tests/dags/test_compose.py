@@ -13,6 +13,7 @@ import sys
 import zipfile
 
 import jsonschema
+import pytest
 import yaml
 
 from conftest import DAGS, ROOT, STACK, airflow_connections
@@ -35,6 +36,8 @@ def test_every_service_of_the_stack_is_there():
         "rtds-load-cassandra",
         "rtds-load-postgres",
         "kafka-ui",
+        "registry-init",
+        "registry",
     }
     assert expected <= set(SERVICES)
 
@@ -172,3 +175,70 @@ def test_cassandra_runs_the_images_entry_point_with_the_stacks_timer_slack(tmp_p
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "cassandra -f", out
     assert out[1] == slack, f"the compose service runs with a timer slack of {out[1]}, the stack with {slack}"
+
+
+def test_ports_are_published_on_loopback_only_and_never_twice():
+    published = {}
+    for name, svc in SERVICES.items():
+        for port in svc.get("ports") or []:
+            host, host_port, _container_port = str(port).split(":")
+            assert host == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+            assert host_port not in published, f"{name} and {published[host_port]} both publish {host_port}"
+            published[host_port] = name
+
+
+def test_the_schema_registry_is_pinned_on_postgres_and_the_ui_and_rtds_use_it():
+    stack_script = (ROOT / "scripts/stack/registry.sh").read_text()
+    version = re.search(r"^REGISTRY_VERSION=(\S+)$", stack_script, re.M).group(1)
+    schema = re.search(r"^REGISTRY_SCHEMA=(\S+)$", stack_script, re.M).group(1)
+    svc = SERVICES["registry"]
+    # The version the local stack runs, and the host address it has there.
+    assert svc["image"] == f"apicurio/apicurio-registry:{version}"
+    local_port = re.search(r"^REGISTRY_PORT=(\d+)$", stack_script, re.M).group(1)
+    [mapping] = svc["ports"]
+    _, host_port, container_port = mapping.split(":")
+    assert host_port == local_port
+    # Its data in compose's PostgreSQL, in the schema registry-init makes (the stack's name for it).
+    env = svc["environment"]
+    assert env["APICURIO_STORAGE_KIND"] == "sql" and env["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
+    assert env["APICURIO_DATASOURCE_URL"] == f"jdbc:postgresql://postgres:5432/rtds?currentSchema={schema}"
+    assert env["APICURIO_SQL_DB_SCHEMA"] == schema
+    assert env["APICURIO_DATASOURCE_PASSWORD"].startswith("${POSTGRES_PASSWORD")
+    assert f"CREATE SCHEMA IF NOT EXISTS {schema}" in SERVICES["registry-init"]["command"][-1]
+    assert svc["depends_on"]["registry-init"]["condition"] == "service_completed_successfully"
+    # The UI and every rtds process reach its Confluent-compatible API at the container's port.
+    url = f"http://registry:{container_port}/apis/ccompat/v7"
+    assert SERVICES["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_SCHEMAREGISTRY"] == url
+    for name, svc in SERVICES.items():
+        env = svc.get("environment") or {}
+        if name.startswith(("rtds-", "airflow-")):
+            assert env.get("RTDS_SCHEMA_REGISTRY_URL") == url, name
+        if "RTDS_SCHEMA_REGISTRY_URL" in env or "KAFKA_CLUSTERS_0_SCHEMAREGISTRY" in env:
+            assert waits_for_a_healthy(name, "registry"), f"{name} does not wait for the registry"
+
+
+def waits_for_a_healthy(name: str, dep: str) -> bool:
+    """Whether service `name` starts after `dep` is healthy: directly, or through a service it waits for
+    (airflow-apiserver & co. override the anchor's depends_on with airflow-init, which has it)."""
+    needs = SERVICES[name].get("depends_on") or {}
+    if needs.get(dep, {}).get("condition") == "service_healthy":
+        return True
+    return any(waits_for_a_healthy(other, dep) for other in needs)
+
+
+def test_the_registry_healthcheck_tells_a_ready_registry_from_none():
+    """The compose healthcheck (bash's /dev/tcp, no curl needed), run against the local stack's registry:
+    the same application, on port REGISTRY_PORT instead of the container's 8080."""
+    local_port = re.search(r"^REGISTRY_PORT=(\d+)$", (ROOT / "scripts/stack/registry.sh").read_text(), re.M).group(1)
+    test = SERVICES["registry"]["healthcheck"]["test"]
+    assert test[0] == "CMD" and "/dev/tcp/127.0.0.1/8080" in test[-1]
+    argv = [a.replace("$$", "$").replace("/8080", f"/{local_port}") for a in test[1:]]
+
+    def status(argv: list[str]) -> int:
+        return subprocess.run(argv, check=False, stderr=subprocess.DEVNULL).returncode
+
+    if status([*argv[:-1], f"exec 3<>/dev/tcp/127.0.0.1/{local_port}"]):
+        pytest.skip(f"no registry on 127.0.0.1:{local_port} (scripts/stack.sh up registry)")
+    assert status(argv) == 0
+    assert status([a.replace("/health/ready", "/health/no-such-check") for a in argv]) != 0
+    assert status([a.replace(f"/{local_port}", "/1") for a in argv]) != 0

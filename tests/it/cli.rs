@@ -47,6 +47,19 @@ fn unreachable_cassandra_is_exit_1_naming_the_address() {
 }
 
 #[test]
+fn unreachable_registry_is_exit_1_naming_the_address_and_an_unset_one_is_skipped() {
+    let url = "http://127.0.0.1:1/apis/ccompat/v7";
+    let out = run(rtds().args(["check", "--only", "registry", "--schema-registry-url", url]), QUICK);
+    assert_one_line_error(&out, 1);
+    assert!(stderr(&out).contains(url), "{}", stderr(&out));
+    assert_eq!(summary(&out)["ok"], false);
+
+    let out = run(rtds().env_remove("RTDS_SCHEMA_REGISTRY_URL").args(["check", "--only", "registry"]), QUICK);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not configured"), "{}", stdout(&out));
+}
+
+#[test]
 fn postgres_password_never_printed() {
     let out = run(
         rtds()

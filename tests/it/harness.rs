@@ -62,6 +62,16 @@ pub fn require_postgres() -> String {
     url
 }
 
+/// The schema registry's Confluent-compatible URL (scripts/stack.sh env), once it answers.
+pub fn require_registry() -> String {
+    let url = std::env::var("RTDS_SCHEMA_REGISTRY_URL").unwrap_or_else(|_| {
+        panic!("RTDS_SCHEMA_REGISTRY_URL is not set: {START_HINT} and eval \"$(scripts/stack.sh env)\"")
+    });
+    let host = url.split("//").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default().to_owned();
+    require("the schema registry", &host);
+    url
+}
+
 /// Poll `f` until it returns `Some`, or panic naming `what` after `deadline`.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -82,7 +92,10 @@ pub fn rtds() -> Command {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("RTDS_")
-            && !matches!(k.as_str(), "RTDS_BROKERS" | "RTDS_CASSANDRA_NODES" | "RTDS_POSTGRES_URL")
+            && !matches!(
+                k.as_str(),
+                "RTDS_BROKERS" | "RTDS_CASSANDRA_NODES" | "RTDS_POSTGRES_URL" | "RTDS_SCHEMA_REGISTRY_URL"
+            )
         {
             cmd.env_remove(k);
         }

@@ -98,17 +98,57 @@ fn check_reports_every_service_with_its_version() {
     require_kafka();
     require_cassandra();
     require_postgres();
+    require_registry();
     let out = run(rtds().arg("check"), Duration::from_secs(60));
     assert!(out.status.success(), "rtds check failed: {}\n{}", stdout(&out), stderr(&out));
     let s = summary(&out);
     assert_eq!(s["stage"], "check");
     assert_eq!(s["ok"], true);
     let services = s["services"].as_array().unwrap();
-    assert_eq!(services.len(), 3);
+    assert_eq!(services.len(), 4);
     for svc in services {
         assert_eq!(svc["ok"], true, "{svc}");
         assert!(!svc["version"].as_str().unwrap().is_empty(), "{svc}");
     }
     let cassandra = services.iter().find(|s| s["service"] == "cassandra").unwrap();
     assert!(cassandra["version"].as_str().unwrap().starts_with(['4', '5']), "{cassandra}");
+    let registry = services.iter().find(|s| s["service"] == "registry").unwrap();
+    assert!(registry["version"].as_str().unwrap().contains("3.0"), "{registry}");
+}
+
+/// The schema registry: BACKWARD compatibility per subject (a new optional
+/// field is a new version, a changed type is refused naming the subject), and
+/// the ids rtds writes into records still resolve after the registry restarts
+/// (its storage is the stack's PostgreSQL).
+#[test]
+fn registry_keeps_ids_across_a_restart_and_refuses_incompatible_schemas() {
+    let _stores = stores_exclusive();
+    let opts = rtds::registry::RegistryOpts { schema_registry_url: Some(require_registry()) };
+    let subject = format!("{}-value", unique("registry"));
+    let v1 = r#"{"type":"record","name":"user","fields":[{"name":"id","type":"string"}]}"#;
+    let v2 = r#"{"type":"record","name":"user","fields":[{"name":"id","type":"string"},{"name":"nat","type":["null","string"],"default":null}]}"#;
+    let bad = r#"{"type":"record","name":"user","fields":[{"name":"id","type":"long"}]}"#;
+    let rt = runtime();
+    let registry = rtds::registry::Registry::new(&opts).unwrap().unwrap();
+    let (id1, id2, refused) = rt.block_on(async {
+        let id1 = registry.register(&subject, v1, "BACKWARD").await.unwrap();
+        assert_eq!(registry.register(&subject, v1, "BACKWARD").await.unwrap(), id1, "the same schema, the same id");
+        let id2 = registry.register(&subject, v2, "BACKWARD").await.unwrap();
+        (id1, id2, registry.register(&subject, bad, "BACKWARD").await.unwrap_err())
+    });
+    assert_ne!(id1, id2);
+    assert_eq!(rtds::error::exit_code(&refused), 2, "{refused:#}");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&subject) && message.contains("refused"), "{message}");
+
+    stack(&["down", "registry"]);
+    stack(&["up", "registry"]);
+    let fresh = rtds::registry::Registry::new(&opts).unwrap().unwrap();
+    rt.block_on(async {
+        let schema = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(schema(&fresh.schema(id1).await.unwrap()), schema(v1));
+        assert_eq!(schema(&fresh.schema(id2).await.unwrap()), schema(v2));
+        let unknown = fresh.schema(u32::MAX - 7).await.unwrap_err();
+        assert!(matches!(unknown.downcast_ref(), Some(rtds::registry::RegistryError::UnknownId(_))), "{unknown:#}");
+    });
 }

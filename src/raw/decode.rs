@@ -12,7 +12,6 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use super::json::{self, Fault, Leaf, Shape, Slots, Value, truncate};
-use super::projection::Reads;
 
 /// Largest payload accepted; anything bigger goes to the DLQ unparsed.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -86,18 +85,19 @@ pub struct RawDecoder {
 
 impl Default for RawDecoder {
     fn default() -> Self {
-        Self::reading(&Reads::ALL)
+        Self::reading(|_| true)
     }
 }
 
 impl RawDecoder {
-    /// A decoder that fills the columns `reads` names and leaves the others
-    /// null; it still reads and checks every field of every record.
-    pub fn reading(reads: &Reads) -> Self {
+    /// A decoder that fills the columns of the leaves `reads` says are read
+    /// (by dotted path, `login.uuid`) and leaves the others null; it still
+    /// reads and checks every field of every record.
+    pub fn reading(reads: impl Fn(&str) -> bool) -> Self {
         let schema = raw_schema();
         let shape = Shape::of(schema.fields());
         let uuid = shape.slot("login.uuid");
-        let filled = shape.paths().map(|p| reads.leaf(p)).collect();
+        let filled = shape.paths().map(reads).collect();
         Self { schema, shape, uuid, filled }
     }
 
