@@ -26,7 +26,7 @@ fn transform(c: &mut Criterion) {
     let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
     let joined: Vec<u8> = records.join(&b'\n');
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut transformer = rt.block_on(Transformer::new(None)).unwrap();
+    let mut transformer = rt.block_on(Transformer::new(None, None)).unwrap();
 
     let arrow_json = || {
         let mut decoder = ReaderBuilder::new(raw_schema())

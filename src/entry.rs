@@ -15,7 +15,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let GlobalOpts { kafka, registry, metrics_addr, .. } = &cli.global;
     match &cli.command {
         Command::Ingest(args) => crate::ingest::run(kafka, registry, *metrics_addr, args).await,
-        Command::Transform(args) => crate::transform::run(kafka, *metrics_addr, args).await,
+        Command::Transform(args) => crate::transform::run(kafka, registry, *metrics_addr, args).await,
         Command::Load(args) => crate::load::run(kafka, *metrics_addr, args).await,
         Command::Check(args) => crate::check::run(kafka, registry, args).await,
         Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,

@@ -3,8 +3,10 @@
 //! clients read them: the format flag, the raw users' schema, and the writer
 //! that turns Arrow batches into framed records.
 
+mod reader;
 mod writer;
 
+pub use reader::{Read, Reader, input_order};
 pub use writer::Writer;
 
 /// How a stage writes the records it produces.

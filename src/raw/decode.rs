@@ -154,12 +154,17 @@ impl RawDecoder {
     fn id(&self, json: &str, record: &Slots) -> Result<String, String> {
         let mut buf = String::new();
         let id = self.uuid.and_then(|slot| text_of(record.values[slot], json, &mut buf));
-        let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
-        // In the spelling the rows' ids get (`encode`), so each row finds its input by id.
-        match crate::row::canonical_id(id) {
-            Some(id) => Ok(id.into_owned()),
-            None => Err(format!("login.uuid is not a UUID: {:?}", truncate(id, 64))),
-        }
+        checked_id(id)
+    }
+}
+
+/// A record's `login.uuid` as its row's id, or why it has none: in the
+/// spelling the rows' ids get (`encode`), so each row finds its input by id.
+pub fn checked_id(id: Option<&str>) -> Result<String, String> {
+    let Some(id) = id else { return Err("missing login.uuid".to_owned()) };
+    match crate::row::canonical_id(id) {
+        Some(id) => Ok(id.into_owned()),
+        None => Err(format!("login.uuid is not a UUID: {:?}", truncate(id, 64))),
     }
 }
 

@@ -23,6 +23,8 @@ use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::raw::decode::{RawDecoder, raw_schema};
+use crate::raw::reader::RawReader;
+use crate::registry::{Registry, RegistryOpts};
 use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
@@ -39,8 +41,14 @@ const WHOLE_RUN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::
 /// keep its memory low for about the same speed (bench/README.md, "Why the defaults").
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 1000, prefetch_mb: 2 };
 
-pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &TransformArgs) -> Result<()> {
+pub async fn run(
+    kafka: &ClientOpts,
+    registry: &RegistryOpts,
+    metrics_addr: Option<std::net::SocketAddr>,
+    args: &TransformArgs,
+) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
+    let registry = Registry::new(registry)?;
     let sql_text = match &args.sql {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
@@ -52,7 +60,7 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
     let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut transformers = Vec::with_capacity(parts);
     for _ in 0..parts {
-        transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref()).await?));
+        transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref(), registry.clone()).await?));
     }
     let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
@@ -130,7 +138,7 @@ fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> St
 /// The transform itself, apart from Kafka: raw payloads in, clean rows and
 /// rejected inputs out. Planned once; `apply` runs per batch.
 pub struct Transformer {
-    decoder: RawDecoder,
+    decoder: RawReader,
     query: sql::Query,
 }
 
@@ -148,11 +156,12 @@ pub struct Applied {
 }
 
 impl Transformer {
-    /// Plan `sql` (the built-in SQL if `None`) against the raw schema.
-    pub async fn new(sql: Option<&str>) -> Result<Self> {
+    /// Plan `sql` (the built-in SQL if `None`) against the raw schema; Avro
+    /// records are read with `registry`'s schemas.
+    pub async fn new(sql: Option<&str>, registry: Option<Registry>) -> Result<Self> {
         let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), raw_schema()).await?;
         let reads = query.reads();
-        let decoder = RawDecoder::reading(|path| reads.leaf(path));
+        let decoder = RawReader::new(RawDecoder::reading(|path| reads.leaf(path)), registry);
         let mut transformer = Self { decoder, query };
         transformer.warm_up().await;
         Ok(transformer)
@@ -173,14 +182,14 @@ impl Transformer {
             })
             .collect();
         let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
-        let Ok(decoded) = self.decoder.decode(&payloads) else { return };
+        let Ok(decoded) = self.decoder.decode_json(&payloads) else { return };
         if let Ok(out) = self.query.run(decoded.batch).await {
             let _ = encode::rows(&out);
         }
     }
 
     pub async fn apply(&mut self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
-        let decoded = self.decoder.decode(payloads).context("building the batch of decoded records")?;
+        let decoded = self.decoder.decode(payloads).await?;
         let mut rejected = decoded.rejected;
         if decoded.rows.is_empty() {
             return Ok(Applied { rejected, ..Applied::default() });
@@ -336,7 +345,7 @@ mod tests {
         let good = |uuid: &str| format!(r#"{{"login":{{"uuid":"{uuid}"}}}}"#);
         let first = [good("7e1f0c3a-2b4d-4c6e-8f10-a1b2c3d4e5f6"), "{broken".to_owned()];
         let second = ["null".to_owned(), good("0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40")];
-        let mut t = Transformer::new(None).await.unwrap();
+        let mut t = Transformer::new(None, None).await.unwrap();
         let mut all = Applied::default();
         for (part, start) in [(&first, 0), (&second, 2)] {
             let payloads: Vec<Option<&[u8]>> = part.iter().map(|p| Some(p.as_bytes())).collect();

@@ -145,3 +145,155 @@ fn avro_without_a_registry_is_a_usage_error() {
     assert_one_line_error(&out, 2);
     assert!(stderr(&out).contains("RTDS_SCHEMA_REGISTRY_URL"), "{}", stderr(&out));
 }
+
+/// Unique raw/output/DLQ topics and a transform over them (one partition
+/// each way when `single`: the order of rows is then the order of records).
+struct Flow {
+    raw: String,
+    out: String,
+    dlq: String,
+}
+
+impl Flow {
+    fn new(name: &str) -> Self {
+        Self {
+            raw: unique(&format!("{name}_raw")),
+            out: unique(&format!("{name}_out")),
+            dlq: unique(&format!("{name}_dlq")),
+        }
+    }
+
+    fn ingest(&self, format: &str, seed: &str, count: &str) {
+        let out = run(
+            rtds()
+                .args(["ingest", "--source", "generate", "--topic", &self.raw, "--partitions", "1"])
+                .args(["--format", format, "--seed", seed, "--count", count]),
+            RUN,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    fn transform(&self) -> serde_json::Value {
+        let out = run(
+            rtds()
+                .args(["transform", "--input-topic", &self.raw, "--output-topic", &self.out, "--dlq-topic", &self.dlq])
+                .args(["--group", &format!("{}_g", self.raw), "--partitions", "1"]),
+            RUN,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s = summary(&out);
+        assert_eq!(s["in"], s["out"].as_u64().unwrap() + s["dlq"].as_u64().unwrap(), "{s}");
+        s
+    }
+}
+
+/// Rows of a topic by id, as JSON.
+fn rows(topic: &str, n: usize) -> BTreeMap<String, Value> {
+    consume(topic, n, RUN)
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+                serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn avro_users_transform_to_the_rows_their_json_makes_in_input_order() {
+    let _registry = stores_shared();
+    require_kafka();
+    require_registry();
+    let (json, mixed) = (Flow::new("it_avro_tj"), Flow::new("it_avro_tm"));
+    // The same users, all JSON on one side; JSON, Avro, JSON on the other, in one batch.
+    json.ingest("json", "31", "40");
+    json.ingest("json", "32", "40");
+    json.ingest("json", "33", "40");
+    mixed.ingest("json", "31", "40");
+    mixed.ingest("avro", "32", "40");
+    mixed.ingest("json", "33", "40");
+    for flow in [&json, &mixed] {
+        let s = flow.transform();
+        assert_eq!((s["out"].as_u64(), s["dlq"].as_u64()), (Some(120), Some(0)), "{s}");
+    }
+    assert_eq!(rows(&mixed.out, 120), rows(&json.out, 120), "Avro users make the rows their JSON makes");
+    let keys =
+        |topic: &str| -> Vec<Vec<u8>> { consume(topic, 120, RUN).iter().map(|m| m.key().unwrap().to_vec()).collect() };
+    assert_eq!(keys(&mixed.out), keys(&mixed.raw), "rows in the order of their records");
+}
+
+#[test]
+fn avro_records_that_cannot_be_read_reach_the_dlq_with_the_reason() {
+    let _registry = stores_shared();
+    require_kafka();
+    let registry = registry();
+    let flow = Flow::new("it_avro_bad");
+    flow.ingest("avro", "41", "3");
+    let good: Vec<Vec<u8>> = consume(&flow.raw, 3, RUN).iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    let (id, body) = rtds::registry::wire::split(&good[0]).unwrap();
+    let with_header = |id: u32, body: &[u8]| [rtds::registry::wire::header(id).as_slice(), body].concat();
+    let other = r#"{"type":"record","name":"other","fields":[{"name":"x","type":"long"}]}"#;
+    let other_id = runtime().block_on(registry.register(&unique("it_other-value"), other, "BACKWARD")).unwrap();
+    let bad = [
+        with_header(u32::MAX - 7, body),      // an id the registry does not hold
+        with_header(id, &[0xff, 0xff, 0xff]), // not Avro of its schema
+        with_header(id, &body[..body.len() / 2]),
+        vec![0, 0, 1],               // framed, too short
+        with_header(other_id, &[2]), // another topic's schema
+    ];
+    let records: Vec<Record> = bad.iter().map(|b| (Some(&b"bad"[..]), Some(b.as_slice()))).collect();
+    produce(&flow.raw, &records);
+    let s = flow.transform();
+    assert_eq!((s["out"].as_u64(), s["dlq"].as_u64()), (Some(3), Some(bad.len() as u64)), "{s}");
+    let dlq = consume(&flow.dlq, bad.len(), RUN);
+    let payloads: Vec<Vec<u8>> = dlq.iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    for b in &bad {
+        assert!(payloads.contains(b), "the raw bytes of a bad record are in the DLQ: {b:?}");
+    }
+    let reasons: Vec<String> = dlq.iter().filter_map(|m| header(m, "rtds-error")).collect();
+    for expected in ["is not in the registry", "undecodable Avro", "not a framed Avro record"] {
+        assert!(reasons.iter().any(|r| r.contains(expected)), "no DLQ reason mentions {expected:?}: {reasons:?}");
+    }
+}
+
+#[test]
+fn a_newer_raw_schema_with_a_field_more_is_read_as_the_known_one() {
+    let _registry = stores_shared();
+    require_kafka();
+    let (json, avro) = (Flow::new("it_avro_ej"), Flow::new("it_avro_ev"));
+    json.ingest("json", "51", "5");
+    avro.ingest("avro", "51", "1"); // registers users_raw under the topic's subject
+    // Version 2 of the subject: a field more, optional (BACKWARD-compatible).
+    let mut v2: Value = serde_json::from_str(rtds::avro::USERS_RAW).unwrap();
+    v2["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "referrer", "type": ["null", "string"], "default": null}));
+    let v2 = v2.to_string();
+    let id2 = runtime().block_on(registry().register(&format!("{}-value", avro.raw), &v2, "BACKWARD")).unwrap();
+    // The five users written with version 2, the new field set.
+    let users: Vec<Vec<u8>> = consume(&json.raw, 5, RUN).iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    let payloads: Vec<Option<&[u8]>> = users.iter().map(|u| Some(u.as_slice())).collect();
+    let decoded = rtds::raw::decode::RawDecoder::default().decode(&payloads).unwrap();
+    let mut fields = decoded.batch.schema().fields().to_vec();
+    fields.push(std::sync::Arc::new(arrow::datatypes::Field::new("referrer", arrow::datatypes::DataType::Utf8, true)));
+    let mut columns = decoded.batch.columns().to_vec();
+    columns.push(std::sync::Arc::new(arrow::array::StringArray::from(vec!["a friend"; 5])));
+    let schema = arrow::datatypes::Schema::new(fields);
+    let batch = arrow::array::RecordBatch::try_new(std::sync::Arc::new(schema.clone()), columns).unwrap();
+    let encoded = rtds::avro::Writer::new(&schema, &v2, id2).unwrap().encode(&batch).unwrap();
+    let v2_records: Vec<Vec<u8>> = encoded.iter().map(|b| b.to_vec()).collect();
+    let keys: Vec<String> = decoded.ids.clone();
+    let records: Vec<Record> =
+        keys.iter().zip(&v2_records).map(|(k, p)| (Some(k.as_bytes()), Some(p.as_slice()))).collect();
+    produce(&avro.raw, &records);
+
+    json.transform();
+    let s = avro.transform();
+    assert_eq!((s["out"].as_u64(), s["dlq"].as_u64()), (Some(6), Some(0)), "{s}");
+    let (want, got) = (rows(&json.out, 5), rows(&avro.out, 6));
+    for (id, row) in &want {
+        assert_eq!(got.get(id), Some(row), "user {id} written with version 2");
+    }
+}
