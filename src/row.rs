@@ -129,7 +129,11 @@ impl UserRow {
     pub fn parse(payload: Option<&[u8]>) -> Result<Self, String> {
         let bytes = payload.ok_or("null payload (record has no value)")?;
         let values = serde_json::from_slice::<Values>(bytes).map_err(|e| format!("not a users_created row: {e}"))?.0;
-        let mut values = values;
+        Self::of(values)
+    }
+
+    /// A row of these values (`COLUMNS` order), if its id is a UUID.
+    pub fn of(mut values: [Option<String>; WIDTH]) -> Result<Self, String> {
         let id = values[0].as_deref().ok_or("not a users_created row: missing field `id`")?;
         let uuid = uuid::Uuid::try_parse(id).map_err(|_| format!("id is not a UUID: {id:?}"))?;
         if !is_canonical(id) {

@@ -87,14 +87,7 @@ cassandra_up() {
 
 cassandra_down() { stop_bg cassandra 60; }
 
-cassandra_status() {
-  if is_running cassandra; then
-    echo "cassandra: running (pid $(cat "$(pidfile cassandra)")) on 127.0.0.1:$CASSANDRA_PORT"
-  else
-    echo "cassandra: stopped"
-    return 1
-  fi
-}
+cassandra_status() { service_status cassandra "$CASSANDRA_PORT"; }
 
 cassandra_logs() { tail -n 100 "$CASSANDRA_DIR/logs/system.log" 2>/dev/null || true; }
 

@@ -19,6 +19,16 @@ is_running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
+# service_status NAME PORT: "NAME: running (pid P) on 127.0.0.1:PORT", or stopped and status 1.
+service_status() {
+  if is_running "$1"; then
+    echo "$1: running (pid $(cat "$(pidfile "$1")")) on 127.0.0.1:$2"
+  else
+    echo "$1: stopped"
+    return 1
+  fi
+}
+
 # start_bg NAME LOGFILE CMD...: start CMD in its own session (setsid) so that
 # stop_bg can take down the whole process group; records the pid.
 start_bg() {

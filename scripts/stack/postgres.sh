@@ -139,14 +139,7 @@ postgres_down() {
   stop_bg postgres 30
 }
 
-postgres_status() {
-  if is_running postgres; then
-    echo "postgres: running (pid $(cat "$(pidfile postgres)")) on 127.0.0.1:$PG_PORT"
-  else
-    echo "postgres: stopped"
-    return 1
-  fi
-}
+postgres_status() { service_status postgres "$PG_PORT"; }
 
 postgres_logs() { tail -n 100 "$PG_DIR/postgres.log" 2>/dev/null || true; }
 

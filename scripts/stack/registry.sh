@@ -96,14 +96,7 @@ registry_up() {
 
 registry_down() { stop_bg registry 30; }
 
-registry_status() {
-  if is_running registry; then
-    echo "registry: running (pid $(cat "$(pidfile registry)")) on 127.0.0.1:$REGISTRY_PORT"
-  else
-    echo "registry: stopped"
-    return 1
-  fi
-}
+registry_status() { service_status registry "$REGISTRY_PORT"; }
 
 registry_logs() { tail -n 100 "$REGISTRY_DIR/registry.log" 2>/dev/null || true; }
 

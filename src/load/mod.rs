@@ -4,6 +4,7 @@
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
 //! The store writes one batch while the next is consumed and parsed.
 
+mod avro;
 mod options;
 
 pub use options::LoadArgs;
@@ -46,8 +47,14 @@ struct Summary<'a> {
     latency_ms: Option<Percentiles>,
 }
 
-pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>, args: &LoadArgs) -> Result<()> {
+pub async fn run(
+    kafka: &ClientOpts,
+    registry: &crate::registry::RegistryOpts,
+    metrics_addr: Option<std::net::SocketAddr>,
+    args: &LoadArgs,
+) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
+    let mut avro = avro::AvroRows::new(crate::registry::Registry::new(registry)?);
     let sink = args.sink.open(&args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
@@ -80,8 +87,11 @@ pub async fn run(kafka: &ClientOpts, metrics_addr: Option<std::net::SocketAddr>,
             let mut dlq = 0;
             let mut rows = Vec::with_capacity(batch.len());
             let mut origin = Vec::with_capacity(batch.len());
+            // Each record's format: the first byte tells.
+            let mut from_avro = avro.read(batch).await?;
             for (i, m) in batch.iter().enumerate() {
-                match UserRow::parse(m.payload()) {
+                let parsed = from_avro.remove(&i).unwrap_or_else(|| UserRow::parse(m.payload()));
+                match parsed {
                     Ok(r) => {
                         rows.push(r.stamped(m.ingested_at()));
                         origin.push(i);

@@ -1,4 +1,5 @@
-//! SQL output batches to one JSON object per row, keyed by its `id`.
+//! SQL output batches to one JSON object (or one framed Avro record) per row,
+//! keyed by its `id`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -73,26 +74,39 @@ impl Rows {
 pub fn rows(batches: &[RecordBatch]) -> Result<Rows> {
     let mut out = Rows::default();
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        let column = batch.schema().index_of("id").ok().context("the SQL output has no `id` column")?;
-        let ids = cast(batch.column(column), &DataType::Utf8).context("reading `id` as text")?;
-        let ids = ids.as_any().downcast_ref::<StringArray>().context("reading `id` as text")?;
-        if let Some(row) = (0..batch.num_rows()).find(|r| ids.is_null(*r)) {
-            anyhow::bail!(
-                "the SQL produced a row with a null `id` (row {row}); every row needs one (it is the row's key)"
-            );
-        }
-        let respelled = canonical_ids(batch, column, ids)?;
-        let (batch, ids) = match &respelled {
-            Some((batch, ids)) => (batch, ids),
-            None => (batch, ids),
-        };
+        let (batch, ids) = keyed(batch)?;
         out.json.reserve(batch.num_rows() * 512);
-        match texts(batch) {
-            Some(columns) => text_rows(batch, &columns, ids, &mut out),
-            None => any_rows(batch, ids, &mut out)?,
+        match texts(&batch) {
+            Some(columns) => text_rows(&batch, &columns, &ids, &mut out),
+            None => any_rows(&batch, &ids, &mut out)?,
         }
     }
     Ok(out)
+}
+
+/// Every row of `batches` as a framed Avro record of `writer`'s schema.
+pub fn avro_rows(batches: &[RecordBatch], writer: &mut crate::avro::Writer) -> Result<Rows> {
+    let mut out = Rows::default();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        let (batch, ids) = keyed(batch)?;
+        for (record, id) in writer.encode(&batch)?.iter().zip(ids.iter()) {
+            out.json.extend_from_slice(&record);
+            out.end_row(id.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// The batch with its ids in one spelling, and the ids as text; an error if
+/// the SQL made no `id` column or a row without an id.
+fn keyed(batch: &RecordBatch) -> Result<(RecordBatch, StringArray)> {
+    let column = batch.schema().index_of("id").ok().context("the SQL output has no `id` column")?;
+    let ids = cast(batch.column(column), &DataType::Utf8).context("reading `id` as text")?;
+    let ids = ids.as_any().downcast_ref::<StringArray>().context("reading `id` as text")?;
+    if let Some(row) = (0..batch.num_rows()).find(|r| ids.is_null(*r)) {
+        anyhow::bail!("the SQL produced a row with a null `id` (row {row}); every row needs one (it is the row's key)");
+    }
+    Ok(canonical_ids(batch, column, ids)?.unwrap_or_else(|| (batch.clone(), ids.clone())))
 }
 
 /// The batch with its `id` column in one spelling (`crate::row::canonical_id`),
@@ -110,7 +124,10 @@ fn canonical_ids(batch: &RecordBatch, column: usize, ids: &StringArray) -> Resul
     }
     let fixed: StringArray = ids.iter().map(|id| id.map(|id| respell(id).unwrap_or_else(|| id.to_owned()))).collect();
     let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[column] = Field::new("id", DataType::Utf8, false);
+    // A text id keeps its field (an Avro writer checks the batch's fields against its own).
+    if fields[column].data_type() != &DataType::Utf8 {
+        fields[column] = Field::new("id", DataType::Utf8, false);
+    }
     let mut columns = batch.columns().to_vec();
     columns[column] = Arc::new(fixed.clone());
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).context("respelling the ids")?;

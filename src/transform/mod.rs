@@ -60,8 +60,12 @@ pub async fn run(
     let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut transformers = Vec::with_capacity(parts);
     for _ in 0..parts {
-        transformers.push(tokio::sync::Mutex::new(Transformer::new(sql_text.as_deref(), registry.clone()).await?));
+        transformers.push(Transformer::new(sql_text.as_deref(), registry.clone()).await?);
     }
+    if args.output_format == crate::avro::Format::Avro {
+        write_avro(&mut transformers, registry.as_ref(), &args.output_topic).await?;
+    }
+    let transformers = transformers.into_iter().map(tokio::sync::Mutex::new).collect();
     let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
@@ -117,6 +121,26 @@ pub async fn run(
     Ok(())
 }
 
+/// `--output-format avro`: the schema of the SQL's rows, registered for the
+/// output topic (a registry that refuses it stops the stage: exit 2 naming
+/// the subject and the reason), and each transformer writing it.
+async fn write_avro(transformers: &mut [Transformer], registry: Option<&Registry>, topic: &str) -> Result<()> {
+    let Some(registry) = registry else {
+        return usage(
+            "--output-format avro needs a schema registry: set RTDS_SCHEMA_REGISTRY_URL (or --schema-registry-url)",
+        );
+    };
+    let Some(first) = transformers.first() else { return Ok(()) };
+    let schema = crate::avro::row_schema(&first.query.output_schema())?;
+    let subject = crate::avro::subject(topic);
+    let id = registry.register(&subject, &schema, crate::avro::COMPATIBILITY).await?;
+    tracing::info!(subject, schema_id = id, "writing Avro rows");
+    for t in transformers {
+        t.writer = Some(crate::avro::Writer::new(&t.query.output_schema(), &schema, id)?);
+    }
+    Ok(())
+}
+
 /// The transactional id of `--exactly-once`. Given (RTDS_TRANSACTIONAL_ID),
 /// with `{hostname}` replaced by this host's name: each container of a
 /// replicated service then has its own, the same across its restarts (a
@@ -140,6 +164,8 @@ fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> St
 pub struct Transformer {
     decoder: RawReader,
     query: sql::Query,
+    /// With `--output-format avro`, the rows' writer; JSON without.
+    writer: Option<crate::avro::Writer>,
 }
 
 /// What a batch became.
@@ -162,7 +188,7 @@ impl Transformer {
         let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), raw_schema()).await?;
         let reads = query.reads();
         let decoder = RawReader::new(RawDecoder::reading(|path| reads.leaf(path)), registry);
-        let mut transformer = Self { decoder, query };
+        let mut transformer = Self { decoder, query, writer: None };
         transformer.warm_up().await;
         Ok(transformer)
     }
@@ -188,6 +214,14 @@ impl Transformer {
         }
     }
 
+    /// The SQL's output as rows in the run's format.
+    fn encode(&mut self, out: &[arrow::array::RecordBatch]) -> Result<encode::Rows> {
+        match &mut self.writer {
+            Some(writer) => encode::avro_rows(out, writer),
+            None => encode::rows(out),
+        }
+    }
+
     pub async fn apply(&mut self, payloads: &[Option<&[u8]>]) -> Result<Applied> {
         let decoded = self.decoder.decode(payloads).await?;
         let mut rejected = decoded.rejected;
@@ -195,14 +229,14 @@ impl Transformer {
             return Ok(Applied { rejected, ..Applied::default() });
         }
         let rows = match self.query.run(decoded.batch.clone()).await {
-            Ok(out) => encode::rows(&out)?,
+            Ok(out) => self.encode(&out)?,
             // One row made the SQL fail: run row by row to find it, keep the rest.
             Err(e) => {
                 tracing::warn!("SQL failed on a batch, isolating the bad rows: {e:#}");
                 let mut rows = encode::Rows::default();
                 for (n, input) in decoded.rows.iter().enumerate() {
                     match self.query.run(decoded.batch.slice(n, 1)).await {
-                        Ok(out) => rows.append(&encode::rows(&out)?),
+                        Ok(out) => rows.append(&self.encode(&out)?),
                         Err(e) => rejected.push((*input, format!("SQL failed: {e:#}"))),
                     }
                 }

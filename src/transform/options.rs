@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::avro::Format;
 use crate::kafka::TopicOpts;
 use crate::stage::ConsumeOpts;
 use crate::validate;
@@ -31,6 +32,11 @@ pub struct TransformArgs {
     #[arg(long, env = "RTDS_TRANSACTION_RECORDS", default_value_t = 50_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub transaction_records: u64,
+    /// How clean rows are written: JSON, or Avro of a schema derived from the SQL's output,
+    /// registered at start as subject <output topic>-value (BACKWARD). Raw users are read in
+    /// either format, record by record.
+    #[arg(long, env = "RTDS_OUTPUT_FORMAT", value_enum, default_value_t = Format::Json)]
+    pub output_format: Format,
     #[command(flatten)]
     pub consume: ConsumeOpts,
     #[command(flatten)]

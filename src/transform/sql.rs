@@ -88,7 +88,7 @@ impl Query {
         &self.reads
     }
 
-    #[cfg(test)]
+    /// The columns the SQL makes (`--output-format avro` derives its schema from them).
     pub fn output_schema(&self) -> SchemaRef {
         self.plan.schema()
     }

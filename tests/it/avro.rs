@@ -174,12 +174,7 @@ impl Flow {
     }
 
     fn transform(&self) -> serde_json::Value {
-        let out = run(
-            rtds()
-                .args(["transform", "--input-topic", &self.raw, "--output-topic", &self.out, "--dlq-topic", &self.dlq])
-                .args(["--group", &format!("{}_g", self.raw), "--partitions", "1"]),
-            RUN,
-        );
+        let out = self.transform_with(&[]);
         assert!(out.status.success(), "{}", stderr(&out));
         let s = summary(&out);
         assert_eq!(s["in"], s["out"].as_u64().unwrap() + s["dlq"].as_u64().unwrap(), "{s}");
@@ -296,4 +291,90 @@ fn a_newer_raw_schema_with_a_field_more_is_read_as_the_known_one() {
     for (id, row) in &want {
         assert_eq!(got.get(id), Some(row), "user {id} written with version 2");
     }
+}
+
+impl Flow {
+    /// `rtds transform` with `args` added; its output, whatever its exit.
+    fn transform_with(&self, args: &[&str]) -> std::process::Output {
+        run(
+            rtds()
+                .args(["transform", "--input-topic", &self.raw, "--output-topic", &self.out, "--dlq-topic", &self.dlq])
+                .args(["--group", &format!("{}_g", self.raw), "--partitions", "1"])
+                .args(args),
+            RUN,
+        )
+    }
+
+    /// `rtds load --sink parquet` of the output into `dir`, then every row, by id, as `rtds query` reads it.
+    fn loaded(&self, dir: &std::path::Path) -> BTreeMap<String, Value> {
+        let out = run(
+            rtds()
+                .args(["load", "--sink", "parquet", "--input-topic", &self.out, "--dlq-topic", &self.dlq])
+                .args(["--group", &unique("lg"), "--out"])
+                .arg(dir),
+            RUN,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s = summary(&out);
+        assert_eq!(s["dlq"], 0, "{s}");
+        let q = run(rtds().args(["query", "--out"]).arg(dir).arg("SELECT * FROM created_users"), RUN);
+        assert!(q.status.success(), "{}", stderr(&q));
+        stdout(&q)
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("ingested_at");
+                (v["id"].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn avro_rows_load_as_their_json_rows_and_a_newer_sql_keeps_the_loads_going() {
+    let _registry = stores_shared();
+    require_kafka();
+    require_registry();
+    let (json, avro) = (Flow::new("it_avro_lj"), Flow::new("it_avro_la"));
+    json.ingest("json", "61", "50");
+    avro.ingest("avro", "61", "50");
+    let out = json.transform_with(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = avro.transform_with(&["--output-format", "avro"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Vec<u8>> = consume(&avro.out, 50, RUN).iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    let (id, _) = rtds::registry::wire::split(&rows[0]).expect("Avro rows are framed");
+    assert!(rows.iter().all(|r| rtds::registry::wire::split(r).map(|(i, _)| i) == Some(id)));
+    assert!(rows.iter().map(Vec::len).sum::<usize>() > 0);
+
+    // A newer SQL: a column more, optional. A new version of the subject; the loads read it.
+    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/format_users.sql")).unwrap();
+    let wider = sql.replace("FROM users_raw", ", CASE WHEN gender = 'female' THEN 'f' END AS referrer\nFROM users_raw");
+    let dir = tempfile::tempdir().unwrap();
+    let wider_sql = dir.path().join("wider.sql");
+    std::fs::write(&wider_sql, wider).unwrap();
+    avro.ingest("avro", "62", "10");
+    let out = avro.transform_with(&["--output-format", "avro", "--sql", wider_sql.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newer: Vec<u32> = consume(&avro.out, 60, RUN)
+        .iter()
+        .filter_map(|m| rtds::registry::wire::split(m.payload().unwrap()).map(|(i, _)| i))
+        .collect();
+    assert!(newer[50..].iter().all(|i| *i != id), "the wider rows carry a new schema id: {newer:?}");
+
+    let (want, got) = (json.loaded(&dir.path().join("json")), avro.loaded(&dir.path().join("avro")));
+    assert_eq!(got.len(), 60, "every row, both versions");
+    for (row_id, row) in &want {
+        assert_eq!(got.get(row_id), Some(row), "row {row_id}");
+    }
+
+    // An incompatible change (post_code becomes a number) is refused at start, naming the subject.
+    let narrower = sql.replace("location['postcode']                AS post_code", "CAST(1 AS BIGINT) AS post_code");
+    assert_ne!(narrower, sql);
+    let bad_sql = dir.path().join("bad.sql");
+    std::fs::write(&bad_sql, narrower).unwrap();
+    let out = avro.transform_with(&["--output-format", "avro", "--sql", bad_sql.to_str().unwrap()]);
+    assert_one_line_error(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}-value", avro.out)) && err.contains("ncompatible"), "{err}");
 }
