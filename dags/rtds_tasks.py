@@ -110,8 +110,18 @@ SINKS = [store.name for store in STORES_DEFINED]
 STORES = {store.name: store.asset for store in STORES_DEFINED}
 # Kafka's address, rendered from the Airflow connection rtds_kafka (AIRFLOW_CONN_* locally).
 KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
-# Every address a task may need: Kafka's and every store's.
-CONNECTION_ENV = {**KAFKA_ENV, **{k: v for store in STORES_DEFINED for k, v in store.connection_env.items()}}
+# The schema registry's URL, from the connection rtds_schema_registry, for a run whose form chose
+# the Avro format (`params.format`): a JSON run needs no registry, nor the connection.
+REGISTRY_ENV = {
+    "RTDS_SCHEMA_REGISTRY_URL": "{{ conn.rtds_schema_registry.extra_dejson.url"
+    " if params.get('format') == 'avro' else '' }}"
+}
+# Every address a task may need: Kafka's, the registry's and every store's.
+CONNECTION_ENV = {
+    **KAFKA_ENV,
+    **REGISTRY_ENV,
+    **{k: v for store in STORES_DEFINED for k, v in store.connection_env.items()},
+}
 # Environment variable -> the Airflow connection whose URI it gets at run time: every store's.
 SECRET_URIS = {k: v for store in STORES_DEFINED for k, v in store.secret_uris.items()}
 

@@ -86,6 +86,13 @@ with DAG(
             minItems=1,
             description="Stores to load",
         ),
+        "format": Param(
+            "json",
+            type="string",
+            enum=["json", "avro"],
+            description="How the topics carry records: JSON, or Avro with the schema registry "
+            "(Confluent wire format; the loads read either)",
+        ),
         "exactly_once": Param(
             False,
             type="boolean",
@@ -117,6 +124,7 @@ with DAG(
             "RTDS_COUNT": "{{ params.count }}",
             "RTDS_SEED": SEED,
             "RTDS_API_SEED": "{{ params.api_seed or '' }}",
+            "RTDS_FORMAT": "{{ params.format }}",
         },
         outlets=[RAW],
     )
@@ -152,6 +160,7 @@ with DAG(
             # aborts what a killed one wrote), and concurrent runs never fence each other.
             # rtds parses a bool from the environment as the literal true or false.
             "RTDS_EXACTLY_ONCE": "{{ 'true' if params.exactly_once else 'false' }}",
+            "RTDS_OUTPUT_FORMAT": "{{ params.format }}",
         },
         inlets=[RAW],
         outlets=[CREATED, DLQ],

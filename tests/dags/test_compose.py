@@ -68,12 +68,13 @@ def test_connections_the_dags_use_are_configured(dagbag):
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             used |= set(getattr(task, "secret_uris", {}).values())
-    assert used == {"rtds_kafka", "rtds_cassandra", "rtds_postgres"}
+    assert used == {"rtds_kafka", "rtds_cassandra", "rtds_postgres", "rtds_schema_registry"}
     # The image's entrypoint makes them from the RTDS_* addresses compose sets, with the one definition.
     env = SERVICES["airflow-scheduler"]["environment"]
     made = airflow_connections().from_environment(env)
     assert {name.removeprefix("AIRFLOW_CONN_").lower() for name in made} == used
     assert "kafka:29092" in made["AIRFLOW_CONN_RTDS_KAFKA"] and "@postgres:5432/" in made["AIRFLOW_CONN_RTDS_POSTGRES"]
+    assert "http://registry:8080/apis/ccompat/v7" in made["AIRFLOW_CONN_RTDS_SCHEMA_REGISTRY"]
     dockerfile = (ROOT / "airflow/Dockerfile").read_text()
     assert "COPY scripts/stack/airflow_connections.py airflow/entrypoint.sh /opt/rtds/" in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/dumb-init", "--", "/opt/rtds/entrypoint.sh"]' in dockerfile

@@ -34,13 +34,15 @@ def test_every_store_is_in_every_list_derived_from_the_one_definition(rtds_tasks
         assert rtds_tasks.STORES[store.name] is store.asset, store.name
         assert store.connection_env.items() <= rtds_tasks.CONNECTION_ENV.items(), store.name
         assert store.secret_uris.items() <= rtds_tasks.SECRET_URIS.items(), store.name
-    # Nothing but Kafka's address and the stores' is there: each other variable is one store's, a store of SINKS.
+    # Nothing but Kafka's address, the registry's and the stores' is there: each other variable is one
+    # store's, a store of SINKS.
     owners = {}
     for store in rtds_tasks.STORES_DEFINED:
         for name in [*store.connection_env, *store.secret_uris]:
-            assert name not in owners and name not in rtds_tasks.KAFKA_ENV, f"{name}: {owners.get(name)}, {store.name}"
+            shared = {**rtds_tasks.KAFKA_ENV, **rtds_tasks.REGISTRY_ENV}
+            assert name not in owners and name not in shared, f"{name}: {owners.get(name)}, {store.name}"
             owners[name] = store.name
-    assert set(rtds_tasks.CONNECTION_ENV) == set(rtds_tasks.KAFKA_ENV) | {
+    assert set(rtds_tasks.CONNECTION_ENV) == set(rtds_tasks.KAFKA_ENV) | set(rtds_tasks.REGISTRY_ENV) | {
         name for store in rtds_tasks.STORES_DEFINED for name in store.connection_env
     }
     assert rtds_tasks.CONNECTION_ENV.items() >= rtds_tasks.KAFKA_ENV.items()

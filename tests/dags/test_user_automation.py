@@ -142,14 +142,31 @@ def test_exactly_once_is_a_boolean_of_the_form_off_by_default(dagbag):
             copy.deepcopy(params)["exactly_once"] = bad
 
 
-def rendered_exactly_once(dag, conf: dict) -> str:
-    """RTDS_EXACTLY_ONCE of the transform task as Airflow renders it for a run triggered with `conf`."""
+def rendered(dag, conf: dict, variable: str = "RTDS_EXACTLY_ONCE", task_id: str = "transform") -> str:
+    """`variable` of a task's environment as Airflow renders it for a run triggered with `conf`."""
     params = copy.deepcopy(dag.params)  # The DAG's own Params stay untouched.
     for key, value in conf.items():
         params[key] = value
     params.validate()
-    transform = instance(dag.get_task("transform"))
-    return transform.render_template(transform.env["RTDS_EXACTLY_ONCE"], {"params": params})
+    task = instance(dag.get_task(task_id))
+    return task.render_template(task.env[variable], {"params": params})
+
+
+def rendered_exactly_once(dag, conf: dict) -> str:
+    return rendered(dag, conf)
+
+
+def test_the_format_reaches_ingest_and_transform_as_environment_json_by_default(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["user_automation"]
+    for conf, want in [({}, "json"), ({"format": "avro"}, "avro")]:
+        assert rendered(dag, conf, "RTDS_FORMAT", "ingest") == want
+        assert rendered(dag, conf, "RTDS_OUTPUT_FORMAT") == want
+    # A JSON run needs no registry: its URL renders empty without the connection.
+    assert rendered(dag, {}, "RTDS_SCHEMA_REGISTRY_URL", "ingest") == ""
+    with pytest.raises(ParamValidationError):
+        copy.deepcopy(dag.params)["format"] = "xml"
 
 
 def test_the_transform_gets_exactly_once_in_its_environment_as_true_or_false(dagbag):
@@ -391,11 +408,13 @@ def real_run(airflow_env, tmp_path_factory):
             env,
             # Exactly once: the transform in Kafka transactions, the loads reading read_committed
             # (make demo runs the default, at least once, end to end).
+            # Avro on both topics, through the stack's schema registry.
             {
                 "count": 2000,
                 "seed": int(time.time()) % 100000,
                 "sinks": ["cassandra", "postgres", "parquet"],
                 "exactly_once": True,
+                "format": "avro",
             },
         )
         yield name, env, result
@@ -417,6 +436,8 @@ def succeeded_and_reconciled(result: subprocess.CompletedProcess) -> dict:
 def test_a_real_run_fills_every_store_and_reconciles(real_run):
     name, env, result = real_run
     succeeded_and_reconciled(result)
+    # The run was Avro: the ingest wrote it with a registered schema.
+    assert re.search(r'"stage":\s*"ingest".*"format":\s*"avro".*"schema_id":\s*\d+', result.stdout + result.stderr)
     assert int(psql(f"SELECT count(*) FROM {name}.created_users")) == 2000
     assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
     files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
