@@ -294,12 +294,14 @@ realtime() {
       --seed "$rate" --topic "raw_$tag" "${stats[@]}"
     n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
     t=$SECONDS
-    # The floor keeps up within milliseconds at these rates; it has no count to wait for.
-    [ -n "$floor" ] && sleep 2
-    until [ -n "$floor" ] || [ "$(load_written "$addr")" -ge "$n" ]; do
-      [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
-      sleep 1
-    done
+    if [ -n "$floor" ]; then
+      sleep 2 # the floor keeps up within milliseconds at these rates; it has no count to wait for
+    else
+      until [ "$(load_written "$addr")" -ge "$n" ]; do
+        [ $((SECONDS - t)) -lt 120 ] || die "bench: load --follow wrote $(load_written "$addr") of $n rows in 120s"
+        sleep 1
+      done
+    fi
   fi
   cpu_now "${procs[@]}" >"$WORK/${name}_cpu_after.json"
   if [ -n "$floor" ]; then

@@ -6,8 +6,10 @@
 mod reader;
 mod writer;
 
-pub use reader::{Read, Reader, input_order};
+pub use reader::{Read, Reader};
 pub use writer::Writer;
+
+use crate::registry::Registry;
 
 /// How a stage writes the records it produces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -65,6 +67,21 @@ pub fn contract_schema() -> (String, arrow::datatypes::SchemaRef) {
 /// The registry subject of a topic's values (the Confluent default, TopicNameStrategy).
 pub fn subject(topic: &str) -> String {
     format!("{topic}-value")
+}
+
+/// Register `schema` for the values of `topic` (BACKWARD), which `flag` is to
+/// write: its id. No registry configured, or a schema it refuses, is a usage
+/// error (exit 2) naming what to set, or the subject and the reason.
+pub async fn register_for(registry: Option<&Registry>, flag: &str, topic: &str, schema: &str) -> anyhow::Result<u32> {
+    let Some(registry) = registry else {
+        return crate::error::usage(format!(
+            "{flag} needs a schema registry: set RTDS_SCHEMA_REGISTRY_URL (or --schema-registry-url)"
+        ));
+    };
+    let subject = subject(topic);
+    let id = registry.register(&subject, schema, COMPATIBILITY).await?;
+    tracing::info!(subject, schema_id = id, "writing Avro");
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -8,16 +8,18 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::array::RecordBatch;
+use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::SchemaRef;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
 use crate::registry::{Registry, RegistryError, wire};
 
-/// What reading a set of records gives: the good rows in input order, the
-/// input index of each, and the rejected inputs with their reasons.
+/// What reading a set of records gives: the good rows, grouped by the schema
+/// they were written with, the input index of each, and the rejected inputs
+/// with their reasons. Callers order them (the raw reader) or look them up by
+/// input (the loads).
 #[derive(Debug)]
 pub struct Read {
     pub batch: RecordBatch,
@@ -25,11 +27,11 @@ pub struct Read {
     pub rejected: Vec<(usize, String)>,
 }
 
-/// One writer's records read: batches of rows, their inputs, the rejected.
-struct Group {
-    batches: Vec<RecordBatch>,
-    rows: Vec<usize>,
-    rejected: Vec<(usize, String)>,
+/// A writer schema rtds reads: its text, and its decoder, kept from batch to
+/// batch (building one parses both schemas).
+struct Known {
+    schema: String,
+    decoder: Decoder,
 }
 
 /// Reads framed records as one reader schema.
@@ -37,8 +39,8 @@ pub struct Reader {
     registry: Option<Registry>,
     reader_schema: String,
     target: SchemaRef,
-    /// By writer id: its schema's text, or why records of it cannot be read.
-    writers: HashMap<u32, std::result::Result<String, String>>,
+    /// By writer id: what reads its records, or why they cannot be read.
+    writers: HashMap<u32, std::result::Result<Known, String>>,
 }
 
 impl Reader {
@@ -61,27 +63,39 @@ impl Reader {
         }
         let (mut batches, mut rows) = (Vec::new(), Vec::new());
         for (id, group) in by_writer {
-            let writer = match self.writer(id).await? {
-                Ok(schema) => schema,
-                Err(why) => {
+            self.learn(id).await?;
+            let known = match self.writers.get_mut(&id) {
+                Some(Ok(known)) => known,
+                Some(Err(why)) => {
                     rejected.extend(group.iter().map(|(i, _)| (*i, why.clone())));
                     continue;
                 }
+                None => unreachable!("learn records every id it is asked"),
             };
-            let group = self.decode_group(id, &writer, &group)?;
-            batches.extend(group.batches);
-            rows.extend(group.rows);
-            rejected.extend(group.rejected);
+            let fresh = || decoder(&self.reader_schema, id, &known.schema).map_err(anyhow::Error::msg);
+            let decoded = match decode(&mut known.decoder, group.iter().map(|(_, b)| *b)) {
+                Ok(all) => Group { batches: all, rows: group.iter().map(|(i, _)| *i).collect(), rejected: Vec::new() },
+                Err(_) => {
+                    let (one_by_one, left) = decode_one_by_one(id, &group, fresh)?;
+                    known.decoder = left;
+                    one_by_one
+                }
+            };
+            for b in &decoded.batches {
+                batches.push(conform(&self.target, b)?);
+            }
+            rows.extend(decoded.rows);
+            rejected.extend(decoded.rejected);
         }
         let batch = concat_batches(&self.target, &batches).context("joining the Avro rows")?;
-        in_input_order(batch, rows, rejected)
+        Ok(Read { batch, rows, rejected })
     }
 
-    /// The schema of writer `id`, from the registry once; `Err` with the
-    /// reason its records are rejected.
-    async fn writer(&mut self, id: u32) -> Result<std::result::Result<String, String>> {
-        if let Some(known) = self.writers.get(&id) {
-            return Ok(known.clone());
+    /// Ask the registry once for the schema of writer `id` and record what
+    /// reads its records, or why they cannot be read.
+    async fn learn(&mut self, id: u32) -> Result<()> {
+        if self.writers.contains_key(&id) {
+            return Ok(());
         }
         let found = match &self.registry {
             None => Err(format!("Avro record of schema id {id}, but no schema registry is configured")),
@@ -91,62 +105,68 @@ impl Reader {
                 Err(e) => return Err(e),
             },
         };
-        let found = found.and_then(|schema| self.decoder(id, &schema).map(|_| schema));
-        self.writers.insert(id, found.clone());
-        Ok(found)
+        let known = found.and_then(|schema| {
+            let decoder = decoder(&self.reader_schema, id, &schema)?;
+            Ok(Known { schema, decoder })
+        });
+        self.writers.insert(id, known);
+        Ok(())
     }
+}
 
-    fn decoder(&self, id: u32, writer: &str) -> std::result::Result<Decoder, String> {
-        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-        store.set(Fingerprint::Id(id), AvroSchema::new(writer.to_owned())).map_err(|e| e.to_string())?;
-        ReaderBuilder::new()
-            .with_writer_schema_store(store)
-            .with_reader_schema(AvroSchema::new(self.reader_schema.clone()))
-            .build_decoder()
-            .map_err(|e| format!("schema id {id} cannot be read as the expected schema: {e}"))
-    }
+/// One writer's records read: batches of rows, their inputs, the rejected.
+struct Group {
+    batches: Vec<RecordBatch>,
+    rows: Vec<usize>,
+    rejected: Vec<(usize, String)>,
+}
 
-    /// The rows of one writer's records: all at once, or, when one of them
-    /// fails, one by one (a failed record leaves the decoder mid-row: a fresh
-    /// one reads the next).
-    fn decode_group(&self, id: u32, writer: &str, group: &[(usize, &[u8])]) -> Result<Group> {
-        let fresh = || self.decoder(id, writer).map_err(anyhow::Error::msg);
-        let mut decoder = fresh()?;
-        if let Ok(batches) = decode(&mut decoder, group.iter().map(|(_, b)| *b)) {
-            let batches = batches.iter().map(|b| self.conform(b)).collect::<Result<Vec<_>>>()?;
-            return Ok(Group { batches, rows: group.iter().map(|(i, _)| *i).collect(), rejected: Vec::new() });
-        }
-        let (mut batches, mut rows, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
-        let mut decoder = fresh()?;
-        for &(i, bytes) in group {
-            match decode(&mut decoder, std::iter::once(bytes)) {
-                Ok(one) => {
-                    for b in &one {
-                        batches.push(self.conform(b)?);
-                    }
-                    rows.push(i);
-                }
-                Err(why) => {
-                    rejected.push((i, format!("undecodable Avro (schema id {id}): {why}")));
-                    decoder = fresh()?;
-                }
+/// A decoder of records written with `writer` (registry id `id`) as `reader`.
+fn decoder(reader: &str, id: u32, writer: &str) -> std::result::Result<Decoder, String> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    store.set(Fingerprint::Id(id), AvroSchema::new(writer.to_owned())).map_err(|e| e.to_string())?;
+    ReaderBuilder::new()
+        .with_writer_schema_store(store)
+        .with_reader_schema(AvroSchema::new(reader.to_owned()))
+        .build_decoder()
+        .map_err(|e| format!("schema id {id} cannot be read as the expected schema: {e}"))
+}
+
+/// A group one of whose records failed, read one record at a time: a failed
+/// record leaves the decoder mid-row, so a fresh one reads the next. The
+/// rows, and a clean decoder to keep.
+fn decode_one_by_one(
+    id: u32,
+    group: &[(usize, &[u8])],
+    fresh: impl Fn() -> Result<Decoder>,
+) -> Result<(Group, Decoder)> {
+    let (mut batches, mut rows, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+    let mut decoder = fresh()?;
+    for &(i, bytes) in group {
+        match decode(&mut decoder, std::iter::once(bytes)) {
+            Ok(one) => {
+                batches.extend(one);
+                rows.push(i);
+            }
+            Err(why) => {
+                rejected.push((i, format!("undecodable Avro (schema id {id}): {why}")));
+                decoder = fresh()?;
             }
         }
-        Ok(Group { batches, rows, rejected })
     }
+    Ok((Group { batches, rows, rejected }, decoder))
+}
 
-    /// `batch` as the target schema (the Avro side names its records in field metadata).
-    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .target
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, column)| cast(column, field.data_type()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .context("casting Avro rows to the expected columns")?;
-        RecordBatch::try_new(self.target.clone(), columns).context("casting Avro rows to the expected columns")
-    }
+/// `batch` as the target schema (the Avro side names its records in field metadata).
+fn conform(target: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = target
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| cast(column, field.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .context("casting Avro rows to the expected columns")?;
+    RecordBatch::try_new(target.clone(), columns).context("casting Avro rows to the expected columns")
 }
 
 /// Every record of `records` through `decoder`, each read whole; the batches.
@@ -166,27 +186,4 @@ fn decode<'a>(
     }
     batches.extend(decoder.flush().map_err(|e| e.to_string())?);
     Ok(batches)
-}
-
-/// The rows sorted by their input index (writers' groups came one after another).
-fn in_input_order(batch: RecordBatch, rows: Vec<usize>, rejected: Vec<(usize, String)>) -> Result<Read> {
-    match input_order(&rows) {
-        None => Ok(Read { batch, rows, rejected }),
-        Some(order) => {
-            let batch = take_record_batch(&batch, &order)?;
-            let rows = order.values().iter().map(|&k| rows[k as usize]).collect();
-            Ok(Read { batch, rows, rejected })
-        }
-    }
-}
-
-/// The order that puts rows numbered by input index `rows` back in input
-/// order, for `take`; `None` when they are in it already.
-pub fn input_order(rows: &[usize]) -> Option<UInt32Array> {
-    if rows.is_sorted() {
-        return None;
-    }
-    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-    order.sort_by_key(|&k| rows[k as usize]);
-    Some(UInt32Array::from(order))
 }

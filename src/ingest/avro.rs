@@ -7,8 +7,7 @@ use std::borrow::Cow;
 
 use anyhow::{Context, Result};
 
-use crate::avro::{COMPATIBILITY, USERS_RAW, Writer, subject};
-use crate::error::usage;
+use crate::avro::{USERS_RAW, Writer, register_for};
 use crate::raw::decode::RawDecoder;
 use crate::registry::{Registry, RegistryOpts};
 
@@ -21,15 +20,10 @@ pub struct AvroUsers {
 impl AvroUsers {
     /// Register the raw users' schema for `topic` and prepare the writer.
     pub async fn new(registry: &RegistryOpts, topic: &str) -> Result<Self> {
-        let Some(registry) = Registry::new(registry)? else {
-            return usage(
-                "--format avro needs a schema registry: set RTDS_SCHEMA_REGISTRY_URL (or --schema-registry-url)",
-            );
-        };
-        let schema_id = registry.register(&subject(topic), USERS_RAW, COMPATIBILITY).await?;
+        let registry = Registry::new(registry)?;
+        let schema_id = register_for(registry.as_ref(), "--format avro", topic, USERS_RAW).await?;
         let decoder = RawDecoder::default();
         let writer = Writer::new(&decoder.schema(), USERS_RAW, schema_id)?;
-        tracing::info!(subject = subject(topic), schema_id, "writing Avro");
         Ok(Self { decoder, writer, schema_id })
     }
 

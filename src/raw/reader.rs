@@ -4,11 +4,11 @@
 //! record was written with; the rows of both in input order, each with its id.
 
 use anyhow::{Context, Result};
-use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, StructArray};
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, StructArray, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 
 use super::decode::{Decoded, RawDecoder, checked_id};
-use crate::avro::{Reader, USERS_RAW, input_order};
+use crate::avro::{Reader, USERS_RAW};
 use crate::registry::{Registry, wire};
 
 pub struct RawReader {
@@ -86,4 +86,15 @@ fn with_ids(
     }
     let batch = if keep.iter().all(|k| *k) { batch } else { filter_record_batch(&batch, &BooleanArray::from(keep))? };
     Ok((batch, good_rows, ids))
+}
+
+/// The order that puts rows numbered by input index `rows` back in input
+/// order, for `take`; `None` when they are in it already.
+fn input_order(rows: &[usize]) -> Option<UInt32Array> {
+    if rows.is_sorted() {
+        return None;
+    }
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    order.sort_by_key(|&k| rows[k as usize]);
+    Some(UInt32Array::from(order))
 }

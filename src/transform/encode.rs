@@ -12,15 +12,15 @@ use arrow_json::writer::{LineDelimited, WriterBuilder};
 
 use crate::raw::json::plain_run;
 
-/// The clean rows of a batch: each row's JSON and its key (`id`), every one in
-/// one buffer. A `Vec` for each row's JSON and another for its id were two
+/// The clean rows of a batch: each row's payload (JSON, or a framed Avro
+/// record) and its key (`id`), every one in one buffer. A `Vec` for each row's JSON and another for its id were two
 /// allocations and two frees a row, a thousand or more of each a batch: more than glibc's
 /// per-thread cache holds, so each went the slow way (issue 19).
 #[derive(Debug, Default)]
 pub struct Rows {
-    json: Vec<u8>,
+    payloads: Vec<u8>,
     ids: String,
-    /// Where each row's JSON ends in `json`, and its id in `ids`.
+    /// Where each row's payload ends in `payloads`, and its id in `ids`.
     ends: Vec<(usize, usize)>,
 }
 
@@ -33,29 +33,29 @@ impl Rows {
         self.ends.is_empty()
     }
 
-    /// Row `i`: its id and its JSON.
+    /// Row `i`: its id and its payload.
     pub fn get(&self, i: usize) -> (&str, &[u8]) {
-        let (json_start, id_start) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
-        let (json_end, id_end) = self.ends[i];
-        (&self.ids[id_start..id_end], &self.json[json_start..json_end])
+        let (start, id_start) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
+        let (end, id_end) = self.ends[i];
+        (&self.ids[id_start..id_end], &self.payloads[start..end])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// Close the row whose JSON was written since the last one, with its id.
+    /// Close the row whose payload was written since the last one, with its id.
     fn end_row(&mut self, id: &str) {
         self.ids.push_str(id);
-        self.ends.push((self.json.len(), self.ids.len()));
+        self.ends.push((self.payloads.len(), self.ids.len()));
     }
 
     /// Add `other`'s rows after these.
     pub fn append(&mut self, other: &Rows) {
-        let (json, ids) = (self.json.len(), self.ids.len());
-        self.json.extend_from_slice(&other.json);
+        let (payloads, ids) = (self.payloads.len(), self.ids.len());
+        self.payloads.extend_from_slice(&other.payloads);
         self.ids.push_str(&other.ids);
-        self.ends.extend(other.ends.iter().map(|(j, i)| (j + json, i + ids)));
+        self.ends.extend(other.ends.iter().map(|(p, i)| (p + payloads, i + ids)));
     }
 
     /// Rows from (id, JSON) pairs (tests).
@@ -63,7 +63,7 @@ impl Rows {
     pub fn of(rows: &[(&str, &str)]) -> Self {
         let mut out = Rows::default();
         for (id, json) in rows {
-            out.json.extend_from_slice(json.as_bytes());
+            out.payloads.extend_from_slice(json.as_bytes());
             out.end_row(id);
         }
         out
@@ -75,7 +75,7 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Rows> {
     let mut out = Rows::default();
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
         let (batch, ids) = keyed(batch)?;
-        out.json.reserve(batch.num_rows() * 512);
+        out.payloads.reserve(batch.num_rows() * 512);
         match texts(&batch) {
             Some(columns) => text_rows(&batch, &columns, &ids, &mut out),
             None => any_rows(&batch, &ids, &mut out)?,
@@ -90,7 +90,7 @@ pub fn avro_rows(batches: &[RecordBatch], writer: &mut crate::avro::Writer) -> R
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
         let (batch, ids) = keyed(batch)?;
         for (record, id) in writer.encode(&batch)?.iter().zip(ids.iter()) {
-            out.json.extend_from_slice(&record);
+            out.payloads.extend_from_slice(&record);
             out.end_row(id.unwrap_or_default());
         }
     }
@@ -180,7 +180,7 @@ fn text_rows(batch: &RecordBatch, columns: &[Text<'_>], ids: &StringArray, out: 
         })
         .collect();
     for row in 0..batch.num_rows() {
-        let json = &mut out.json;
+        let json = &mut out.payloads;
         json.push(b'{');
         for (k, (key, column)) in keys.iter().zip(columns).enumerate() {
             if k > 0 {
@@ -229,7 +229,7 @@ fn any_rows(batch: &RecordBatch, ids: &StringArray, out: &mut Rows) -> Result<()
     drop(writer);
     // JSON text never holds a raw newline, so lines are rows.
     for (row, line) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        out.json.extend_from_slice(line);
+        out.payloads.extend_from_slice(line);
         out.end_row(ids.value(row));
     }
     Ok(())

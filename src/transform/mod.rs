@@ -125,16 +125,9 @@ pub async fn run(
 /// output topic (a registry that refuses it stops the stage: exit 2 naming
 /// the subject and the reason), and each transformer writing it.
 async fn write_avro(transformers: &mut [Transformer], registry: Option<&Registry>, topic: &str) -> Result<()> {
-    let Some(registry) = registry else {
-        return usage(
-            "--output-format avro needs a schema registry: set RTDS_SCHEMA_REGISTRY_URL (or --schema-registry-url)",
-        );
-    };
     let Some(first) = transformers.first() else { return Ok(()) };
     let schema = crate::avro::row_schema(&first.query.output_schema())?;
-    let subject = crate::avro::subject(topic);
-    let id = registry.register(&subject, &schema, crate::avro::COMPATIBILITY).await?;
-    tracing::info!(subject, schema_id = id, "writing Avro rows");
+    let id = crate::avro::register_for(registry, "--output-format avro", topic, &schema).await?;
     for t in transformers {
         t.writer = Some(crate::avro::Writer::new(&t.query.output_schema(), &schema, id)?);
     }
@@ -305,12 +298,12 @@ impl Pipeline {
             let origin = stage::Origin { stage: STAGE, sink: None };
             stage::dead_letter(&self.producer, ack, &self.dlq_topic, origin, batch.get(*i), reason).await?;
         }
-        for ((id, json), input) in applied.rows.iter().zip(&applied.inputs) {
+        for ((id, payload), input) in applied.rows.iter().zip(&applied.inputs) {
             let headers = match input.and_then(|i| batch.get(i).ingested_at()) {
                 Some(at) => kafka::headers(&[(kafka::INGESTED_AT, at)]),
                 None => kafka::headers(&[]),
             };
-            let record = BaseRecord::to(&self.output_topic).key(id.as_bytes()).payload(json).headers(headers);
+            let record = BaseRecord::to(&self.output_topic).key(id.as_bytes()).payload(payload).headers(headers);
             kafka::send(&self.producer, ack, record).await?;
         }
         Ok(Counts { out: applied.rows.len() as u64, dlq: applied.rejected.len() as u64, filtered: applied.filtered })

@@ -180,6 +180,41 @@ impl Flow {
         assert_eq!(s["in"], s["out"].as_u64().unwrap() + s["dlq"].as_u64().unwrap(), "{s}");
         s
     }
+
+    /// `rtds transform` with `args` added; its output, whatever its exit.
+    fn transform_with(&self, args: &[&str]) -> std::process::Output {
+        run(
+            rtds()
+                .args(["transform", "--input-topic", &self.raw, "--output-topic", &self.out, "--dlq-topic", &self.dlq])
+                .args(["--group", &format!("{}_g", self.raw), "--partitions", "1"])
+                .args(args),
+            RUN,
+        )
+    }
+
+    /// `rtds load --sink parquet` of the output into `dir`, then every row, by id, as `rtds query` reads it.
+    fn loaded(&self, dir: &std::path::Path) -> BTreeMap<String, Value> {
+        let out = run(
+            rtds()
+                .args(["load", "--sink", "parquet", "--input-topic", &self.out, "--dlq-topic", &self.dlq])
+                .args(["--group", &unique("lg"), "--out"])
+                .arg(dir),
+            RUN,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s = summary(&out);
+        assert_eq!(s["dlq"], 0, "{s}");
+        let q = run(rtds().args(["query", "--out"]).arg(dir).arg("SELECT * FROM created_users"), RUN);
+        assert!(q.status.success(), "{}", stderr(&q));
+        stdout(&q)
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("ingested_at");
+                (v["id"].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
 }
 
 /// Rows of a topic by id, as JSON.
@@ -290,43 +325,6 @@ fn a_newer_raw_schema_with_a_field_more_is_read_as_the_known_one() {
     let (want, got) = (rows(&json.out, 5), rows(&avro.out, 6));
     for (id, row) in &want {
         assert_eq!(got.get(id), Some(row), "user {id} written with version 2");
-    }
-}
-
-impl Flow {
-    /// `rtds transform` with `args` added; its output, whatever its exit.
-    fn transform_with(&self, args: &[&str]) -> std::process::Output {
-        run(
-            rtds()
-                .args(["transform", "--input-topic", &self.raw, "--output-topic", &self.out, "--dlq-topic", &self.dlq])
-                .args(["--group", &format!("{}_g", self.raw), "--partitions", "1"])
-                .args(args),
-            RUN,
-        )
-    }
-
-    /// `rtds load --sink parquet` of the output into `dir`, then every row, by id, as `rtds query` reads it.
-    fn loaded(&self, dir: &std::path::Path) -> BTreeMap<String, Value> {
-        let out = run(
-            rtds()
-                .args(["load", "--sink", "parquet", "--input-topic", &self.out, "--dlq-topic", &self.dlq])
-                .args(["--group", &unique("lg"), "--out"])
-                .arg(dir),
-            RUN,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let s = summary(&out);
-        assert_eq!(s["dlq"], 0, "{s}");
-        let q = run(rtds().args(["query", "--out"]).arg(dir).arg("SELECT * FROM created_users"), RUN);
-        assert!(q.status.success(), "{}", stderr(&q));
-        stdout(&q)
-            .lines()
-            .map(|l| {
-                let mut v: Value = serde_json::from_str(l).unwrap();
-                v.as_object_mut().unwrap().remove("ingested_at");
-                (v["id"].as_str().unwrap().to_owned(), v)
-            })
-            .collect()
     }
 }
 
