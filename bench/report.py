@@ -384,6 +384,49 @@ def full_speed_against(batch, before, n):
 RATED = ["ingest", "transform", "transform_eos", "load_cassandra", "load_postgres", "load_parquet"]
 
 
+# Issue 36's goals: the Avro path costs no more CPU a record than JSON, its rows are 40% smaller.
+AVRO_ROWS_SMALLER = 0.40
+
+
+def avro_against_json(batch, sizes, n):
+    """The avro step's table: each path's records/s, CPU-µs a record and bytes a record, JSON's
+    and Avro's runs on the same users side by side, and whether issue 36's goals were met."""
+    by = {r["name"]: r for r in batch}
+    if "transform_avro" not in by or "transform_json" not in by:
+        return
+
+    def bytes_per_record(r):
+        return r["summary"]["bytes"] / r["summary"]["in"] if r and r["summary"].get("in") else None
+
+    def per_record(r):
+        return r["cpu_s"] * 1e6 / r["summary"].get("in", n) if r else None
+
+    raw = {"json": bytes_per_record(by.get("ingest")), "avro": bytes_per_record(by.get("ingest_avro"))}
+    rows = {f: bytes_per_record(sizes.get(f"rows_{f}")) for f in ("json", "avro")}
+    print("\n### Avro against JSON (the same users; each pair A-B-B-A)\n")
+    print("| step | format | records/s | CPU µs a record | raw bytes a record | row bytes a record |")
+    print("|---|---|---:|---:|---:|---:|")
+    for step in ("transform", "load_parquet"):
+        for f in ("json", "avro"):
+            r = by.get(f"{step}_{f}")
+            if r:
+                print(
+                    f"| {step} | {f} | {r['rate']:,.0f} | {num(per_record(r), '.2f')} "
+                    f"| {num(raw[f] if step == 'transform' else None, ',.0f')} | {num(rows[f], ',.0f')} |"
+                )
+    for step in ("transform", "load_parquet"):
+        j, a = by.get(f"{step}_json"), by.get(f"{step}_avro")
+        if j and a:
+            cpu_j, cpu_a = per_record(j), per_record(a)
+            met = "met" if cpu_a <= cpu_j else "not met"
+            share = f"{cpu_a / cpu_j:.0%}"
+            print(f"\n{step}: Avro {cpu_a:.2f} CPU-µs a record against JSON's {cpu_j:.2f} ({share}): {met}.")
+    if rows["json"] and rows["avro"]:
+        smaller = 1 - rows["avro"] / rows["json"]
+        met = "met" if smaller >= AVRO_ROWS_SMALLER else "not met"
+        print(f"\nThe Avro rows are {smaller:.0%} smaller than the JSON rows (goal {AVRO_ROWS_SMALLER:.0%}): {met}.")
+
+
 def report(results_path, criterion_dir, n, png):
     n = int(n)
     rows = [json.loads(line) for line in open(results_path)]
@@ -391,8 +434,11 @@ def report(results_path, criterion_dir, n, png):
     profiles = [r["name"].removeprefix("build_") for r in rows if r["name"].startswith("build_")]
     of_profiles = {f"build_{p}" for p in profiles} | {f"transform_{p}" for p in profiles}
     steps = [
-        r for r in rows if not r["name"].startswith(("rt", "dag_", "cores_", "floor_")) and r["name"] not in of_profiles
+        r
+        for r in rows
+        if not r["name"].startswith(("rt", "dag_", "cores_", "floor_", "size_")) and r["name"] not in of_profiles
     ]
+    sizes = {r["name"].removeprefix("size_"): r for r in rows if r["name"].startswith("size_")}
     floor = merge([r for r in rows if r["name"].startswith("floor_")], n)
     realtime = [r for r in rows if r["name"].startswith("rt")]
     cores_used = [r for r in rows if r["name"].startswith("cores_")]
@@ -427,6 +473,8 @@ def report(results_path, criterion_dir, n, png):
             every = r["name"].removeprefix("transform_eos_every_") if "_every_" in r["name"] else "100ms (default)"
             share = r["rate"] / alo["rate"]
             print(f"| {r['name']} | {every} | {r['rate']:,.0f} | {share:.0%} | {num(r['cpu_s'], '.1f')} |")
+
+    avro_against_json(batch, sizes, n)
 
     if alo and floor:
         # Issue 19's floor: what librdkafka alone costs for the transform's Kafka work.

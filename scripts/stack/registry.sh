@@ -7,6 +7,8 @@
 
 REGISTRY_VERSION=3.0.9
 REGISTRY_PORT=8081
+# The same API over TLS (a certificate of the stack's CA, scripts/stack/lib.sh), for the tests.
+REGISTRY_TLS_PORT=8443
 REGISTRY_DIR="$STACK_DIR/registry"
 REGISTRY_APP="$STACK_DIR/registry-app/$REGISTRY_VERSION"
 REGISTRY_JAR="$REGISTRY_APP/apicurio-registry-app-$REGISTRY_VERSION-runner.jar"
@@ -56,6 +58,7 @@ registry_up() {
     die "registry: 127.0.0.1:$REGISTRY_PORT is taken by $(port_owner "$REGISTRY_PORT"), not by this stack"
   fi
   [ -f "$REGISTRY_JAR" ] || registry_install
+  tls_certs
   pg_answers || die "registry: needs the stack's PostgreSQL on 127.0.0.1:$PG_PORT: scripts/stack.sh up postgres"
   # Its tables live in a schema of their own (the role rtds may not create databases).
   postgres_psql -qc "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS $REGISTRY_SCHEMA" >/dev/null ||
@@ -63,8 +66,9 @@ registry_up() {
   mkdir -p "$REGISTRY_DIR"
   if ! is_running registry; then
     # From its own directory: Quarkus reads a .env and config/ in its working directory, and the
-    # clone's .env is the compose file's. HTTP on loopback only; no management interface (the
-    # Quarkus default, made explicit). A small pool: PostgreSQL allows 100 connections in all.
+    # clone's .env is the compose file's. HTTP, and HTTPS on $REGISTRY_TLS_PORT, on loopback
+    # only; no management interface (the Quarkus default, made explicit). A small pool:
+    # PostgreSQL allows 100 connections in all.
     # The password is in the environment (APICURIO_DATASOURCE_PASSWORD), not an argument.
     # The C1 compiler only: ready in 5.6 s instead of 7.5-8 s, after 6.9 CPU-s instead of 13.5,
     # 260 MB resident instead of 295 (2 cores, 2026-12-05); a registry serves a few requests.
@@ -74,6 +78,9 @@ registry_up() {
           java -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
           -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
           -Dquarkus.management.enabled=false \
+          -Dquarkus.http.ssl-port="$REGISTRY_TLS_PORT" -Dquarkus.http.insecure-requests=enabled \
+          -Dquarkus.http.ssl.certificate.files="$TLS_DIR/server.crt" \
+          -Dquarkus.http.ssl.certificate.key-files="$TLS_DIR/server.key" \
           -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=postgresql \
           -Dapicurio.datasource.url="jdbc:postgresql://127.0.0.1:$PG_PORT/rtds?currentSchema=$REGISTRY_SCHEMA" \
           -Dapicurio.sql.db-schema="$REGISTRY_SCHEMA" \

@@ -3,9 +3,12 @@
 //! clients read them: the format flag, the raw users' schema, and the writer
 //! that turns Arrow batches into framed records.
 
+mod prune;
 mod reader;
+pub mod typed;
 mod writer;
 
+pub use prune::pruned;
 pub use reader::{Read, Reader};
 pub use writer::Writer;
 
@@ -55,12 +58,13 @@ pub fn row_schema(arrow: &arrow::datatypes::Schema) -> anyhow::Result<String> {
 }
 
 /// The Avro schema the loads read rows as: the row contract's columns
-/// (`crate::row::COLUMNS`), each optional text. A writer's other fields are
-/// skipped; a column it lacks reads as null.
+/// (`crate::row::COLUMNS`) as the transform writes them (`typed`), read back
+/// as text, the JSON rows' spelling. A writer's other fields are skipped; a
+/// column it lacks reads as null.
 pub fn contract_schema() -> (String, arrow::datatypes::SchemaRef) {
     use arrow::datatypes::{DataType, Field, Schema};
     let arrow = Schema::new(crate::row::names().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>());
-    let schema = row_schema(&arrow).expect("text columns have an Avro schema");
+    let schema = row_schema(&typed::schema(&arrow)).expect("the contract's columns have an Avro schema");
     (schema, std::sync::Arc::new(arrow))
 }
 

@@ -8,9 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StructArray, new_null_array};
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::error::ArrowError;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
@@ -157,16 +160,29 @@ fn decode_one_by_one(
     Ok((Group { batches, rows, rejected }, decoder))
 }
 
-/// `batch` as the target schema (the Avro side names its records in field metadata).
+/// `batch` as the target schema, column by name (the Avro side names its
+/// records in field metadata, and a pruned reader schema leaves columns out:
+/// those come out null, as the JSON decoder leaves the leaves nobody reads).
 fn conform(target: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let n = batch.num_rows();
     let columns = target
         .fields()
         .iter()
-        .zip(batch.columns())
-        .map(|(field, column)| cast(column, field.data_type()))
+        .map(|field| fit(batch.column_by_name(field.name()), field, n))
         .collect::<std::result::Result<Vec<_>, _>>()
         .context("casting Avro rows to the expected columns")?;
     RecordBatch::try_new(target.clone(), columns).context("casting Avro rows to the expected columns")
+}
+
+/// `column` (None: absent) as `field`'s type: a struct child by child, by name.
+fn fit(column: Option<&ArrayRef>, field: &Field, n: usize) -> std::result::Result<ArrayRef, ArrowError> {
+    let Some(column) = column else { return Ok(new_null_array(field.data_type(), n)) };
+    let (DataType::Struct(children), Some(read)) = (field.data_type(), column.as_any().downcast_ref::<StructArray>())
+    else {
+        return cast(column, field.data_type());
+    };
+    let arrays = children.iter().map(|c| fit(read.column_by_name(c.name()), c, n)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(StructArray::try_new(children.clone(), arrays, read.nulls().cloned())?))
 }
 
 /// Every record of `records` through `decoder`, each read whole; the batches.

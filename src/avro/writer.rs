@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow_avro::schema::{FingerprintStrategy, SCHEMA_METADATA_KEY};
 use arrow_avro::writer::format::AvroSoeFormat;
 use arrow_avro::writer::{EncodedRows, Encoder, WriterBuilder};
@@ -11,6 +13,7 @@ use arrow_avro::writer::{EncodedRows, Encoder, WriterBuilder};
 /// Writes batches of one Arrow schema as records of one registered Avro schema.
 pub struct Writer {
     encoder: Encoder,
+    arrow: SchemaRef,
 }
 
 impl Writer {
@@ -24,7 +27,12 @@ impl Writer {
             .with_fingerprint_strategy(FingerprintStrategy::Id(id))
             .build_encoder::<AvroSoeFormat>()
             .with_context(|| format!("preparing the Avro writer of schema id {id}"))?;
-        Ok(Self { encoder })
+        Ok(Self { encoder, arrow: Arc::new(arrow.clone()) })
+    }
+
+    /// The Arrow schema of the batches it writes.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.arrow
     }
 
     /// Each row of `batch` as one framed record.

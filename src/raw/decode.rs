@@ -101,6 +101,12 @@ impl RawDecoder {
         Self { schema, shape, uuid, filled }
     }
 
+    /// Whether the leaf at `path` is filled: read, the row's key, or one this
+    /// decoder does not know (so nothing it is given is dropped unread).
+    pub fn fills(&self, path: &str) -> bool {
+        self.shape.slot(path).is_none_or(|s| self.filled[s] || Some(s) == self.uuid)
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

@@ -8,7 +8,7 @@ use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, StructArray, U
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 
 use super::decode::{Decoded, RawDecoder, checked_id};
-use crate::avro::{Reader, USERS_RAW};
+use crate::avro::{Reader, USERS_RAW, pruned};
 use crate::registry::{Registry, wire};
 
 pub struct RawReader {
@@ -19,9 +19,11 @@ pub struct RawReader {
 impl RawReader {
     /// Reads JSON with `json`, Avro with the registry's schemas (none: Avro
     /// records go to the DLQ saying so).
-    pub fn new(json: RawDecoder, registry: Option<Registry>) -> Self {
-        let avro = Reader::new(registry, USERS_RAW, json.schema());
-        Self { json, avro }
+    /// The Avro side reads only the leaves `json` fills (what the SQL reads).
+    pub fn new(json: RawDecoder, registry: Option<Registry>) -> Result<Self> {
+        let schema = pruned(USERS_RAW, |path| json.fills(path))?;
+        let avro = Reader::new(registry, &schema, json.schema());
+        Ok(Self { json, avro })
     }
 
     /// JSON alone (no payload is framed) costs what it did before Avro.

@@ -63,7 +63,8 @@ impl Registry {
                 .with_context(|| format!("reading RTDS_SCHEMA_REGISTRY_CA_FILE ({})", path.to_string_lossy()))?;
             let ca = reqwest::Certificate::from_pem(&pem)
                 .context("RTDS_SCHEMA_REGISTRY_CA_FILE is not a PEM certificate")?;
-            http = http.add_root_certificate(ca);
+            // That CA alone, as for the stores: not one beside the system's.
+            http = http.tls_certs_only([ca]);
         }
         let auth = match std::env::var("RTDS_SCHEMA_REGISTRY_USER") {
             Ok(user) => Some((user, secrets::env("RTDS_SCHEMA_REGISTRY_PASSWORD")?)),

@@ -22,6 +22,8 @@ pub struct Rows {
     ids: String,
     /// Where each row's payload ends in `payloads`, and its id in `ids`.
     ends: Vec<(usize, usize)>,
+    /// Rows the output format cannot hold (a timestamp Avro cannot), by id, with why.
+    pub refused: Vec<(String, String)>,
 }
 
 impl Rows {
@@ -56,6 +58,7 @@ impl Rows {
         self.payloads.extend_from_slice(&other.payloads);
         self.ids.push_str(&other.ids);
         self.ends.extend(other.ends.iter().map(|(p, i)| (p + payloads, i + ids)));
+        self.refused.extend(other.refused.iter().cloned());
     }
 
     /// Rows from (id, JSON) pairs (tests).
@@ -84,15 +87,20 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Rows> {
     Ok(out)
 }
 
-/// Every row of `batches` as a framed Avro record of `writer`'s schema.
+/// Every row of `batches` as a framed Avro record of `writer`'s schema
+/// (`avro::typed`); a row whose values that schema cannot hold is refused.
 pub fn avro_rows(batches: &[RecordBatch], writer: &mut crate::avro::Writer) -> Result<Rows> {
     let mut out = Rows::default();
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
         let (batch, ids) = keyed(batch)?;
-        for (record, id) in writer.encode(&batch)?.iter().zip(ids.iter()) {
+        let (typed, refused) = crate::avro::typed::batch(&batch, writer.schema())?;
+        let refused_rows: std::collections::HashSet<usize> = refused.iter().map(|(row, _)| *row).collect();
+        let kept = (0..ids.len()).filter(|row| !refused_rows.contains(row)).map(|row| ids.value(row));
+        for (record, id) in writer.encode(&typed)?.iter().zip(kept) {
             out.payloads.extend_from_slice(&record);
-            out.end_row(id.unwrap_or_default());
+            out.end_row(id);
         }
+        out.refused.extend(refused.into_iter().map(|(row, why)| (ids.value(row).to_owned(), why)));
     }
     Ok(out)
 }

@@ -121,15 +121,17 @@ pub async fn run(
     Ok(())
 }
 
-/// `--output-format avro`: the schema of the SQL's rows, registered for the
+/// `--output-format avro`: the schema of the SQL's rows (the contract's
+/// timestamps typed, `avro::typed`), registered for the
 /// output topic (a registry that refuses it stops the stage: exit 2 naming
 /// the subject and the reason), and each transformer writing it.
 async fn write_avro(transformers: &mut [Transformer], registry: Option<&Registry>, topic: &str) -> Result<()> {
     let Some(first) = transformers.first() else { return Ok(()) };
-    let schema = crate::avro::row_schema(&first.query.output_schema())?;
+    let typed = crate::avro::typed::schema(&first.query.output_schema());
+    let schema = crate::avro::row_schema(&typed)?;
     let id = crate::avro::register_for(registry, "--output-format avro", topic, &schema).await?;
     for t in transformers {
-        t.writer = Some(crate::avro::Writer::new(&t.query.output_schema(), &schema, id)?);
+        t.writer = Some(crate::avro::Writer::new(&typed, &schema, id)?);
     }
     Ok(())
 }
@@ -180,7 +182,7 @@ impl Transformer {
     pub async fn new(sql: Option<&str>, registry: Option<Registry>) -> Result<Self> {
         let query = sql::Query::plan(sql.unwrap_or(sql::DEFAULT_SQL), raw_schema()).await?;
         let reads = query.reads();
-        let decoder = RawReader::new(RawDecoder::reading(|path| reads.leaf(path)), registry);
+        let decoder = RawReader::new(RawDecoder::reading(|path| reads.leaf(path)), registry)?;
         let mut transformer = Self { decoder, query, writer: None };
         transformer.warm_up().await;
         Ok(transformer)
@@ -237,6 +239,7 @@ impl Transformer {
             }
         };
         let inputs = inputs_of(&rows, &decoded.ids, &decoded.rows);
+        rejected.extend(refused_inputs(&rows, &inputs, &decoded.ids, &decoded.rows));
         // Filtered: decoded inputs the SQL neither failed on nor made a row
         // of, counted one by one (a SQL that made two rows of one input, or a
         // row of none, leaves in != out + dlq + filtered for reconcile to see).
@@ -262,6 +265,27 @@ fn inputs_of(rows: &encode::Rows, ids: &[String], inputs: &[usize]) -> Vec<Optio
         by_id.entry(id.as_str()).or_default().push_back(*input);
     }
     rows.iter().map(|(id, _)| by_id.get_mut(id).and_then(|q| q.pop_front())).collect()
+}
+
+/// The input of each row the output format refused, with why: the first
+/// input of its id that no row came from (nor an earlier refused row).
+fn refused_inputs(
+    rows: &encode::Rows,
+    row_inputs: &[Option<usize>],
+    ids: &[String],
+    inputs: &[usize],
+) -> Vec<(usize, String)> {
+    let mut taken: std::collections::HashSet<usize> = row_inputs.iter().flatten().copied().collect();
+    let mut out = Vec::with_capacity(rows.refused.len());
+    for (id, why) in &rows.refused {
+        let input =
+            ids.iter().zip(inputs).find(|(i, input)| *i == id && !taken.contains(input)).map(|(_, input)| *input);
+        if let Some(input) = input {
+            taken.insert(input);
+            out.push((input, format!("the Avro row cannot hold it: {why}")));
+        }
+    }
+    out
 }
 
 impl Applied {

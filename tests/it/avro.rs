@@ -288,6 +288,29 @@ fn avro_records_that_cannot_be_read_reach_the_dlq_with_the_reason() {
 }
 
 #[test]
+fn a_row_whose_timestamp_avro_cannot_hold_reaches_the_dlq_with_the_reason() {
+    let _registry = stores_shared();
+    require_kafka();
+    require_registry();
+    let flow = Flow::new("it_avro_ts");
+    flow.ingest("json", "43", "60");
+    let women = consume(&flow.raw, 60, RUN)
+        .iter()
+        .filter(|m| serde_json::from_slice::<Value>(m.payload().unwrap()).unwrap()["gender"] == "female")
+        .count() as u64;
+    assert!(women > 0 && women < 60, "the seed makes women and men: {women}");
+    let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dob_not_always_a_timestamp.sql");
+    let out = flow.transform_with(&["--output-format", "avro", "--sql", sql.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["out"].as_u64(), s["dlq"].as_u64()), (Some(60 - women), Some(women)), "{s}");
+    let reasons: Vec<String> =
+        consume(&flow.dlq, women as usize, RUN).iter().filter_map(|m| header(m, "rtds-error")).collect();
+    assert_eq!(reasons.len() as u64, women);
+    assert!(reasons.iter().all(|r| r.contains("`dob`") && r.contains("is not an RFC 3339 timestamp")), "{reasons:?}");
+}
+
+#[test]
 fn a_newer_raw_schema_with_a_field_more_is_read_as_the_known_one() {
     let _registry = stores_shared();
     require_kafka();

@@ -168,3 +168,28 @@ fn cassandra_tls_is_verified() {
     let plain_port = format!("{}:7000", node.rsplit_once(':').unwrap().0);
     fails_with(&tls(&plain_port, "ca.crt"), "connecting to Cassandra at");
 }
+
+/// The stack's registry over TLS (scripts/stack/registry.sh, `REGISTRY_TLS_PORT`).
+const REGISTRY_TLS: &str = "https://localhost:8443/apis/ccompat/v7";
+
+#[test]
+fn registry_tls_is_verified() {
+    require_registry();
+    let check = |url: &str| {
+        let mut cmd = rtds();
+        cmd.args(["check", "--only", "registry"]).env("RTDS_SCHEMA_REGISTRY_URL", url);
+        cmd
+    };
+    let ok = run(check(REGISTRY_TLS).env("RTDS_SCHEMA_REGISTRY_CA_FILE", tls_file("ca.crt")), RUN);
+    assert!(ok.status.success(), "the right CA: {}", stderr(&ok));
+    assert!(stdout(&ok).contains("Apicurio"), "{}", stdout(&ok));
+    let wrong = run(check(REGISTRY_TLS).env("RTDS_SCHEMA_REGISTRY_CA_FILE", tls_file("other-ca.crt")), RUN);
+    assert!(!wrong.status.success());
+    assert!(stdout(&wrong).contains("certificate verify failed"), "{}", stdout(&wrong));
+    let mut only = check(REGISTRY_TLS);
+    let only = run(
+        only.env("SSL_CERT_FILE", tls_file("ca.crt")).env("RTDS_SCHEMA_REGISTRY_CA_FILE", tls_file("other-ca.crt")),
+        RUN,
+    );
+    assert!(stdout(&only).contains("certificate verify failed"), "only the CA file is trusted: {}", stdout(&only));
+}
