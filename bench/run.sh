@@ -133,6 +133,27 @@ bench_eos() {
   drop_data 'eos'
 }
 
+# 2c. Avro against JSON on the same users (issue 36): the ingest of the same seed in Avro, the
+# transform with Avro in and out against JSON in and out, and the Parquet load (the sink that is
+# CPU alone) of either's rows, each pair A-B-B-A; then each rows topic read once for its bytes
+# a record (the raw topics' bytes are in the ingests' summaries).
+bench_avro() {
+  measure ingest_avro "" "$REL/rtds" ingest --format avro --source generate --count "$N" --seed 1 --topic "araw_$RUN"
+  local t=("$REL/rtds" transform --dlq-topic "dlq_$RUN") l=("$REL/rtds" load --sink parquet)
+  measure transform_json transform_avro "${t[@]}" --input-topic "raw_$RUN" --output-topic "jrows_$RUN" --group "tj_$RUN"
+  measure transform_avro "" "${t[@]}" --input-topic "araw_$RUN" --output-topic "arows_$RUN" --group "ta_$RUN" --output-format avro
+  measure transform_avro_2 "" "${t[@]}" --input-topic "araw_$RUN" --output-topic "arows2_$RUN" --group "ta2_$RUN" --output-format avro
+  measure transform_json_2 transform_avro_2 "${t[@]}" --input-topic "raw_$RUN" --output-topic "jrows2_$RUN" --group "tj2_$RUN"
+  measure load_parquet_json load_parquet_avro "${l[@]}" --input-topic "jrows_$RUN" --group "lj_$RUN" --out "$WORK/pj"
+  measure load_parquet_avro "" "${l[@]}" --input-topic "arows_$RUN" --group "la_$RUN" --out "$WORK/pa"
+  measure load_parquet_avro_2 "" "${l[@]}" --input-topic "arows_$RUN" --group "la2_$RUN" --out "$WORK/pa2"
+  measure load_parquet_json_2 load_parquet_avro_2 "${l[@]}" --input-topic "jrows_$RUN" --group "lj2_$RUN" --out "$WORK/pj2"
+  rm -rf "$WORK"/p[ja] "$WORK"/p[ja]2
+  measure size_rows_json "" "$REL/examples/kafka_floor" consume 127.0.0.1:9092 "jrows_$RUN" "sj_$RUN"
+  measure size_rows_avro "" "$REL/examples/kafka_floor" consume 127.0.0.1:9092 "arows_$RUN" "sa_$RUN"
+  drop_data '(araw|jrows|jrows2|arows|arows2)'
+}
+
 # 3. loads: Cassandra against a bare scylla-driver loop, PostgreSQL against psql \copy, Parquet.
 # A freshly started Cassandra compiles its write path during its first minute of writes (its
 # rate climbs from 4,000 to 12,000 rows/s over ~45 s, measured): warm it up with
@@ -191,7 +212,14 @@ bench_load() {
   sync
   measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
     --pg-schema "bench_rtds2_$RUN"
-  measure load_parquet "" "$REL/rtds" load --sink parquet --input-topic "created_$RUN" --group "lq_$RUN" --out "$WORK/parquet"
+  # Parquet against Delta (issue 37: at least 80% of Parquet's records/s), A-B-B-A, each into a
+  # directory of its own.
+  local f=("$REL/rtds" load --input-topic "created_$RUN")
+  measure load_parquet load_delta "${f[@]}" --sink parquet --group "lq_$RUN" --out "$WORK/parquet"
+  measure load_delta "" "${f[@]}" --sink delta --group "ld_$RUN" --out "$WORK/delta"
+  measure load_delta_2 "" "${f[@]}" --sink delta --group "ld2_$RUN" --out "$WORK/delta2"
+  measure load_parquet_2 load_delta_2 "${f[@]}" --sink parquet --group "lq2_$RUN" --out "$WORK/parquet2"
+  rm -rf "$WORK/parquet" "$WORK/parquet2" "$WORK/delta" "$WORK/delta2"
 }
 
 # drop_batch_data: after the 1M-record steps, their data goes.
@@ -397,9 +425,9 @@ bench_profiles() {
 
 # BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
 # load reads transform's: a step runs only with the ones it reads.
-ALL_STEPS="ingest transform eos load realtime dag criterion"
+ALL_STEPS="ingest transform eos avro load realtime dag criterion"
 # profiles (clean builds, an hour or more on 2 cores) runs only when BENCH_STEPS names it.
-KNOWN_STEPS="ingest profiles transform eos load realtime dag criterion"
+KNOWN_STEPS="ingest profiles transform eos avro load realtime dag criterion"
 STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
 for s in $STEPS; do
   [[ " $KNOWN_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $KNOWN_STEPS)"
@@ -407,6 +435,7 @@ done
 needs() { [[ "$STEPS" != *" $1 "* || "$STEPS" == *" $2 "* ]] || die "bench: step $1 needs step $2 (BENCH_STEPS)"; }
 needs transform ingest
 needs eos ingest
+needs avro ingest
 needs profiles ingest
 needs load transform
 # The 1M-record data goes once its steps are done: before the next step, which it would slow.
@@ -414,7 +443,7 @@ batch_data=""
 for s in $KNOWN_STEPS; do
   [[ "$STEPS" == *" $s "* ]] || continue
   case $s in
-    ingest | profiles | transform | eos | load) batch_data=1 ;;
+    ingest | profiles | transform | eos | avro | load) batch_data=1 ;;
     *) [ -z "$batch_data" ] || { drop_batch_data; batch_data=""; } ;;
   esac
   "bench_$s"

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # The rtds binary; the bash command reads it from the environment.
 RTDS_BIN = os.environ.get("RTDS_BIN", "rtds")
 PARQUET_OUT = os.environ.get("RTDS_OUT", "/tmp/rtds/parquet")
+# The Delta table's directory (its own: a Delta table and Parquet files must not share one).
+DELTA_OUT = os.environ.get("RTDS_DELTA_OUT", "/tmp/rtds/delta")
 # Kafka topics, fixed when the DAG is parsed: a test can isolate its runs.
 RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
 CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
@@ -84,6 +86,8 @@ class Store:
     # Environment variable -> the Airflow connection whose URI (password included)
     # RtdsOperator adds at run time, never templated.
     secret_uris: dict[str, str] = field(default_factory=dict)
+    # A sink that writes files: the directory its load gets as RTDS_OUT.
+    out: str | None = None
 
 
 # The stores, in the order the trigger form and the DAG list them. Adding a sink is one entry here:
@@ -102,12 +106,16 @@ STORES_DEFINED = (
         secret_uris={"RTDS_POSTGRES_URL": "rtds_postgres"},
     ),
     # A load writes part-*.parquet files into RTDS_OUT/<table>; no connection.
-    Store("parquet", Asset(uri=f"file://{os.path.abspath(PARQUET_OUT)}/{TABLE}")),
+    Store("parquet", Asset(uri=f"file://{os.path.abspath(PARQUET_OUT)}/{TABLE}"), out=PARQUET_OUT),
+    # A Delta table at RTDS_OUT/<table>, one commit a batch, exactly once; no connection.
+    Store("delta", Asset(uri=f"file://{os.path.abspath(DELTA_OUT)}/{TABLE}"), out=DELTA_OUT),
 )
 # The sinks' names, in order (user_automation's trigger form offers them).
 SINKS = [store.name for store in STORES_DEFINED]
 # Sink name -> its asset.
 STORES = {store.name: store.asset for store in STORES_DEFINED}
+# Sink name -> the directory a file sink writes under (RTDS_OUT of its load).
+OUTS = {store.name: store.out for store in STORES_DEFINED if store.out}
 # Kafka's address, rendered from the Airflow connection rtds_kafka (AIRFLOW_CONN_* locally).
 KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
 # The schema registry's URL, from the connection rtds_schema_registry, for a run whose form chose

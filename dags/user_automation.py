@@ -22,7 +22,7 @@ from rtds_tasks import (
     DEFAULT_ARGS,
     DLQ,
     DLQ_TOPIC,
-    PARQUET_OUT,
+    OUTS,
     RAW,
     RAW_TOPIC,
     SINKS,
@@ -171,7 +171,7 @@ with DAG(
             "load",
             {
                 "RTDS_SINK": sink,
-                "RTDS_OUT": PARQUET_OUT,
+                **({"RTDS_OUT": OUTS[sink]} if sink in OUTS else {}),
                 "RTDS_INPUT_TOPIC": CREATED_TOPIC,
                 "RTDS_DLQ_TOPIC": DLQ_TOPIC,
                 # Every transform share's summary: each load share reads its partitions of all of them.

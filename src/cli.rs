@@ -11,6 +11,7 @@ use crate::ingest::IngestArgs;
 use crate::kafka::ClientOpts;
 use crate::load::LoadArgs;
 use crate::logging::LogFormat;
+use crate::maintain::MaintainArgs;
 use crate::query::QueryArgs;
 use crate::reconcile::ReconcileArgs;
 use crate::registry::RegistryOpts;
@@ -21,7 +22,7 @@ use crate::transform::TransformArgs;
 #[command(
     name = "rtds",
     version,
-    about = "Real-time user-data pipeline: randomuser.me -> Kafka -> DataFusion SQL -> Cassandra / PostgreSQL / Parquet",
+    about = "Real-time user-data pipeline: randomuser.me -> Kafka -> DataFusion SQL -> Cassandra / PostgreSQL / Parquet / Delta Lake",
     long_about = None,
     after_help = "Every option is also an environment variable RTDS_<NAME> (shown as [env: ...]).\n\
                   Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error."
@@ -85,11 +86,12 @@ pub enum Command {
         RTDS_TRANSACTIONAL_ID      the Kafka transactional id of --exactly-once (default rtds-transform-<group>-<input topic>):\n                             \
         give each replica its own\n")]
     Transform(TransformArgs),
-    /// Consume clean rows and upsert them into Cassandra, PostgreSQL or Parquet files.
+    /// Consume clean rows and upsert them into Cassandra or PostgreSQL, or append them to Parquet files or a Delta table.
     #[command(after_help = "Examples:\n  \
         rtds load --sink cassandra\n  \
         RTDS_POSTGRES_URL=postgres://... rtds load --sink postgres\n  \
-        rtds load --sink parquet --out ./data --follow\n")]
+        rtds load --sink parquet --out ./data --follow\n  \
+        rtds load --sink delta --out ./lake          # exactly once into ./lake/created_users\n")]
     Load(LoadArgs),
     /// Connect to Kafka, Cassandra and PostgreSQL as configured and report each one's state and version.
     Check(CheckArgs),
@@ -100,12 +102,18 @@ pub enum Command {
         cat summaries.jsonl | rtds reconcile\n\
         Exit 1 names what is missing (the first 20 ids or offset ranges, and the count).\n")]
     Reconcile(ReconcileArgs),
-    /// DataFusion SQL over the Parquet files `rtds load --sink parquet` wrote (table <table>).
+    /// DataFusion SQL over the Parquet files or the Delta table a load wrote (table <table>).
     #[command(after_help = "Examples:\n  \
         rtds query \"SELECT gender, count(*) FROM created_users GROUP BY gender\"\n  \
-        rtds query --out /data \"SELECT * FROM created_users LIMIT 5\" | jq .\n\
+        rtds query --out /data \"SELECT * FROM created_users LIMIT 5\" | jq .\n  \
+        rtds query --out /lake --version 3 \"SELECT count(*) FROM created_users\"   # a Delta table as of version 3\n\
         A table on a terminal, JSON lines when piped; exit 2 with DataFusion's message on bad SQL.\n")]
     Query(QueryArgs),
+    /// Compact a Delta table's small files (one commit, rows unchanged), then vacuum old files.
+    #[command(after_help = "Examples:\n  \
+        rtds maintain --out /data                      # OUT/created_users, files under 128MB, keep 7 days\n  \
+        rtds maintain --target-file-size 64MB --retention 24h\n")]
+    Maintain(MaintainArgs),
 }
 
 #[cfg(test)]

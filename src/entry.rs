@@ -20,6 +20,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => crate::check::run(kafka, registry, args).await,
         Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,
         Command::Query(args) => crate::query::run(args).await,
+        Command::Maintain(args) => crate::maintain::run(args).await,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod load;
 pub mod logging;
+pub mod maintain;
 pub mod metrics;
 pub mod progress;
 pub mod query;

@@ -1,5 +1,7 @@
-//! `rtds query SQL`: DataFusion SQL over what `rtds load --sink parquet`
-//! wrote (OUT/<table>/part-*.parquet), the files registered as table <table>.
+//! `rtds query SQL`: DataFusion SQL over what `rtds load --sink parquet` or
+//! `--sink delta` wrote (OUT/<table>/part-*.parquet, or the Delta table there,
+//! as of its latest version, `--version` or `--as-of`), registered as table
+//! <table>.
 //! A table on a terminal; JSON lines, one a row, when piped.
 //!
 //! The files are read into memory first (DataFusion's Parquet reader is a
@@ -14,7 +16,8 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use crate::error::usage;
-use crate::sinks::parquet::ParquetOpts;
+use crate::sinks::FilesOpts;
+use crate::sinks::delta::{self, TableAt};
 use crate::validate;
 
 /// The options of `rtds query`.
@@ -25,15 +28,41 @@ pub struct QueryArgs {
     /// The table the files are registered as: OUT/<table>/ holds them.
     #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = validate::parse_identifier)]
     pub table: String,
+    /// A Delta table as of this version (time travel).
+    #[arg(long, env = "RTDS_VERSION", conflicts_with = "as_of")]
+    pub version: Option<u64>,
+    /// A Delta table as it was at this time (RFC 3339, e.g. 2026-12-05T22:00:00Z).
+    #[arg(long, env = "RTDS_AS_OF", value_parser = validate::parse_time)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     #[command(flatten)]
-    pub parquet: ParquetOpts,
+    pub files: FilesOpts,
+}
+
+impl QueryArgs {
+    /// Which version of a Delta table to read.
+    fn at(&self) -> TableAt {
+        match (self.version, self.as_of) {
+            (Some(v), _) => TableAt::Version(v),
+            (None, Some(t)) => TableAt::Time(t),
+            (None, None) => TableAt::Latest,
+        }
+    }
 }
 
 pub async fn run(args: &QueryArgs) -> Result<()> {
-    let dir = args.parquet.out.join(&args.table);
-    let (schema, batches) = crate::sinks::parquet::read(&dir, None)?;
+    let dir = args.files.out.join(&args.table);
+    let (schema, batches) = if delta::is_table(&dir) {
+        delta::read(&dir, args.at(), None).await?
+    } else if args.at() != TableAt::Latest {
+        return usage(format!("--version and --as-of read a Delta table: {} holds none", dir.display()));
+    } else {
+        crate::sinks::parquet::read(&dir, None)?
+    };
     let Some(schema) = schema else {
-        anyhow::bail!("no Parquet files in {}: `rtds load --sink parquet` writes them there", dir.display());
+        anyhow::bail!(
+            "no Parquet files in {}: `rtds load --sink parquet` or `--sink delta` writes them there",
+            dir.display()
+        );
     };
     let files = batches.len();
     let ctx = SessionContext::new();

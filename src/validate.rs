@@ -256,6 +256,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A size in bytes: `1048576`, `512KB`, `128MB`, `1GB` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "KB" | "KIB" => 10,
+        "MB" | "MIB" => 20,
+        "GB" | "GIB" => 30,
+        _ => return Err(format!("invalid size {s:?}: expected bytes, e.g. 128MB")),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("invalid size {s:?}: expected a positive size, e.g. 128MB")),
+    }
+}
+
+/// A point in time, RFC 3339 (`2026-12-05T22:00:00Z`, `2026-12-05T23:00:00+01:00`).
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("invalid time {s:?}: {e} (RFC 3339, e.g. 2026-12-05T22:00:00Z)"))
+}
+
 /// A rate in records per second: `100`, `100/s`, `6000/m`.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     let bad = || format!("invalid rate {s:?}: expected a positive number per second, e.g. 100/s");
@@ -287,6 +312,17 @@ pub fn parse_http_url(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_and_times_parse() {
+        assert_eq!(super::parse_bytes("128MB"), Ok(128 << 20));
+        assert_eq!(super::parse_bytes("4096"), Ok(4096));
+        assert!(super::parse_bytes("0").is_err());
+        assert!(super::parse_bytes("12 parsecs").is_err());
+        let t = super::parse_time("2026-12-05T23:00:00+01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-05T22:00:00+00:00");
+        assert!(super::parse_time("yesterday").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -16,13 +16,13 @@
 //! By job: `ack` (Counts, BatchAck, Status, Hold), `commit` (Committer,
 //! Pending: in-order commit), `transaction` (Transaction, Cadence:
 //! `--exactly-once`), `ranges` (Span, Ranges, TopicSpan), `deliveries`
-//! (Deliveries: a run's delivery reports); `fault` holds a test-only hook.
+//! (Deliveries: a run's delivery reports); `fault` holds the test-only hooks.
 
 mod ack;
 mod commit;
 mod deliveries;
 #[cfg(feature = "fault-injection")]
-mod fault;
+pub(crate) mod fault;
 mod ranges;
 mod transaction;
 

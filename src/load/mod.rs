@@ -1,5 +1,5 @@
-//! `rtds load`: clean rows from `users_created` into Cassandra, PostgreSQL or
-//! Parquet. Offsets are committed only after the store acknowledged the batch
+//! `rtds load`: clean rows from `users_created` into Cassandra, PostgreSQL,
+//! Parquet or Delta Lake. Offsets are committed only after the store acknowledged the batch
 //! (write ack, transaction commit, file renamed); a store that is down is
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
 //! The store writes one batch while the next is consumed and parsed.
@@ -23,7 +23,7 @@ use crate::kafka::{self, Batch, Producer, Profile, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::row::UserRow;
-use crate::sinks::{Rejected, Table, WriteError};
+use crate::sinks::{ReadAt, Rejected, Table, WriteError};
 use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles, Stamps};
 
@@ -59,6 +59,7 @@ pub async fn run(
     let name = sink.name();
     let store = sink.location();
     let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
+    let stream = format!("{}/{}", reading.name(), args.input_topic);
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
     let producer = Arc::new(producer);
@@ -70,6 +71,7 @@ pub async fn run(
         retry_for: args.retry_for,
         retried: AtomicU64::new(0),
         e2e: Mutex::new(EndToEnd::new(metrics_addr.is_some())),
+        stream,
     });
     // The store writes one batch while the next is consumed and parsed.
     let mut writer = Relay::new(sink);
@@ -129,6 +131,8 @@ struct Shared {
     retry_for: Duration,
     retried: AtomicU64,
     e2e: Mutex<EndToEnd>,
+    /// Where the rows are read (`sinks::ReadAt`).
+    stream: String,
 }
 
 /// One batch's rows on their way to the store.
@@ -145,7 +149,10 @@ struct ToWrite {
 /// to the DLQ (under the batch's ack); the counts of rows written and refused.
 async fn finish_batch(sink: &mut Table, w: &ToWrite, shared: &Shared, ack: &Arc<BatchAck>) -> Result<Counts> {
     let started = Instant::now();
-    let rejected = write_with_retry(sink, &w.rows, shared.retry_for, &shared.retried).await?;
+    let offsets: Vec<(i32, i64)> =
+        w.origin.iter().map(|i| (w.batch.get(*i).partition(), w.batch.get(*i).offset())).collect();
+    let at = ReadAt { stream: &shared.stream, offsets: &offsets };
+    let rejected = write_with_retry(sink, &w.rows, at, shared.retry_for, &shared.retried).await?;
     let acked_at = chrono::Utc::now();
     tracing::debug!(rows = w.rows.len(), took = ?started.elapsed(), "batch written");
     let refused: HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
@@ -176,6 +183,7 @@ async fn finish_batch(sink: &mut Table, w: &ToWrite, shared: &Shared, ack: &Arc<
 async fn write_with_retry(
     sink: &mut Table,
     rows: &[UserRow],
+    at: ReadAt<'_>,
     retry_for: Duration,
     retried: &AtomicU64,
 ) -> Result<Rejected> {
@@ -185,7 +193,7 @@ async fn write_with_retry(
     let start = Instant::now();
     let mut wait = Duration::from_millis(250);
     loop {
-        match sink.write(rows).await {
+        match sink.write(rows, at).await {
             Ok(rejected) => return Ok(rejected),
             Err(WriteError::Fatal(e)) => return Err(e.context(format!("writing to {}", sink.name()))),
             Err(WriteError::Transient(e)) if start.elapsed() + wait > retry_for => {

@@ -17,7 +17,7 @@ pub struct LoadArgs {
     /// Topic of clean rows.
     #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_created", value_parser = validate::parse_topic)]
     pub input_topic: String,
-    /// Table (Cassandra, PostgreSQL) or folder name (Parquet); created if absent.
+    /// Table (Cassandra, PostgreSQL, Delta) or folder name (Parquet); created if absent.
     #[arg(long, env = "RTDS_TABLE", default_value = "created_users", value_parser = validate::parse_identifier)]
     pub table: String,
     /// How long to keep retrying a store that is down before failing (offsets stay uncommitted).

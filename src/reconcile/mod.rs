@@ -359,7 +359,7 @@ async fn store_holds(
         return usage(format!("unknown sink {sink:?} in the summary of {name}"));
     };
     let ids: Vec<String> = expected.keys().cloned().collect();
-    let Held { versions: found, duplicated } = sink.read_back(&args.sinks, store, &ids).await?;
+    let Held { versions: found, duplicated, once } = sink.read_back(&args.sinks, store, &ids).await?;
     let mut missing: Vec<String> = expected.keys().filter(|id| !found.contains_key(*id)).cloned().collect();
     missing.sort();
     // Held, but as a version no record of this run carried: an earlier run's row.
@@ -375,6 +375,10 @@ async fn store_holds(
         })
         .collect();
     stale.sort();
+    // A store that promises each id once (Delta) holds none of this run's twice.
+    let mut twice: Vec<String> =
+        expected.keys().filter(|id| once && found.get(*id).is_some_and(|held| held.len() > 1)).cloned().collect();
+    twice.sort();
     let figures = StoreFigures {
         store: store.clone(),
         records,
@@ -389,6 +393,11 @@ async fn store_holds(
     let check = if records != written && !load.consumed.reread(input) {
         let detail = format!("read back {records} record(s) of the {written} {name} took in and did not dead-letter");
         Check::failed(check, detail, Vec::new(), written.abs_diff(records))
+    } else if !twice.is_empty() {
+        let detail = format!("{} of {} id(s) held more than once in {store}", twice.len(), expected.len());
+        let count = twice.len() as u64;
+        twice.truncate(NAMED);
+        Check::failed(check, detail, twice, count)
     } else if missing.is_empty() && stale.is_empty() {
         let detail =
             format!("all {} id(s) of {records} record(s) in {store}, each as this run wrote it", expected.len());

@@ -8,6 +8,8 @@
 
 pub mod cassandra;
 mod columns;
+pub mod delta;
+pub mod files;
 pub mod parquet;
 pub mod postgres;
 mod read_back;
@@ -18,8 +20,9 @@ use std::future::Future;
 use anyhow::Result;
 
 pub use columns::{check_columns, column_ddl};
+pub use files::FilesOpts;
 pub use read_back::{Held, Present, qualified, uuids};
-pub use writer::{Rejected, WriteError, Writer};
+pub use writer::{ReadAt, Rejected, WriteError, Writer};
 
 use crate::row::UserRow;
 
@@ -51,10 +54,16 @@ pub trait Connector {
     fn server_version(opts: &Self::Options) -> impl Future<Output = Result<String>> + Send;
 }
 
-/// The sinks, one line each: `module => Type`, where `src/sinks/<module>/`
-/// holds `Type`, its `Connector`, and the module's name is the sink's.
+/// The sinks, one line each: `module => Type(options)`, where
+/// `src/sinks/<module>/` holds `Type`, its `Connector`, the module's name is
+/// the sink's, and `options` names the group of `SinkOpts` it takes (the
+/// groups are listed first: sinks that need the same settings, the file
+/// sinks' `--out`, share one).
 macro_rules! registry {
-    ($($module:ident => $connector:ident),+ $(,)?) => {
+    (
+        options { $($field:ident: $group:ty),+ $(,)? }
+        sinks { $($module:ident => $connector:ident($of:ident)),+ $(,)? }
+    ) => {
         /// Which sink a load writes to (`--sink`), as summaries name it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
         #[serde(rename_all = "lowercase")]
@@ -67,7 +76,7 @@ macro_rules! registry {
         pub struct SinkOpts {
             $(
                 #[command(flatten)]
-                pub $module: <$module::$connector as Connector>::Options,
+                pub $field: $group,
             )+
         }
 
@@ -89,24 +98,24 @@ macro_rules! registry {
             /// Open `table` of this sink.
             pub async fn open(self, opts: &SinkOpts, table: &str) -> Result<Table> {
                 let writer = match self {
-                    $(Sink::$connector => <$module::$connector as Connector>::open(&opts.$module, table).await?),+
+                    $(Sink::$connector => <$module::$connector as Connector>::open(&opts.$of, table).await?),+
                 };
                 Ok(Table { sink: self, writer })
             }
 
             pub async fn read_back(self, opts: &SinkOpts, store: &str, ids: &[String]) -> Result<Held> {
                 match self {
-                    $(Sink::$connector => <$module::$connector as Connector>::read_back(&opts.$module, store, ids).await),+
+                    $(Sink::$connector => <$module::$connector as Connector>::read_back(&opts.$of, store, ids).await),+
                 }
             }
 
             pub fn address(self, opts: &SinkOpts) -> String {
-                match self { $(Sink::$connector => <$module::$connector as Connector>::address(&opts.$module)),+ }
+                match self { $(Sink::$connector => <$module::$connector as Connector>::address(&opts.$of)),+ }
             }
 
             pub async fn server_version(self, opts: &SinkOpts) -> Result<String> {
                 match self {
-                    $(Sink::$connector => <$module::$connector as Connector>::server_version(&opts.$module).await),+
+                    $(Sink::$connector => <$module::$connector as Connector>::server_version(&opts.$of).await),+
                 }
             }
         }
@@ -114,9 +123,17 @@ macro_rules! registry {
 }
 
 registry! {
-    cassandra => Cassandra,
-    postgres => Postgres,
-    parquet => Parquet,
+    options {
+        cassandra: cassandra::CassandraOpts,
+        postgres: postgres::PostgresOpts,
+        files: FilesOpts,
+    }
+    sinks {
+        cassandra => Cassandra(cassandra),
+        postgres => Postgres(postgres),
+        parquet => Parquet(files),
+        delta => Delta(files),
+    }
 }
 
 impl Sink {
@@ -141,9 +158,9 @@ impl Table {
         self.writer.location()
     }
 
-    /// Write `rows` (upsert by id where the store can).
-    pub async fn write(&mut self, rows: &[UserRow]) -> Result<Rejected, WriteError> {
-        self.writer.write(rows).await
+    /// Write `rows`, read at `at` (upsert by id where the store can).
+    pub async fn write(&mut self, rows: &[UserRow], at: ReadAt<'_>) -> Result<Rejected, WriteError> {
+        self.writer.write(rows, at).await
     }
 }
 

@@ -17,13 +17,16 @@ pub type Present = HashMap<uuid::Uuid, Option<i64>>;
 pub struct Held {
     pub versions: HashMap<String, Vec<Option<i64>>>,
     pub duplicated: Option<u64>,
+    /// The store promises each id once (it appends, but never a batch twice):
+    /// an id of the run held twice fails the check.
+    pub once: bool,
 }
 
 impl Held {
     /// A store that upserts by id: one version an id.
     pub fn upserted(present: Present) -> Self {
         let versions = present.into_iter().map(|(id, at)| (id.to_string(), vec![at])).collect();
-        Held { versions, duplicated: None }
+        Held { versions, duplicated: None, once: true }
     }
 
     /// A store that appends: every version of every id it holds.
@@ -33,7 +36,13 @@ impl Held {
             versions.entry(crate::row::canonical(id)).or_default().push(at);
         }
         let duplicated = Some(versions.values().filter(|v| v.len() > 1).count() as u64);
-        Held { versions, duplicated }
+        Held { versions, duplicated, once: false }
+    }
+
+    /// A store that appends and never writes a batch twice (Delta): every
+    /// version of every id it holds, and an id held twice is a failure.
+    pub fn appended_once(ids: impl IntoIterator<Item = (String, Option<i64>)>) -> Self {
+        Held { once: true, ..Held::appended(ids) }
     }
 }
 

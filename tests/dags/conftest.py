@@ -72,6 +72,7 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         **airflow_connections().from_environment(stack),
         "RTDS_BIN": rtds_bin(),
         "RTDS_OUT": str(home / "parquet"),
+        "RTDS_DELTA_OUT": str(home / "delta"),
     }
     airflow = shutil.which("airflow", path=str(Path(os.sys.executable).parent)) or "airflow"
     subprocess.run([airflow, "db", "migrate"], check=True, env=env, capture_output=True)

@@ -104,7 +104,7 @@ def test_no_secret_is_written_in_the_file():
     for line in text.splitlines():
         if re.search(r"PASSWORD\s*:", line) and "${" not in line:
             raise AssertionError(f"literal secret: {line}")
-    assert set(COMPOSE["volumes"]) >= {"kafka", "cassandra", "postgres"}
+    assert set(COMPOSE["volumes"]) >= {"kafka", "cassandra", "postgres", "parquet", "delta"}
 
 
 def compose_schema() -> dict:
@@ -143,7 +143,7 @@ def test_every_follow_service_reads_as_a_consumer_group_of_its_own():
         groups[name] = group
     assert len(set(groups.values())) == len(groups), f"--follow services share a consumer group: {groups}"
     # Not the group a plain `rtds transform` / `rtds load --sink X` falls back to either.
-    defaults = {"rtds-transform", *(f"rtds-load-{sink}" for sink in ["cassandra", "postgres", "parquet"])}
+    defaults = {"rtds-transform", *(f"rtds-load-{sink}" for sink in ["cassandra", "postgres", "parquet", "delta"])}
     assert not set(groups.values()) & defaults, groups
     # Everything else the services need still comes from the shared settings.
     for name, svc in follow.items():

@@ -178,13 +178,13 @@ PARALLELISM = 3
 @pytest.fixture(scope="module")
 def fan_out_run(airflow_env, tmp_path_factory):
     name, env = isolated_env("fanout", airflow_env, tmp_path_factory)
-    # Reconcile's 13 summaries in its rendered env, whole (else Airflow stores a truncated string).
+    # Reconcile's 16 summaries in its rendered env, whole (else Airflow stores a truncated string).
     env["AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH"] = "100000"
     conf = {
         "count": COUNT,
         "seed": int(time.time()) % 100000,
         "parallelism": PARALLELISM,
-        "sinks": ["cassandra", "postgres", "parquet"],
+        "sinks": ["cassandra", "postgres", "parquet", "delta"],
     }
     try:
         started = time.monotonic()

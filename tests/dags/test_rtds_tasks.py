@@ -78,6 +78,7 @@ def test_each_dag_gets_the_shared_default_args_and_its_own_bounds(dagbag, rtds_t
         "user_automation": ("rtds", 2, minutes, 30 * minutes),
         "user_stream": ("rtds", 1, timedelta(seconds=30), 10 * minutes),
         "dlq_alert": ("rtds", 1, timedelta(seconds=30), 5 * minutes),
+        "delta_maintenance": ("rtds", 1, timedelta(seconds=30), 60 * minutes),
     }
     assert set(expected) == set(dagbag.dag_ids)
     for dag_id, values in expected.items():

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import DAGS, ROOT
 
-LOADS = ["load_cassandra", "load_postgres", "load_parquet"]
+LOADS = ["load_cassandra", "load_postgres", "load_parquet", "load_delta"]
 
 
 def instance(task, share: str = "1/1"):
@@ -48,7 +48,12 @@ def test_dags_load_without_errors(dagbag):
 
 def test_the_shared_module_is_imported_not_parsed_as_a_dag_file(dagbag):
     # .airflowignore: the dag-processor does not parse rtds_tasks.py; the DAGs import it.
-    assert {stat.file for stat in dagbag.dagbag_stats} == {"dlq_alert.py", "user_automation.py", "user_stream.py"}
+    assert {stat.file for stat in dagbag.dagbag_stats} == {
+        "delta_maintenance.py",
+        "dlq_alert.py",
+        "user_automation.py",
+        "user_stream.py",
+    }
     assert dagbag.dags["user_automation"].get_task("ingest").__class__.__module__ == "rtds_tasks"
 
 
@@ -60,10 +65,12 @@ def test_each_task_declares_the_assets_it_reads_and_writes(dagbag):
     dag = dagbag.dags["user_automation"]
     raw, created, dlq = (f"kafka://rtds/{topic}" for topic in topics(dag).values())
     out = os.path.abspath(os.environ.get("RTDS_OUT", "/tmp/rtds/parquet"))
+    delta = os.path.abspath(os.environ.get("RTDS_DELTA_OUT", "/tmp/rtds/delta"))
     stores = {
         "load_cassandra": f"cassandra://rtds/{os.environ.get('RTDS_KEYSPACE', 'spark_streams')}/created_users",
         "load_postgres": f"postgres://rtds:5432/rtds/{os.environ.get('RTDS_PG_SCHEMA', 'public')}/created_users",
         "load_parquet": f"file://{out}/created_users",
+        "load_delta": f"file://{delta}/created_users",
     }
     expected = {
         "ingest": (set(), {raw}),
@@ -118,7 +125,7 @@ def test_params_validate_like_the_trigger_form(dagbag):
     assert count.value == 1000
     assert count.schema["minimum"] == 1 and count.schema["maximum"] == 1_000_000
     assert params.get_param("source").schema["enum"] == ["generate", "randomuser"]
-    assert params.get_param("sinks").schema["items"]["enum"] == ["cassandra", "postgres", "parquet"]
+    assert params.get_param("sinks").schema["items"]["enum"] == ["cassandra", "postgres", "parquet", "delta"]
     from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError
 
@@ -188,13 +195,13 @@ def test_retries_and_timeouts(dagbag):
 
 
 def test_no_bash_command_holds_templates_or_params(dagbag):
-    for dag_id in ["user_automation", "user_stream"]:
+    for dag_id in ["user_automation", "user_stream", "delta_maintenance"]:
         for task in map(instance, dagbag.dags[dag_id].tasks):
             command = getattr(task, "bash_command", None)
             if command is None:
                 continue
             assert "{{" not in command and "params" not in command, f"{dag_id}.{task.task_id}: {command}"
-            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile)', command), command
+            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile|maintain)', command), command
             assert task.append_env is True
             assert any("params." in str(v) for v in task.env.values()) or task.task_id != "ingest"
 
@@ -363,6 +370,7 @@ def isolated_env(prefix: str, airflow_env: dict, tmp_path_factory) -> tuple[str,
         "RTDS_CREATED_TOPIC": f"{name}_created",
         "RTDS_DLQ_TOPIC": f"{name}_dlq",
         "RTDS_OUT": str(tmp_path_factory.mktemp(prefix) / "parquet"),
+        "RTDS_DELTA_OUT": str(tmp_path_factory.mktemp(prefix) / "delta"),
     }
     return name, env
 
@@ -403,6 +411,8 @@ def real_run(airflow_env, tmp_path_factory):
     A keyspace, schema, topics and Parquet directory of its own: exact counts, whatever ran before.
     """
     name, env = isolated_env("dagtest", airflow_env, tmp_path_factory)
+    # Reconcile's five summaries in its rendered env, whole (else Airflow stores a truncated string).
+    env["AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH"] = "100000"
     try:
         result = dags_test(
             env,
@@ -412,7 +422,7 @@ def real_run(airflow_env, tmp_path_factory):
             {
                 "count": 2000,
                 "seed": int(time.time()) % 100000,
-                "sinks": ["cassandra", "postgres", "parquet"],
+                "sinks": ["cassandra", "postgres", "parquet", "delta"],
                 "exactly_once": True,
                 "format": "avro",
             },
@@ -442,6 +452,7 @@ def test_a_real_run_fills_every_store_and_reconciles(real_run):
     assert int(cql(f"SELECT count(*) FROM {name}.created_users")) == 2000
     files = list(Path(env["RTDS_OUT"], "created_users").glob("part-*.parquet"))
     assert files, "no Parquet file written"
+    assert list(Path(env["RTDS_DELTA_OUT"], "created_users", "_delta_log").glob("*.json")), "no Delta commit"
 
 
 def test_a_real_run_stores_and_logs_no_postgres_password(real_run):

@@ -300,9 +300,9 @@ fn kill_9_mid_load_then_rerun_gives_each_id_once() {
     assert_eq!(target.cassandra_rows(&rt, &session), want, "Cassandra: every id exactly once");
 }
 
-type Owned = (Option<Vec<u8>>, Option<Vec<u8>>);
+pub(crate) type Owned = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn as_refs(part: &[Owned]) -> Vec<Record<'_>> {
+pub(crate) fn as_refs(part: &[Owned]) -> Vec<Record<'_>> {
     part.iter().map(|(k, p)| (k.as_deref(), p.as_deref())).collect()
 }
 

@@ -5,6 +5,7 @@ mod avro;
 mod cli;
 mod cluster;
 mod delivery;
+mod delta;
 mod docs;
 mod faults;
 mod harness;

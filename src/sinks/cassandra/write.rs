@@ -13,7 +13,7 @@ use scylla::statement::prepared::PreparedStatement;
 use super::CassandraOpts;
 use super::options::{parse_consistency, replication_map};
 use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, names};
-use crate::sinks::{Rejected, WriteError, Writer};
+use crate::sinks::{ReadAt, Rejected, WriteError, Writer};
 
 /// An open Cassandra table and its prepared INSERT.
 pub struct CassandraWriter {
@@ -113,7 +113,11 @@ impl Writer for CassandraWriter {
     fn location(&self) -> String {
         self.table.clone()
     }
-    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
+    fn write<'a>(
+        &'a mut self,
+        rows: &'a [UserRow],
+        _: ReadAt<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
         Box::pin(CassandraWriter::write(self, rows))
     }
 }

@@ -2,43 +2,41 @@
 //! under a temporary name, fsynced, then renamed (readers never see a partial
 //! file). Files are append-only: a replayed batch lands in a new file.
 
-mod options;
 mod read;
 mod write;
 
-pub use options::ParquetOpts;
 pub use read::{ids, read};
 pub use write::ParquetWriter;
 
 use anyhow::Result;
 
-use super::{Connector, Held, Writer};
+use super::{Connector, FilesOpts, Held, Writer};
 
 /// The sink's `Connector`.
 pub struct Parquet;
 
 impl Connector for Parquet {
-    type Options = ParquetOpts;
+    type Options = FilesOpts;
 
     const ENV_ONLY: &'static [(&'static str, &'static str)] = &[];
 
     /// Files: nothing to reach.
     const SERVER: Option<&'static str> = None;
 
-    async fn open(opts: &ParquetOpts, table: &str) -> Result<Box<dyn Writer>> {
+    async fn open(opts: &FilesOpts, table: &str) -> Result<Box<dyn Writer>> {
         Ok(Box::new(ParquetWriter::open(opts, table)?))
     }
 
     /// The summary's store is the table's directory.
-    async fn read_back(_: &ParquetOpts, store: &str, _: &[String]) -> Result<Held> {
+    async fn read_back(_: &FilesOpts, store: &str, _: &[String]) -> Result<Held> {
         Ok(Held::appended(ids(std::path::Path::new(store))?))
     }
 
-    fn address(opts: &ParquetOpts) -> String {
+    fn address(opts: &FilesOpts) -> String {
         opts.out.display().to_string()
     }
 
-    async fn server_version(_: &ParquetOpts) -> Result<String> {
+    async fn server_version(_: &FilesOpts) -> Result<String> {
         anyhow::bail!("the Parquet sink writes files: it has no server")
     }
 }

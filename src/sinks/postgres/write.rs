@@ -21,7 +21,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::{PostgresOpts, connect};
 use crate::row::{COLUMNS, INGESTED_AT, Kind, UserRow, WIDTH, last_per_id, names};
-use crate::sinks::{Rejected, WriteError, Writer};
+use crate::sinks::{ReadAt, Rejected, WriteError, Writer};
 
 /// How PostgreSQL holds a column of the row contract (for binary COPY).
 fn column_type(kind: Kind) -> Type {
@@ -117,7 +117,11 @@ impl Writer for PostgresWriter {
     fn location(&self) -> String {
         self.table.clone()
     }
-    fn write<'a>(&'a mut self, rows: &'a [UserRow]) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
+    fn write<'a>(
+        &'a mut self,
+        rows: &'a [UserRow],
+        _: ReadAt<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<Rejected, WriteError>> {
         Box::pin(PostgresWriter::write(self, rows))
     }
 }

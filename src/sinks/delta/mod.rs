@@ -1,0 +1,52 @@
+//! The Delta Lake sink: a Delta table at `OUT/<table>/` (delta-rs), one
+//! commit a batch, each commit carrying an application transaction per Kafka
+//! partition it covers (app id `rtds:<stream>:<partition>`, version the
+//! partition's last offset written), as delta-io's kafka-delta-ingest does.
+//! A batch read again (a crash between the Delta commit and the Kafka offset
+//! commit, a rebalance) is recognised by those versions and not written twice;
+//! the offsets are committed after the Delta commit. Readers get snapshots and
+//! time travel (`rtds query --version`, `--as-of`); `rtds delta` compacts and
+//! vacuums.
+
+pub mod maintain;
+mod read;
+mod table;
+mod write;
+
+pub use read::{TableAt, files, read};
+pub use table::is_table;
+pub use write::DeltaWriter;
+
+use anyhow::Result;
+
+use super::{Connector, FilesOpts, Held, Writer};
+
+/// The sink's `Connector`.
+pub struct Delta;
+
+impl Connector for Delta {
+    type Options = FilesOpts;
+
+    const ENV_ONLY: &'static [(&'static str, &'static str)] = &[];
+
+    /// Files: nothing to reach.
+    const SERVER: Option<&'static str> = None;
+
+    async fn open(opts: &FilesOpts, table: &str) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(DeltaWriter::open(&opts.out.join(table)).await?))
+    }
+
+    /// The summary's store is the table's directory: every id of its current
+    /// version, as often as it occurs.
+    async fn read_back(_: &FilesOpts, store: &str, _: &[String]) -> Result<Held> {
+        Ok(Held::appended_once(read::ids(std::path::Path::new(store)).await?))
+    }
+
+    fn address(opts: &FilesOpts) -> String {
+        opts.out.display().to_string()
+    }
+
+    async fn server_version(_: &FilesOpts) -> Result<String> {
+        anyhow::bail!("the Delta sink writes files: it has no server")
+    }
+}
