@@ -18,8 +18,8 @@ pub struct RawReader {
 
 impl RawReader {
     /// Reads JSON with `json`, Avro with the registry's schemas (none: Avro
-    /// records go to the DLQ saying so).
-    /// The Avro side reads only the leaves `json` fills (what the SQL reads).
+    /// records go to the DLQ saying so), of which only the leaves `json`
+    /// fills (what the SQL reads).
     pub fn new(json: RawDecoder, registry: Option<Registry>) -> Result<Self> {
         let schema = pruned(USERS_RAW, |path| json.fills(path))?;
         let avro = Reader::new(registry, &schema, json.schema());

@@ -36,6 +36,14 @@ pub fn text_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// How the file sinks write Parquet: zstd at its default level.
+pub fn parquet_properties() -> parquet::file::properties::WriterProperties {
+    use parquet::basic::{Compression, ZstdLevel};
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
 /// The rows as one batch of `schema` (`text_schema`), each id once (its last
 /// row): as an upsert would leave it, where a file holds what it is given.
 pub fn text_batch(schema: &SchemaRef, rows: &[&UserRow]) -> Result<RecordBatch> {

@@ -13,11 +13,9 @@ use deltalake_core::kernel::Action;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::table::{TableAt, load};
-use crate::sinks::files::read_files;
+use crate::sinks::files::{parquet_properties, read_files};
 
 /// What compaction did: data files before and after, and the version it made.
 #[derive(Debug, Default, serde::Serialize)]
@@ -45,10 +43,9 @@ pub async fn compact(dir: &Path, target: u64) -> Result<Compacted> {
     let paths: Vec<std::path::PathBuf> = small.iter().map(|f| root.join(f.path().as_ref())).collect();
     let (_, batches) =
         tokio::task::spawn_blocking(move || read_files(&paths, None)).await.context("reading the small files")??;
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let mut writer = RecordBatchWriter::for_table(&table)
         .context("preparing the compacted files")?
-        .with_writer_properties(props)
+        .with_writer_properties(parquet_properties())
         .with_target_file_size(target);
     for batch in batches {
         done.rows += batch.num_rows();

@@ -10,20 +10,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Transaction;
 use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::row::UserRow;
-use crate::sinks::files::{text_batch, text_schema};
+use crate::sinks::files::{parquet_properties, text_batch, text_schema};
 use crate::sinks::{ReadAt, Rejected, WriteError, Writer};
 
 pub struct DeltaWriter {
     dir: PathBuf,
     table: DeltaTable,
+    schema: SchemaRef,
     /// By app id: the last offset the table holds of its partition (`None`: none).
     versions: HashMap<String, Option<i64>>,
 }
@@ -37,7 +37,7 @@ impl DeltaWriter {
     pub async fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating the output directory {}", dir.display()))?;
         let table = super::table::open_or_create(dir).await?;
-        Ok(Self { dir: dir.to_owned(), table, versions: HashMap::new() })
+        Ok(Self { dir: dir.to_owned(), table, schema: text_schema(), versions: HashMap::new() })
     }
 
     async fn write(&mut self, rows: &[UserRow], at: ReadAt<'_>) -> Result<Rejected, WriteError> {
@@ -78,15 +78,14 @@ impl DeltaWriter {
             tracing::debug!(rows = rows.len(), "the Delta table holds every row of the batch already");
             return Ok(());
         }
-        let batch = text_batch(&text_schema(), &fresh)?;
+        let batch = text_batch(&self.schema, &fresh)?;
         let now = chrono::Utc::now().timestamp_millis();
         let txns: Vec<Transaction> =
             last.iter().map(|(p, v)| Transaction::new_with_last_update(app_id(at.stream, *p), *v, Some(now))).collect();
         let before = self.table.version();
-        let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
         let mut writer = RecordBatchWriter::for_table(&self.table)
             .context("preparing a Delta write")?
-            .with_writer_properties(props)
+            .with_writer_properties(parquet_properties())
             .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
         writer.write(batch).await.context("writing a Delta data file")?;
         let version = writer.flush_and_commit(&mut self.table).await.context("committing to the Delta table")?;

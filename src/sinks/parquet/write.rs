@@ -5,13 +5,11 @@ use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::row::UserRow;
-use crate::sinks::files::{text_batch, text_schema};
+use crate::sinks::files::{parquet_properties, text_batch, text_schema};
 use crate::sinks::{FilesOpts, ReadAt, Rejected, WriteError, Writer};
 
 pub struct ParquetWriter {
@@ -66,8 +64,8 @@ fn write_file(dir: &Path, batch: &RecordBatch) -> Result<PathBuf> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let dest = dir.join(&name);
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).context("starting a Parquet file")?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(parquet_properties())).context("starting a Parquet file")?;
     writer.write(batch).context("writing a Parquet row group")?;
     let file = writer.into_inner().context("finishing the Parquet file")?;
     file.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
