@@ -427,6 +427,27 @@ def avro_against_json(batch, sizes, n):
         print(f"\nThe Avro rows are {smaller:.0%} smaller than the JSON rows (goal {AVRO_ROWS_SMALLER:.0%}): {met}.")
 
 
+# Issue 37's goal: the Delta load keeps at least this share of the Parquet load's records/s.
+DELTA_OF_PARQUET = 0.80
+
+
+def delta_against_parquet(batch):
+    """The lake step's verdict: the Delta load's records/s and peak RSS against the Parquet load's
+    on the same rows (each the mean of its A-B-B-A runs)."""
+    by = {r["name"]: r for r in batch}
+    d, p = by.get("load_delta"), by.get("load_parquet")
+    if not (d and p):
+        return
+    share = d["rate"] / p["rate"]
+    met = "met" if share >= DELTA_OF_PARQUET else "not met"
+    print("\n### Delta against Parquet (the same rows; A-B-B-A)\n")
+    print(
+        f"load --sink delta {d['rate']:,.0f} records/s, peak RSS {num(d['peak_rss_mb'], '.0f')} MB; "
+        f"--sink parquet {p['rate']:,.0f} records/s, {num(p['peak_rss_mb'], '.0f')} MB: "
+        f"{share:.0%} of Parquet's records/s (goal {DELTA_OF_PARQUET:.0%}): {met}."
+    )
+
+
 def report(results_path, criterion_dir, n, png):
     n = int(n)
     rows = [json.loads(line) for line in open(results_path)]
@@ -475,6 +496,7 @@ def report(results_path, criterion_dir, n, png):
             print(f"| {r['name']} | {every} | {r['rate']:,.0f} | {share:.0%} | {num(r['cpu_s'], '.1f')} |")
 
     avro_against_json(batch, sizes, n)
+    delta_against_parquet(batch)
 
     if alo and floor:
         # Issue 19's floor: what librdkafka alone costs for the transform's Kafka work.

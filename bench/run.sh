@@ -212,8 +212,12 @@ bench_load() {
   sync
   measure load_postgres_2 "" "$REL/rtds" load --sink postgres --input-topic "created_$RUN" --group "lp2_$RUN" \
     --pg-schema "bench_rtds2_$RUN"
-  # Parquet against Delta (issue 37: at least 80% of Parquet's records/s), A-B-B-A, each into a
-  # directory of its own.
+}
+
+# 3b. the lakehouse table: the Delta load against the Parquet load of transform's rows (issue 37:
+# at least 80% of Parquet's records/s), A-B-B-A, each into a directory of its own.
+bench_lake() {
+  say "bench: load --sink delta against --sink parquet"
   local f=("$REL/rtds" load --input-topic "created_$RUN")
   measure load_parquet load_delta "${f[@]}" --sink parquet --group "lq_$RUN" --out "$WORK/parquet"
   measure load_delta "" "${f[@]}" --sink delta --group "ld_$RUN" --out "$WORK/delta"
@@ -401,33 +405,36 @@ profile_args() {
     *) echo "--profile $1" ;;
   esac
 }
+# An entry PROFILE:REV builds commit REV instead (labelled PROFILE-REV): what a dependency added to
+# the build, measured in the same run as the commit without it.
 bench_profiles() {
-  local p dir bin src="$WORK/src"
-  rm -rf "$src" && mkdir -p "$src"
-  git archive "$COMMIT" | tar -x -C "$src"
-  for p in ${BENCH_PROFILES:-ship o1 release dev}; do
-    dir="$WORK/target-$p"
-    rm -rf "$dir"
-    say "bench: clean build of rtds, profile $p"
+  local entry p rev label dir bin src
+  for entry in ${BENCH_PROFILES:-ship o1 release dev}; do
+    p=${entry%%:*} rev=$COMMIT label=$p
+    [[ "$entry" != *:* ]] || { rev=$(git rev-parse --verify "${entry#*:}^{commit}") label="$p-${entry#*:}"; }
+    src="$WORK/src-$label" dir="$WORK/target-$label"
+    rm -rf "$src" "$dir" && mkdir -p "$src"
+    git archive "$rev" | tar -x -C "$src"
+    say "bench: clean build of rtds, profile $p at ${rev:0:10}"
     # shellcheck disable=SC2046 # the profile's arguments are words
-    timed "build_$p" cargo build --quiet --bin rtds $(profile_args "$p") --manifest-path "$src/Cargo.toml" --target-dir "$dir" ||
-      { tail -n 20 "$WORK/build_$p.err" >&2; die "bench: the $p build failed"; }
+    timed "build_$label" cargo build --quiet --bin rtds $(profile_args "$p") --manifest-path "$src/Cargo.toml" --target-dir "$dir" ||
+      { tail -n 20 "$WORK/build_$label.err" >&2; die "bench: the $label build failed"; }
     bin=$(find "$dir" -mindepth 2 -maxdepth 2 -name rtds -type f)
-    printf '{"profile": "%s", "binary_bytes": %s}\n' "$p" "$(stat -c %s "$bin")" >"$WORK/build_$p.out"
-    record "build_$p" ""
-    cp "$bin" "$WORK/rtds-$p"
-    rm -rf "$dir"
-    measure "transform_$p" "" "$WORK/rtds-$p" transform --input-topic "raw_$RUN" --output-topic "prof${p}_$RUN" \
-      --dlq-topic "dlq_$RUN" --group "tp${p}_$RUN"
-    drop_data "prof${p}"
+    printf '{"profile": "%s", "commit": "%s", "binary_bytes": %s}\n' "$p" "$rev" "$(stat -c %s "$bin")" >"$WORK/build_$label.out"
+    record "build_$label" ""
+    cp "$bin" "$WORK/rtds-$label"
+    rm -rf "$dir" "$src"
+    measure "transform_$label" "" "$WORK/rtds-$label" transform --input-topic "raw_$RUN" --output-topic "prof${label}_$RUN" \
+      --dlq-topic "dlq_$RUN" --group "tp${label}_$RUN"
+    drop_data "prof${label}"
   done
 }
 
 # BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
 # load reads transform's: a step runs only with the ones it reads.
-ALL_STEPS="ingest transform eos avro load realtime dag criterion"
+ALL_STEPS="ingest transform eos avro load lake realtime dag criterion"
 # profiles (clean builds, an hour or more on 2 cores) runs only when BENCH_STEPS names it.
-KNOWN_STEPS="ingest profiles transform eos avro load realtime dag criterion"
+KNOWN_STEPS="ingest profiles transform eos avro load lake realtime dag criterion"
 STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
 for s in $STEPS; do
   [[ " $KNOWN_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $KNOWN_STEPS)"
@@ -438,12 +445,13 @@ needs eos ingest
 needs avro ingest
 needs profiles ingest
 needs load transform
+needs lake transform
 # The 1M-record data goes once its steps are done: before the next step, which it would slow.
 batch_data=""
 for s in $KNOWN_STEPS; do
   [[ "$STEPS" == *" $s "* ]] || continue
   case $s in
-    ingest | profiles | transform | eos | avro | load) batch_data=1 ;;
+    ingest | profiles | transform | eos | avro | load | lake) batch_data=1 ;;
     *) [ -z "$batch_data" ] || { drop_batch_data; batch_data=""; } ;;
   esac
   "bench_$s"

@@ -17,12 +17,23 @@ pub fn is_delta_table(dir: &Path) -> bool {
     dir.join("_delta_log").is_dir()
 }
 
-/// Where the file sinks write.
+/// Where the file sinks write (and `rtds query`, `rtds maintain` read).
 #[derive(Debug, Clone, clap::Args)]
 pub struct FilesOpts {
     /// Output directory of the file sinks (--sink parquet, delta): a table is OUT/<table>/.
     #[arg(long, env = "RTDS_OUT", default_value = "data")]
     pub out: PathBuf,
+}
+
+/// The load's options of the file sinks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FileSinkOpts {
+    #[command(flatten)]
+    pub files: FilesOpts,
+    /// Partition the Delta table by these columns when the load creates it (--sink delta;
+    /// comma-separated, e.g. `nat`); a table that exists keeps its own partitioning.
+    #[arg(long, env = "RTDS_PARTITION_BY", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
 }
 
 /// The files' schema: every column as text, as sent (the id never null), and

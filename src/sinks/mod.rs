@@ -20,7 +20,7 @@ use std::future::Future;
 use anyhow::Result;
 
 pub use columns::{check_columns, column_ddl};
-pub use files::FilesOpts;
+pub use files::{FileSinkOpts, FilesOpts};
 pub use read_back::{Held, Present, qualified, uuids};
 pub use writer::{ReadAt, Rejected, WriteError, Writer};
 
@@ -126,7 +126,7 @@ registry! {
     options {
         cassandra: cassandra::CassandraOpts,
         postgres: postgres::PostgresOpts,
-        files: FilesOpts,
+        files: FileSinkOpts,
     }
     sinks {
         cassandra => Cassandra(cassandra),

@@ -165,3 +165,66 @@ fn reconcile_time_travel_and_maintenance_of_a_delta_table() {
     assert!(!rec.status.success(), "reconcile finds every id twice: {}", stdout(&rec));
     assert!(stdout(&rec).contains("1200 of 1200 id(s) held more than once"), "{}", stdout(&rec));
 }
+
+/// The `.parquet` files under `dir`, at any depth (a partitioned table's are in `column=value/`).
+fn parquet_files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() && !path.ends_with("_delta_log") {
+            found.extend(parquet_files_under(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_table_partitioned_on_request_reads_back_whole_and_keeps_its_partitioning() {
+    require_kafka();
+    let (topic, want) = clean_rows("it_delta_part", 1500, "84");
+    let target = Target::new("it_delta_part");
+    let table = target.out.join("created_users");
+    let load = |group: &str, partition_by: &[&str]| {
+        let mut cmd = target.load("delta", &topic, group);
+        cmd.args(["--batch-size", "300"]).args(partition_by);
+        run(&mut cmd, RUN)
+    };
+    ok(&load(&unique("g"), &["--partition-by", "gender"]));
+    let log = std::fs::read_to_string(table.join("_delta_log/00000000000000000000.json")).unwrap();
+    assert!(log.contains(r#""partitionColumns":["gender"]"#), "{log}");
+    let files = parquet_files_under(&table);
+    let genders: std::collections::BTreeSet<String> = want.values().map(|cells| cells[3].clone().unwrap()).collect();
+    assert!(genders.len() > 1, "{genders:?}");
+    assert!(files.len() >= 5, "a file per batch and gender: {files:?}");
+    for file in &files {
+        let dir = file.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let gender = dir.strip_prefix("gender=").unwrap_or_else(|| panic!("{} outside a partition", file.display()));
+        assert!(genders.contains(gender), "{dir}");
+    }
+    // The partition column, not in the files, is read back from the log with every row.
+    assert_eq!(table_rows(&target.out, &[]), (1500, want.clone()), "every row whole");
+
+    // Compaction keeps the partitions apart: a file for each gender, the same rows.
+    std::thread::sleep(Duration::from_secs(2));
+    let m = run(rtds().args(["maintain", "--retention", "1s", "--out"]).arg(&target.out), RUN);
+    let s = summary(&m);
+    assert_eq!(s["files_after"].as_u64(), Some(genders.len() as u64), "{s}");
+    assert_eq!(table_rows(&target.out, &[]), (1500, want), "the same rows after compaction");
+
+    // A load that names no partitioning writes into the table's; another partitioning is refused.
+    let refused = load(&unique("g"), &["--partition-by", "post_code"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(r#"partitioned by ["gender"]"#), "{}", stderr(&refused));
+    ok(&load(&unique("g"), &[]));
+    assert_eq!(table_rows(&target.out, &[]).0, 3000, "a second group appends its rows");
+    for bad in [["--partition-by", "id"], ["--partition-by", "nosuch"]] {
+        let other = Target::new("it_delta_part_bad");
+        let out = run(other.load("delta", &topic, &unique("g")).args(bad), RUN);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    }
+    let parquet = run(target.load("parquet", &topic, &unique("g")).args(["--partition-by", "gender"]), RUN);
+    assert_eq!(parquet.status.code(), Some(2), "{}", stderr(&parquet));
+    assert!(stderr(&parquet).contains("--partition-by is for --sink delta"), "{}", stderr(&parquet));
+}

@@ -14,8 +14,9 @@ use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 
+use super::read::{DataFile, read_data_files};
 use super::table::{TableAt, load};
-use crate::sinks::files::{parquet_properties, read_files};
+use crate::sinks::files::parquet_properties;
 
 /// What compaction did: data files before and after, and the version it made.
 #[derive(Debug, Default, serde::Serialize)]
@@ -38,11 +39,12 @@ pub async fn compact(dir: &Path, target: u64) -> Result<Compacted> {
     if small.len() < 2 {
         return Ok(done);
     }
-    let root =
-        table.table_url().to_file_path().map_err(|_| anyhow::anyhow!("{} is not a local path", dir.display()))?;
-    let paths: Vec<std::path::PathBuf> = small.iter().map(|f| root.join(f.path().as_ref())).collect();
-    let (_, batches) =
-        tokio::task::spawn_blocking(move || read_files(&paths, None)).await.context("reading the small files")??;
+    // Read with their partition values: the writer files the rows by partition again.
+    let files = small.iter().map(|f| DataFile::of(&table, f)).collect::<Result<Vec<_>>>()?;
+    let schema = snapshot.snapshot().arrow_schema();
+    let batches = tokio::task::spawn_blocking(move || read_data_files(&files, &schema))
+        .await
+        .context("reading the small files")??;
     let mut writer = RecordBatchWriter::for_table(&table)
         .context("preparing the compacted files")?
         .with_writer_properties(parquet_properties())

@@ -5,8 +5,9 @@
 //! A batch read again (a crash between the Delta commit and the Kafka offset
 //! commit, a rebalance) is recognised by those versions and not written twice;
 //! the offsets are committed after the Delta commit. Readers get snapshots and
-//! time travel (`rtds query --version`, `--as-of`); `rtds delta` compacts and
-//! vacuums.
+//! time travel (`rtds query --version`, `--as-of`); `rtds maintain` compacts
+//! and vacuums. The table is partitioned only if the load that creates it is
+//! given `--partition-by`.
 
 pub mod maintain;
 mod read;
@@ -19,34 +20,34 @@ pub use write::DeltaWriter;
 
 use anyhow::Result;
 
-use super::{Connector, FilesOpts, Held, Writer};
+use super::{Connector, FileSinkOpts, Held, Writer};
 
 /// The sink's `Connector`.
 pub struct Delta;
 
 impl Connector for Delta {
-    type Options = FilesOpts;
+    type Options = FileSinkOpts;
 
     const ENV_ONLY: &'static [(&'static str, &'static str)] = &[];
 
     /// Files: nothing to reach.
     const SERVER: Option<&'static str> = None;
 
-    async fn open(opts: &FilesOpts, table: &str) -> Result<Box<dyn Writer>> {
-        Ok(Box::new(DeltaWriter::open(&opts.out.join(table)).await?))
+    async fn open(opts: &FileSinkOpts, table: &str) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(DeltaWriter::open(&opts.files.out.join(table), &opts.partition_by).await?))
     }
 
     /// The summary's store is the table's directory: every id of its current
     /// version, as often as it occurs.
-    async fn read_back(_: &FilesOpts, store: &str, _: &[String]) -> Result<Held> {
+    async fn read_back(_: &FileSinkOpts, store: &str, _: &[String]) -> Result<Held> {
         Ok(Held::appended_once(read::ids(std::path::Path::new(store)).await?))
     }
 
-    fn address(opts: &FilesOpts) -> String {
-        opts.out.display().to_string()
+    fn address(opts: &FileSinkOpts) -> String {
+        opts.files.out.display().to_string()
     }
 
-    async fn server_version(_: &FilesOpts) -> Result<String> {
+    async fn server_version(_: &FileSinkOpts) -> Result<String> {
         anyhow::bail!("the Delta sink writes files: it has no server")
     }
 }

@@ -1,5 +1,6 @@
 //! Opening a Delta table at a directory: created on first use with the file
-//! sinks' schema (`files::text_schema`), checked against it otherwise.
+//! sinks' schema (`files::text_schema`) and the partitioning asked for,
+//! checked against them otherwise.
 
 use std::path::Path;
 
@@ -18,9 +19,12 @@ pub fn url(dir: &Path) -> Result<url::Url> {
 
 pub use crate::sinks::files::is_delta_table as is_table;
 
-/// The table at `dir`, created (unpartitioned) if there is none. A directory
-/// that holds other files (the Parquet sink's) is refused: the two would mix.
-pub async fn open_or_create(dir: &Path) -> Result<DeltaTable> {
+/// The table at `dir`, created if there is none (partitioned by
+/// `partition_by`, if any). A directory that holds other files (the Parquet
+/// sink's) is refused: the two would mix. A table that exists keeps its
+/// partitioning: asked for another, the load stops.
+pub async fn open_or_create(dir: &Path, partition_by: &[String]) -> Result<DeltaTable> {
+    check_partitioning(partition_by)?;
     if !is_table(dir) && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         anyhow::bail!(
             "{} holds files but no Delta table (_delta_log): another sink's output? Use another --out or --table",
@@ -32,6 +36,15 @@ pub async fn open_or_create(dir: &Path) -> Result<DeltaTable> {
         .with_context(|| format!("opening the Delta table at {}", dir.display()))?;
     if table.version().is_some() {
         check_schema(&table, dir)?;
+        let has =
+            table.snapshot().context("reading the Delta table's metadata")?.metadata().partition_columns().to_vec();
+        if !partition_by.is_empty() && has != partition_by {
+            crate::error::usage(format!(
+                "the Delta table at {} is partitioned by {has:?}, not {partition_by:?}: a table keeps the \
+                 partitioning it was created with (leave out --partition-by, or use another --table)",
+                dir.display()
+            ))?;
+        }
         return Ok(table);
     }
     let columns: Vec<StructField> = text_schema()
@@ -43,8 +56,28 @@ pub async fn open_or_create(dir: &Path) -> Result<DeltaTable> {
         .create()
         .with_table_name(dir.file_name().and_then(|n| n.to_str()).unwrap_or("created_users"))
         .with_columns(columns)
+        .with_partition_columns(partition_by.iter().cloned())
         .await
         .with_context(|| format!("creating the Delta table at {}", dir.display()))
+}
+
+/// Partition columns are columns of the row contract, each once, and not the
+/// id (a directory a row).
+fn check_partitioning(partition_by: &[String]) -> Result<()> {
+    let schema = text_schema();
+    for (i, column) in partition_by.iter().enumerate() {
+        if schema.field_with_name(column).is_err() {
+            let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+            crate::error::usage(format!("--partition-by {column}: not a column of the rows (columns: {names:?})"))?;
+        }
+        if column == crate::row::COLUMNS[0].name {
+            crate::error::usage(format!("--partition-by {column}: the id is unique, a partition would hold one row"))?;
+        }
+        if partition_by[..i].contains(column) {
+            crate::error::usage(format!("--partition-by names {column} twice"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The table's columns are the file sinks' (names, in order): its rows are

@@ -34,9 +34,9 @@ pub fn app_id(stream: &str, partition: i32) -> String {
 }
 
 impl DeltaWriter {
-    pub async fn open(dir: &Path) -> Result<Self> {
+    pub async fn open(dir: &Path, partition_by: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating the output directory {}", dir.display()))?;
-        let table = super::table::open_or_create(dir).await?;
+        let table = super::table::open_or_create(dir, partition_by).await?;
         Ok(Self { dir: dir.to_owned(), table, schema: text_schema(), versions: HashMap::new() })
     }
 

@@ -10,33 +10,33 @@ pub use write::ParquetWriter;
 
 use anyhow::Result;
 
-use super::{Connector, FilesOpts, Held, Writer};
+use super::{Connector, FileSinkOpts, Held, Writer};
 
 /// The sink's `Connector`.
 pub struct Parquet;
 
 impl Connector for Parquet {
-    type Options = FilesOpts;
+    type Options = FileSinkOpts;
 
     const ENV_ONLY: &'static [(&'static str, &'static str)] = &[];
 
     /// Files: nothing to reach.
     const SERVER: Option<&'static str> = None;
 
-    async fn open(opts: &FilesOpts, table: &str) -> Result<Box<dyn Writer>> {
+    async fn open(opts: &FileSinkOpts, table: &str) -> Result<Box<dyn Writer>> {
         Ok(Box::new(ParquetWriter::open(opts, table)?))
     }
 
     /// The summary's store is the table's directory.
-    async fn read_back(_: &FilesOpts, store: &str, _: &[String]) -> Result<Held> {
+    async fn read_back(_: &FileSinkOpts, store: &str, _: &[String]) -> Result<Held> {
         Ok(Held::appended(ids(std::path::Path::new(store))?))
     }
 
-    fn address(opts: &FilesOpts) -> String {
-        opts.out.display().to_string()
+    fn address(opts: &FileSinkOpts) -> String {
+        opts.files.out.display().to_string()
     }
 
-    async fn server_version(_: &FilesOpts) -> Result<String> {
+    async fn server_version(_: &FileSinkOpts) -> Result<String> {
         anyhow::bail!("the Parquet sink writes files: it has no server")
     }
 }

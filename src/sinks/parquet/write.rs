@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::row::UserRow;
 use crate::sinks::files::{parquet_properties, text_batch, text_schema};
-use crate::sinks::{FilesOpts, ReadAt, Rejected, WriteError, Writer};
+use crate::sinks::{FileSinkOpts, ReadAt, Rejected, WriteError, Writer};
 
 pub struct ParquetWriter {
     pub dir: PathBuf,
@@ -19,8 +19,11 @@ pub struct ParquetWriter {
 
 impl ParquetWriter {
     /// Create `out/table/` and make sure we can write there.
-    pub fn open(opts: &FilesOpts, table: &str) -> Result<Self> {
-        let dir = opts.out.join(table);
+    pub fn open(opts: &FileSinkOpts, table: &str) -> Result<Self> {
+        if !opts.partition_by.is_empty() {
+            crate::error::usage("--partition-by is for --sink delta: the Parquet sink writes a file a batch")?;
+        }
+        let dir = opts.files.out.join(table);
         if crate::sinks::files::is_delta_table(&dir) {
             anyhow::bail!(
                 "{} is a Delta table: load it with --sink delta, or use another --out or --table",
