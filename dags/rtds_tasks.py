@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Asset, BaseHook
+from rtds_notify import failure_notifiers
 
 if TYPE_CHECKING:
     from airflow.sdk import XComArg
@@ -45,7 +46,22 @@ DEFAULT_ARGS = {
     "owner": "rtds",
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
+    # A task that failed for good tells whom RTDS_FAILURE_NOTIFIER names (dags/rtds_notify.py).
+    "on_failure_callback": failure_notifiers(),
 }
+
+
+def summaries_of(*task_ids: str) -> str:
+    """A template of the JSON summary lines the tasks `task_ids` pushed to XCom in this run, one a line.
+
+    Each stage prints a JSON summary as its last stdout line, which BashOperator pushes to XCom,
+    with the Kafka offset ranges it consumed and produced.
+
+    Given a list of task ids, xcom_pull returns a list whatever it finds: the value of every map index
+    of a mapped task (one share or many), None for a task that pushed nothing (a task skipped),
+    which `select` drops. (Given one task id, it would return a bare value when it finds exactly one.)
+    """
+    return f"{{{{ ti.xcom_pull(task_ids={list(task_ids)!r}) | select | join('\\n') }}}}"
 
 
 # Assets, for lineage (the UI's graph) and so that DAGs can be scheduled on them.

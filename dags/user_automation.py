@@ -28,25 +28,13 @@ from rtds_tasks import (
     SINKS,
     STORES,
     rtds,
+    summaries_of,
 )
 
 # The generator's seed: the form's, else the run's date (YYYYMMDD), so each day's scheduled run
 # brings new users and a rerun of a date the same ones. A scheduled run's date is its logical
 # date; a run triggered without one (Airflow 3 allows that) takes the date it was due to run.
 SEED = "{{ params.seed if params.seed is not none else (logical_date or dag_run.run_after).strftime('%Y%m%d') }}"
-
-
-def summaries_of(*task_ids: str) -> str:
-    """A template of the JSON summary lines the tasks `task_ids` pushed to XCom in this run, one a line.
-
-    Each stage prints a JSON summary as its last stdout line, which BashOperator pushes to XCom,
-    with the Kafka offset ranges it consumed and produced.
-
-    Given a list of task ids, xcom_pull returns a list whatever it finds: the value of every map index
-    of a mapped task (one share or many), None for a task that pushed nothing (a load not chosen),
-    which `select` drops. (Given one task id, it would return a bare value when it finds exactly one.)
-    """
-    return f"{{{{ ti.xcom_pull(task_ids={list(task_ids)!r}) | select | join('\\n') }}}}"
 
 
 with DAG(

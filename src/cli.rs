@@ -12,9 +12,11 @@ use crate::kafka::ClientOpts;
 use crate::load::LoadArgs;
 use crate::logging::LogFormat;
 use crate::maintain::MaintainArgs;
+use crate::offsets::OffsetsArgs;
 use crate::query::QueryArgs;
 use crate::reconcile::ReconcileArgs;
 use crate::registry::RegistryOpts;
+use crate::replay::ReplayArgs;
 use crate::sinks::Sink;
 use crate::transform::TransformArgs;
 
@@ -114,6 +116,21 @@ pub enum Command {
         rtds maintain --out /data                      # OUT/created_users, files under 128MB, keep 7 days\n  \
         rtds maintain --target-file-size 64MB --retention 24h\n")]
     Maintain(MaintainArgs),
+    /// Show each consumer group's committed offsets, end offsets and lag on a topic; move a group
+    /// to the earliest or latest offsets or to a time (refused while it has members).
+    #[command(after_help = "Examples:\n  \
+        rtds offsets --topic users_created                          # every group that reads it\n  \
+        rtds offsets --topic users_raw --group rtds-transform\n  \
+        rtds offsets --topic users_raw --group rtds-transform --reset-to 2026-12-05T10:00:00Z --dry-run\n  \
+        rtds offsets --topic users_raw --group rtds-transform --reset-to earliest\n")]
+    Offsets(OffsetsArgs),
+    /// Send dead letters back to the topic the stage that refused them read, once the cause is fixed.
+    #[command(after_help = "Examples:\n  \
+        rtds replay --dlq-topic users_dlq --stage load --sink postgres --dry-run   # counts by reason\n  \
+        rtds replay --stage transform --reason 'missing field' --from-time 2026-12-05T10:00:00Z\n\
+        Each dead letter is replayed once per selection (progress under a group); a record that fails\n\
+        again returns to the DLQ counting its replays, and stays there after --max-replays.\n")]
+    Replay(ReplayArgs),
 }
 
 #[cfg(test)]

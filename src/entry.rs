@@ -21,6 +21,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,
         Command::Query(args) => crate::query::run(args).await,
         Command::Maintain(args) => crate::maintain::run(args).await,
+        Command::Offsets(args) => crate::offsets::run(kafka, args).await,
+        Command::Replay(args) => crate::replay::run(kafka, args).await,
     }
 }
 

@@ -17,6 +17,10 @@ use crate::delivery::Ranges;
 /// clean record by the transform; the load measures end-to-end latency from it.
 pub const INGESTED_AT: &str = "rtds-ingested-at";
 
+/// The header `rtds replay` counts a record's replays in; a stage that
+/// dead-letters the record again keeps it, so a replay knows when to stop.
+pub const REPLAYS: &str = "rtds-replays";
+
 /// One batch of records from one topic.
 #[derive(Debug)]
 pub struct Batch {
@@ -34,6 +38,8 @@ struct Meta {
     payload: Option<Range<usize>>,
     key: Option<Range<usize>>,
     ingested_at: Option<Range<usize>>,
+    /// How often `rtds replay` sent the record back (`REPLAYS`).
+    replays: u32,
 }
 
 /// One record of a batch, borrowed from it.
@@ -75,7 +81,14 @@ impl Batch {
 
     /// Copy a record in (its topic is the batch's).
     pub fn push<M: Message>(&mut self, m: &M) {
-        let ingested_at = m.headers().and_then(|h| h.iter().find(|h| h.key == INGESTED_AT)).and_then(|h| h.value);
+        let (mut ingested_at, mut replays) = (None, 0);
+        for h in m.headers().iter().flat_map(|h| h.iter()) {
+            match h.key {
+                INGESTED_AT => ingested_at = h.value,
+                REPLAYS => replays = h.value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0),
+                _ => {}
+            }
+        }
         let meta = Meta {
             partition: m.partition(),
             offset: m.offset(),
@@ -86,6 +99,7 @@ impl Batch {
             payload: m.payload().map(|b| self.keep(b)),
             key: m.key().map(|b| self.keep(b)),
             ingested_at: ingested_at.map(|b| self.keep(b)),
+            replays,
         };
         self.records.push(meta);
     }
@@ -169,6 +183,11 @@ impl<'a> BatchRecord<'a> {
     pub fn ingested_at(&self) -> Option<&'a [u8]> {
         self.slice(&self.meta.ingested_at)
     }
+
+    /// How often the record was replayed from a DLQ (its `REPLAYS` header; 0 without).
+    pub fn replays(&self) -> u32 {
+        self.meta.replays
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +216,7 @@ mod tests {
             7,
             Some(b"{\"a\":1}"),
             Some(b"k7"),
-            &[("other", b"x"), (INGESTED_AT, b"2026-12-01T00:00:00Z")],
+            &[("other", b"x"), (INGESTED_AT, b"2026-12-01T00:00:00Z"), (REPLAYS, b"2")],
         ));
         batch.push(&message(8, None, None, &[("other", b"y")]));
         batch.push(&message(9, Some(b""), Some(b"k9"), &[]));
@@ -213,6 +232,7 @@ mod tests {
             ]
         );
         assert_eq!(batch.get(1).timestamp(), Some(1_700_000_000_008));
+        assert_eq!((batch.get(0).replays(), batch.get(1).replays()), (2, 0));
         assert_eq!(batch.get(2).topic(), "raw");
         let spans = batch.spans().of("raw");
         assert_eq!((spans[&0].first, spans[&0].last, spans[&1].first, spans[&1].last), (8, 8, 7, 9));

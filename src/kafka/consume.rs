@@ -325,7 +325,7 @@ impl Source {
             .with_context(|| format!("creating a Kafka consumer for {}", client.brokers))?;
         let targets = match reading {
             Reading::Follow { .. } => None,
-            Reading::ToEnd { .. } => Some(high_watermarks(&consumer, topic, &client.brokers).await?),
+            Reading::ToEnd { .. } => Some(high_watermarks(&consumer, client, topic)?),
             Reading::Ranges(spans) => Some(spans.iter().map(|(p, s)| (*p, s.last + 1)).collect()),
         };
         match reading {
@@ -797,30 +797,13 @@ pub fn lag(consumer: &StreamConsumer<Rebalances>) -> Option<i64> {
 }
 
 /// Per partition of `topic`, its high watermark now.
-async fn high_watermarks(
+fn high_watermarks(
     consumer: &StreamConsumer<Rebalances>,
+    client: &ClientOpts,
     topic: &str,
-    brokers: &str,
 ) -> Result<HashMap<i32, i64>> {
-    let md = tokio::task::block_in_place(|| consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT))
-        .with_context(|| format!("connecting to Kafka at {brokers}"))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .filter(|t| t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        anyhow::bail!("topic {topic} does not exist on Kafka at {brokers}");
-    }
-    let mut out = HashMap::new();
-    for p in partitions {
-        let (_, hi) = tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT))
-            .with_context(|| format!("reading the end offsets of {topic}/{p}"))?;
-        out.insert(p, hi);
-    }
-    Ok(out)
+    let marks = tokio::task::block_in_place(|| super::offsets::watermarks(consumer, client, topic))?;
+    Ok(marks.into_iter().map(|(p, (_, high))| (p, high)).collect())
 }
 
 /// Hand every record of `topic` at the offsets of `spans` to `each`, reading

@@ -5,17 +5,19 @@
 
 mod batch;
 mod consume;
+pub mod offsets;
 mod produce;
 mod reports;
 mod requests;
 mod settings;
 
-pub use batch::{Batch, BatchRecord, INGESTED_AT};
+pub use batch::{Batch, BatchRecord, INGESTED_AT, REPLAYS};
 pub use consume::{
     Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key, read_spans,
 };
 pub use produce::{
     LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send,
+    send_blocking,
 };
 pub use requests::{ClientRequests, sent as requests_sent};
 pub use settings::{ClientOpts, Compression, TopicOpts};

@@ -95,7 +95,30 @@ pub type AckedRecord<'a> = BaseRecord<'a, [u8], [u8], Arc<BatchAck>>;
 /// Hand one record to the producer, waiting while its local queue is full
 /// (back-pressure instead of an error). Its report is counted under `batch`.
 pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
-    let mut record: AckedRecord<'_> = BaseRecord {
+    let mut record = acked(batch, record);
+    while let Some(full) = offer(producer, batch, record)? {
+        record = full;
+        tokio::time::sleep(QUEUE_FULL_WAIT).await;
+    }
+    Ok(())
+}
+
+/// `send` for a caller off the async runtime (a blocking read's callback).
+pub fn send_blocking(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+    let mut record = acked(batch, record);
+    while let Some(full) = offer(producer, batch, record)? {
+        record = full;
+        std::thread::sleep(QUEUE_FULL_WAIT);
+    }
+    Ok(())
+}
+
+/// How long a send waits for room in a full local queue before it tries again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+
+fn acked<'a>(batch: &Arc<BatchAck>, record: BaseRecord<'a, [u8], [u8]>) -> AckedRecord<'a> {
+    batch.sending();
+    BaseRecord {
         topic: record.topic,
         partition: record.partition,
         payload: record.payload,
@@ -103,20 +126,19 @@ pub async fn send(producer: &Producer, batch: &Arc<BatchAck>, record: BaseRecord
         timestamp: record.timestamp,
         headers: record.headers,
         delivery_opaque: batch.clone(),
-    };
-    batch.sending();
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Err((e, r)) => {
-                let why = format!("producing to topic {}: {e}", r.topic);
-                batch.reported(Err(why.clone()));
-                anyhow::bail!(why)
-            }
+    }
+}
+
+/// Hand `record` to the producer: back if its queue is full, an error (counted
+/// under `batch`) if it cannot be sent at all.
+fn offer<'a>(producer: &Producer, batch: &Arc<BatchAck>, record: AckedRecord<'a>) -> Result<Option<AckedRecord<'a>>> {
+    match producer.send(record) {
+        Ok(()) => Ok(None),
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => Ok(Some(r)),
+        Err((e, r)) => {
+            let why = format!("producing to topic {}: {e}", r.topic);
+            batch.reported(Err(why.clone()));
+            anyhow::bail!(why)
         }
     }
 }

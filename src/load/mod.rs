@@ -28,10 +28,9 @@ use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles, Stamps};
 
 const STAGE: &str = "load";
-/// A store gains from larger writes (fewer commits), and a store falling
-/// behind catches up in larger batches only if they are there to take; the
-/// prefetch is as small as keeps the load at speed (bench/README.md, "Why the defaults").
-pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: 5000, prefetch_mb: 2 };
+/// The batch size is the sink's (`Connector::BATCH_SIZE`); the prefetch is
+/// as small as keeps the load at speed (bench/README.md, "Why the defaults").
+pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: crate::sinks::BATCH_SIZE, prefetch_mb: 2 };
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(serde::Serialize)]
@@ -58,12 +57,13 @@ pub async fn run(
     let sink = args.sink.open(&args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
-    let reading = stage::reading(&args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
+    let reading = stage::reading(kafka, &args.consume, &format!("rtds-load-{name}"), &args.input_topic)?;
     let stream = format!("{}/{}", reading.name(), args.input_topic);
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
     let producer = Arc::new(producer);
-    let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
+    let profile = Profile { batch_size: args.sink.batch_size(), ..PROFILE };
+    let mut source = Source::open(kafka, &profile, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;
     let shared = Arc::new(Shared {
         producer: producer.clone(),

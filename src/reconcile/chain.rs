@@ -38,9 +38,22 @@ pub struct Summary {
     pub consumed: Ranges,
     #[serde(default)]
     pub produced: Ranges,
+    /// A replay (`rtds replay --stage S`): the stage whose dead letters it sent back.
+    #[serde(default)]
+    pub replayed_stage: Option<String>,
 }
 
 impl Summary {
+    /// The stage of the chain the summary stands for: its own, or for a
+    /// replay the stage before the one it replayed to (it fed that stage's input).
+    pub fn chain_stage(&self) -> &str {
+        match (self.stage.as_str(), self.replayed_stage.as_deref()) {
+            ("replay", Some("transform")) => "ingest",
+            ("replay", Some("load")) => "transform",
+            (stage, _) => stage,
+        }
+    }
+
     /// `ingest`, `transform`, or `load_<sink>`.
     pub fn name(&self) -> String {
         match &self.sink {

@@ -58,7 +58,7 @@ pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
     }
     let stages = read_summaries(args)?;
     let mut checks: Vec<Check> = stages.values().map(chain::accounts).collect();
-    let of = |stage: ChainStage| stages.values().filter(move |s| s.stage == stage.name()).collect::<Vec<_>>();
+    let of = |stage: ChainStage| stages.values().filter(move |s| s.chain_stage() == stage.name()).collect::<Vec<_>>();
     let scope: Vec<ChainStage> = ChainStage::ALL.into_iter().filter(|s| (args.from..=args.to).contains(s)).collect();
     for stage in ChainStage::ALL.into_iter().filter(|s| !scope.contains(s)) {
         if !of(stage).is_empty() {
@@ -101,7 +101,8 @@ pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
     }
     let mut dead = HashMap::new();
     for s in stages.values() {
-        let reasons = if s.stage == "ingest" {
+        // Ingest and replay send nothing to a DLQ.
+        let reasons = if s.chain_stage() == "ingest" || s.stage == "replay" {
             BTreeMap::new()
         } else {
             let (check, sources, reasons) = dead_letters(kafka, args, s)?;
@@ -235,8 +236,11 @@ fn read_summaries(args: &ReconcileArgs) -> Result<BTreeMap<String, Summary>> {
             Ok(s) => s,
             Err(e) => return usage(format!("not an rtds summary line ({e}): {}", clip(line, 80))),
         };
-        if !matches!(s.stage.as_str(), "ingest" | "transform" | "load") {
-            return usage(format!("reconcile takes ingest, transform and load summaries, not {:?}", s.stage));
+        if !matches!(s.stage.as_str(), "ingest" | "transform" | "load" | "replay") {
+            return usage(format!("reconcile takes ingest, transform, load and replay summaries, not {:?}", s.stage));
+        }
+        if s.stage == "replay" && s.chain_stage() == "replay" {
+            return usage("a replay summary is reconciled when the replay chose the stage it replayed to (--stage)");
         }
         match stages.get_mut(&s.name()) {
             Some(known) => known.merge(&s),

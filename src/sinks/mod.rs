@@ -26,6 +26,11 @@ pub use writer::{ReadAt, Rejected, WriteError, Writer};
 
 use crate::row::UserRow;
 
+/// Records a load batch holds by default: a store gains from larger writes
+/// (fewer commits), and a store falling behind catches up in larger batches
+/// only if they are there to take (bench/README.md, "Why the defaults").
+pub const BATCH_SIZE: usize = 5000;
+
 /// What a sink's folder provides. Its options are flattened into every
 /// subcommand that reaches a store (load, reconcile, check).
 pub trait Connector {
@@ -38,6 +43,10 @@ pub trait Connector {
     /// The server `rtds check` reaches, as it names it; `None` for a sink
     /// with no server (files).
     const SERVER: Option<&'static str>;
+
+    /// Records a load batch holds unless `--batch-size` says otherwise: a
+    /// store whose write carries a fixed cost (a Delta commit) takes more.
+    const BATCH_SIZE: usize = BATCH_SIZE;
 
     /// Open `table` for writing: created if absent, checked against the row
     /// contract if not.
@@ -89,6 +98,10 @@ macro_rules! registry {
 
             pub fn env_only(self) -> &'static [(&'static str, &'static str)] {
                 match self { $(Sink::$connector => <$module::$connector as Connector>::ENV_ONLY),+ }
+            }
+
+            pub fn batch_size(self) -> usize {
+                match self { $(Sink::$connector => <$module::$connector as Connector>::BATCH_SIZE),+ }
             }
 
             pub fn server(self) -> Option<&'static str> {

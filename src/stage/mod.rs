@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::delivery::{self, BatchAck, Cadence, Committer, Counts, Deliveries, Hold, Pending, Ranges, Transaction};
 use crate::error::usage;
-use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
+use crate::kafka::{self, Batch, ClientOpts, Producer, Profile, Reading, Source};
 use crate::metrics::StageMetrics;
 
 /// Batches that may wait for their acknowledgements while the next is processed.
@@ -60,9 +60,20 @@ impl Totals {
 }
 
 /// How the stage reads `topic`: the offsets an upstream run produced there
-/// (`--from-summary`), or as a consumer group (`--group`, else `default_group`)
-/// up to the end seen at start, or on and on with `--follow`.
-pub fn reading(opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<Reading> {
+/// (`--from-summary`) or those of the records stamped in a time range
+/// (`--from-time`, `--to-time`), or as a consumer group (`--group`, else
+/// `default_group`) up to the end seen at start, or on and on with `--follow`.
+pub fn reading(kafka: &ClientOpts, opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<Reading> {
+    if opts.from_time.is_some() || opts.to_time.is_some() {
+        if let (Some(from), Some(to)) = (opts.from_time, opts.to_time)
+            && from >= to
+        {
+            return usage(format!("--from-time {} is not before --to-time {}", from.to_rfc3339(), to.to_rfc3339()));
+        }
+        let spans =
+            tokio::task::block_in_place(|| kafka::offsets::time_spans(kafka, topic, opts.from_time, opts.to_time))?;
+        return Ok(Reading::Ranges(spans));
+    }
     if let Some(lines) = &opts.from_summary {
         #[derive(serde::Deserialize)]
         struct Upstream {
@@ -287,7 +298,7 @@ pub struct Origin<'a> {
 }
 
 /// The original record, untouched, to the DLQ with why, which stage (and
-/// sink), and where from.
+/// sink), and where from; its ingest stamp and replay count as it had them.
 pub async fn dead_letter(
     producer: &Producer,
     ack: &Arc<BatchAck>,
@@ -307,6 +318,14 @@ pub async fn dead_letter(
     ];
     if let Some(sink) = origin.sink {
         pairs.push(("rtds-sink", sink.as_bytes()));
+    }
+    // What `rtds replay` gives back with the record: its ingest stamp, and how often it came back already.
+    if let Some(at) = m.ingested_at() {
+        pairs.push((kafka::INGESTED_AT, at));
+    }
+    let replays = m.replays().to_string();
+    if m.replays() > 0 {
+        pairs.push((kafka::REPLAYS, replays.as_bytes()));
     }
     let headers = kafka::headers(&pairs);
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);

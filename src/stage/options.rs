@@ -16,7 +16,7 @@ pub struct ConsumeOpts {
     /// Run until SIGTERM/SIGINT instead of stopping at the end of the input seen at start.
     #[arg(long, env = "RTDS_FOLLOW")]
     pub follow: bool,
-    /// Records per batch [default: 1000 for transform, 5000 for load].
+    /// Records per batch [default: 1000 for transform, 5000 for load, 50000 for load --sink delta].
     #[arg(long, env = "RTDS_BATCH_SIZE", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: Option<u32>,
     /// Longest wait to fill a batch before processing what is there (e.g. 20ms): bounds the latency a slow input adds.
@@ -35,6 +35,17 @@ pub struct ConsumeOpts {
     /// committed and a --follow service of the stage is never in the way.
     #[arg(long, env = "RTDS_FROM_SUMMARY", conflicts_with_all = ["follow", "group"])]
     pub from_summary: Option<String>,
+    /// A bounded run over the records stamped from this time on (RFC 3339, e.g. 2026-12-05T10:00:00Z;
+    /// the offsets looked up by Kafka's record timestamps), without a consumer group: a backfill
+    /// that commits nothing and leaves the group's offsets where they are.
+    #[arg(long, env = "RTDS_FROM_TIME", value_parser = validate::parse_time,
+          conflicts_with_all = ["follow", "group", "from_summary"])]
+    pub from_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// A bounded run over the records stamped before this time (RFC 3339), without a consumer
+    /// group; with --from-time, the records between the two.
+    #[arg(long, env = "RTDS_TO_TIME", value_parser = validate::parse_time,
+          conflicts_with_all = ["follow", "group", "from_summary"])]
+    pub to_time: Option<chrono::DateTime<chrono::Utc>>,
     /// With --from-summary: read only share K of N (e.g. 2/3), the partitions whose number is K-1
     /// modulo N, so that N replicas of the stage split one run's records without a group.
     #[arg(long, env = "RTDS_SHARE", requires = "from_summary", value_parser = validate::parse_share)]

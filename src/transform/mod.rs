@@ -66,7 +66,7 @@ pub async fn run(
         write_avro(&mut transformers, registry.as_ref(), &args.output_topic).await?;
     }
     let transformers = transformers.into_iter().map(tokio::sync::Mutex::new).collect();
-    let reading = stage::reading(&args.consume, "rtds-transform", &args.input_topic)?;
+    let reading = stage::reading(kafka, &args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
     let transactional_id = args

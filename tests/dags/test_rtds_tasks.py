@@ -72,13 +72,20 @@ def test_the_dag_offers_and_loads_every_store_and_no_other(dagbag, rtds_tasks):
 
 
 def test_each_dag_gets_the_shared_default_args_and_its_own_bounds(dagbag, rtds_tasks):
-    assert rtds_tasks.DEFAULT_ARGS == {"owner": "rtds", "retries": 1, "retry_delay": timedelta(seconds=30)}
+    # No RTDS_FAILURE_NOTIFIER here: no notifier (tests/dags/test_replay_dlq.py sets one).
+    assert rtds_tasks.DEFAULT_ARGS == {
+        "owner": "rtds",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+        "on_failure_callback": [],
+    }
     minutes = timedelta(minutes=1)
     expected = {
         "user_automation": ("rtds", 2, minutes, 30 * minutes),
         "user_stream": ("rtds", 1, timedelta(seconds=30), 10 * minutes),
         "dlq_alert": ("rtds", 1, timedelta(seconds=30), 5 * minutes),
         "delta_maintenance": ("rtds", 1, timedelta(seconds=30), 60 * minutes),
+        "replay_dlq": ("rtds", 1, timedelta(seconds=30), 30 * minutes),
     }
     assert set(expected) == set(dagbag.dag_ids)
     for dag_id, values in expected.items():

@@ -47,10 +47,11 @@ def test_dags_load_without_errors(dagbag):
 
 
 def test_the_shared_module_is_imported_not_parsed_as_a_dag_file(dagbag):
-    # .airflowignore: the dag-processor does not parse rtds_tasks.py; the DAGs import it.
+    # .airflowignore: the dag-processor does not parse rtds_tasks.py nor rtds_notify.py; the DAGs import them.
     assert {stat.file for stat in dagbag.dagbag_stats} == {
         "delta_maintenance.py",
         "dlq_alert.py",
+        "replay_dlq.py",
         "user_automation.py",
         "user_stream.py",
     }
@@ -195,13 +196,13 @@ def test_retries_and_timeouts(dagbag):
 
 
 def test_no_bash_command_holds_templates_or_params(dagbag):
-    for dag_id in ["user_automation", "user_stream", "delta_maintenance"]:
+    for dag_id in ["user_automation", "user_stream", "delta_maintenance", "replay_dlq"]:
         for task in map(instance, dagbag.dags[dag_id].tasks):
             command = getattr(task, "bash_command", None)
             if command is None:
                 continue
             assert "{{" not in command and "params" not in command, f"{dag_id}.{task.task_id}: {command}"
-            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile|maintain)', command), command
+            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile|maintain|replay)', command), command
             assert task.append_env is True
             assert any("params." in str(v) for v in task.env.values()) or task.task_id != "ingest"
 
@@ -330,9 +331,9 @@ def test_reconcile_summaries_render_one_a_line_and_nothing_for_loads_not_chosen(
     assert "None" not in rendered
 
 
-def dags_test(env: dict, conf: dict) -> subprocess.CompletedProcess:
+def dags_test(env: dict, conf: dict, dag_id: str = "user_automation") -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [env["AIRFLOW_BIN"], "dags", "test", "user_automation", "-c", json.dumps(conf)],
+        [env["AIRFLOW_BIN"], "dags", "test", dag_id, "-c", json.dumps(conf)],
         env=env,
         capture_output=True,
         text=True,

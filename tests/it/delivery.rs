@@ -520,6 +520,65 @@ fn a_run_whose_rows_all_fail_in_the_store_is_not_ok() {
 }
 
 #[test]
+fn dead_letters_replayed_once_their_cause_is_fixed_reach_the_store_and_reconcile() {
+    require_kafka();
+    let _stores = stores_shared();
+    let first = Chain::run("it_replay", 20, &["postgres"]);
+    let rt = runtime();
+    let schema = first.target.schema.clone();
+    let sql = |statement: String| rt.block_on(postgres(&rt).batch_execute(&statement)).unwrap();
+    // The table changed under the pipeline: every new row breaks a constraint, and is dead-lettered.
+    sql(format!("ALTER TABLE {schema}.created_users ADD CONSTRAINT replay_later CHECK (email IS NULL) NOT VALID"));
+    let second = Chain::into(first.target, "it_replay2", 30, &["postgres"], "35");
+    let load: Value = serde_json::from_str(&second.loads[0]).unwrap();
+    assert_eq!(load["dlq"], 30, "{load}");
+    let (dlq, created) = (load["dlq_topic"].as_str().unwrap(), load["input_topic"].as_str().unwrap());
+    let replay = |args: &[&str]| {
+        let out = run(rtds().args(["replay", "--dlq-topic", dlq]).args(args), RUN);
+        assert!(out.status.success(), "{}", stderr(&out));
+        summary(&out)
+    };
+    let load_replayed = |replay: &Value| {
+        let mut cmd = second.target.load_from("postgres", created, &replay.to_string());
+        line(&run(cmd.args(["--dlq-topic", dlq]), RUN))
+    };
+
+    let dry = replay(&["--reason", "replay_later", "--dry-run"]);
+    assert_eq!((dry["in"].as_u64(), dry["out"].as_u64()), (Some(30), Some(30)), "{dry}");
+    let (reason, n) = dry["reasons"].as_object().unwrap().iter().next().unwrap();
+    assert!(reason.contains("replay_later") && n == 30, "counted by reason: {dry}");
+    assert_eq!(topic_len(created), 30, "a dry run produces nothing");
+
+    // Replayed before the fix: dead-lettered again, counting the replay; then left in the DLQ.
+    let early = replay(&["--reason", "replay_later", "--max-replays", "1"]);
+    assert_eq!((early["out"].as_u64(), early["output_topic"].as_str()), (Some(30), Some(created)), "{early}");
+    let failed_again: Value = serde_json::from_str(&load_replayed(&early)).unwrap();
+    assert_eq!(failed_again["dlq"], 30, "{failed_again}");
+    let counts: Vec<Option<String>> = read_all(dlq, RUN).iter().map(|m| header(m, "rtds-replays")).collect();
+    assert_eq!(counts.iter().filter(|c| c.as_deref() == Some("1")).count(), 30, "{counts:?}");
+    let spent = replay(&["--reason", "replay_later", "--max-replays", "1"]);
+    assert_eq!((spent["in"].as_u64(), spent["out"].as_u64()), (Some(30), Some(0)), "{spent}");
+    assert_eq!(spent["left"]["replayed --max-replays times"], 30, "{spent}");
+
+    // Fixed: the constraint dropped. The first dead letters go through; reconcile proves the replay run.
+    sql(format!("ALTER TABLE {schema}.created_users DROP CONSTRAINT replay_later"));
+    let fixed = replay(&["--stage", "load", "--sink", "postgres", "--max-replays", "1"]);
+    assert_eq!((fixed["in"].as_u64(), fixed["out"].as_u64()), (Some(60), Some(30)), "{fixed}");
+    let loaded = load_replayed(&fixed);
+    let l: Value = serde_json::from_str(&loaded).unwrap();
+    assert_eq!((l["in"].as_u64(), l["out"].as_u64(), l["dlq"].as_u64()), (Some(30), Some(30), Some(0)), "{l}");
+    let out = run(rtds().args(["reconcile", "--from", "transform"]).arg(fixed.to_string()).arg(&loaded), RUN);
+    assert!(out.status.success(), "reconcile of the replay run: {}{}", stdout(&out), stderr(&out));
+    let replayed: Vec<_> =
+        read_all(created, RUN).into_iter().filter(|m| header(m, "rtds-replayed-from").is_some()).collect();
+    assert_eq!(replayed.len(), 60, "two replays of 30 records");
+    assert!(replayed.iter().all(|m| header(m, "rtds-replayed-from").unwrap().starts_with(&format!("{dlq}/"))));
+    // Each dead letter is replayed once: the same selection again finds nothing new.
+    let none = replay(&["--stage", "load", "--sink", "postgres", "--max-replays", "1"]);
+    assert_eq!((none["in"].as_u64(), none["out"].as_u64()), (Some(0), Some(0)), "{none}");
+}
+
+#[test]
 fn a_run_whose_writes_were_lost_fails_on_rows_an_earlier_run_left() {
     require_kafka();
     let _stores = stores_shared();

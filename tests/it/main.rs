@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod ingest;
 mod load;
+mod operations;
 mod query;
 mod services;
 mod tls;
