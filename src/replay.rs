@@ -155,11 +155,7 @@ struct Summary {
 }
 
 pub async fn run(kafka: &ClientOpts, args: &ReplayArgs) -> Result<()> {
-    if let (Some(from), Some(to)) = (args.from_time, args.to_time)
-        && from >= to
-    {
-        return usage(format!("--from-time {} is not before --to-time {}", from.to_rfc3339(), to.to_rfc3339()));
-    }
+    validate::check_time_range(args.from_time, args.to_time)?;
     if args.sink.is_some() && args.stage.as_deref() == Some("transform") {
         return usage("--sink selects the load's dead letters: it does not go with --stage transform");
     }

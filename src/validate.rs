@@ -281,6 +281,21 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("invalid time {s:?}: {e} (RFC 3339, e.g. 2026-12-05T22:00:00Z)"))
 }
 
+/// `--from-time` before `--to-time`, when both are given (a usage error otherwise).
+pub fn check_time_range(
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
+    match (from, to) {
+        (Some(from), Some(to)) if from >= to => crate::error::usage(format!(
+            "--from-time {} is not before --to-time {}",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A rate in records per second: `100`, `100/s`, `6000/m`.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     let bad = || format!("invalid rate {s:?}: expected a positive number per second, e.g. 100/s");

@@ -208,16 +208,10 @@ fn refuse_a_range_done(
     spans: &BTreeMap<i32, Span>,
     group: &str,
 ) -> Result<()> {
-    let mut tpl = TopicPartitionList::new();
-    for p in spans.keys() {
-        tpl.add_partition(topic, *p);
-    }
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(tpl, METADATA_TIMEOUT))
+    let partitions: Vec<i32> = spans.keys().copied().collect();
+    let committed = tokio::task::block_in_place(|| super::offsets::committed(consumer, topic, &partitions))
         .with_context(|| format!("reading the offsets committed under {group}"))?;
-    let done = !spans.is_empty()
-        && spans.iter().all(|(p, s)| {
-            committed.find_partition(topic, *p).is_some_and(|e| matches!(e.offset(), Offset::Offset(at) if at > s.last))
-        });
+    let done = !spans.is_empty() && spans.iter().all(|(p, s)| committed[p].is_some_and(|at| at > s.last));
     if done {
         anyhow::bail!(
             "the offsets this run reads from {topic} were written, exactly once, by an earlier attempt \

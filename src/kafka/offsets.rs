@@ -133,7 +133,11 @@ pub fn groups(
 }
 
 /// The offsets `consumer`'s group committed on `topic`'s `partitions` (`None`: none).
-pub fn committed(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, Option<i64>>> {
+pub fn committed<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, Option<i64>>> {
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
         tpl.add_partition(topic, *p);

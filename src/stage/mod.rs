@@ -65,11 +65,7 @@ impl Totals {
 /// `default_group`) up to the end seen at start, or on and on with `--follow`.
 pub fn reading(kafka: &ClientOpts, opts: &ConsumeOpts, default_group: &str, topic: &str) -> Result<Reading> {
     if opts.from_time.is_some() || opts.to_time.is_some() {
-        if let (Some(from), Some(to)) = (opts.from_time, opts.to_time)
-            && from >= to
-        {
-            return usage(format!("--from-time {} is not before --to-time {}", from.to_rfc3339(), to.to_rfc3339()));
-        }
+        crate::validate::check_time_range(opts.from_time, opts.to_time)?;
         let spans =
             tokio::task::block_in_place(|| kafka::offsets::time_spans(kafka, topic, opts.from_time, opts.to_time))?;
         return Ok(Reading::Ranges(spans));
