@@ -27,6 +27,7 @@ from rtds_tasks import (
     OUTS,
     RAW,
     RAW_TOPIC,
+    RECONCILED,
     SINKS,
     STORES,
     rtds,
@@ -124,6 +125,7 @@ with DAG(
             "RTDS_SUMMARIES": summaries_of("replay", "transform", "load"),
             "RTDS_FROM": "{{ 'ingest' if params.stage == 'transform' else 'transform' }}",
         },
+        inlets=RECONCILED,
         trigger_rule="none_failed_min_one_success",
     )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Asset, BaseHook
+from rtds_lineage import operator_lineage
 from rtds_notify import failure_notifiers
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ SINKS = [store.name for store in STORES_DEFINED]
 STORES = {store.name: store.asset for store in STORES_DEFINED}
 # Sink name -> the directory a file sink writes under (RTDS_OUT of its load).
 OUTS = {store.name: store.out for store in STORES_DEFINED if store.out}
+# What rtds reconcile reads to check a run: the topics' offsets and dead letters, each store's rows.
+RECONCILED = [RAW, CREATED, DLQ, *STORES.values()]
 # Kafka's address, rendered from the Airflow connection rtds_kafka (AIRFLOW_CONN_* locally).
 KAFKA_ENV = {"RTDS_BROKERS": "{{ conn.rtds_kafka.host }}:{{ conn.rtds_kafka.port }}"}
 # The schema registry's URL, from the connection rtds_schema_registry, for a run whose form chose
@@ -173,6 +176,10 @@ class RtdsOperator(BashOperator):
         for name, conn_id in self.secret_uris.items():
             env[name] = BaseHook.get_connection(conn_id).get_uri()
         return env
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage's inputs and outputs of the task: its inlets and outlets (dags/rtds_lineage.py)."""
+        return operator_lineage(self.inlets, self.outlets)
 
 
 def rtds(

@@ -25,6 +25,7 @@ from rtds_tasks import (
     OUTS,
     RAW,
     RAW_TOPIC,
+    RECONCILED,
     SINKS,
     STORES,
     rtds,
@@ -194,6 +195,7 @@ with DAG(
             "RTDS_SUMMARIES": summaries_of(*(t.task_id for t in [ingest, transform, *loads.values()])),
             "RTDS_MAX_DLQ_SHARE": "{{ params.max_dlq_share }}",
         },
+        inlets=RECONCILED,
         trigger_rule="none_failed_min_one_success",
     )
 

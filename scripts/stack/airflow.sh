@@ -21,7 +21,7 @@ airflow_install() {
 
 # The environment Airflow runs with: DAGs, connections to the stack, the rtds binary.
 airflow_vars() {
-  local conns
+  local conns lineage
   export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
   export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/airflow/plugins"
   export AIRFLOW__CORE__LOAD_EXAMPLES=False
@@ -29,6 +29,11 @@ airflow_vars() {
   export AIRFLOW__API__HOST=127.0.0.1
   export AIRFLOW__API__PORT=$AIRFLOW_PORT
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
+  # OpenLineage events of every task run, one JSON a line, into a file (README "Operations");
+  # a deployment points it at its lineage server instead ({"type": "http", "url": ...}).
+  export AIRFLOW__OPENLINEAGE__NAMESPACE=rtds
+  lineage="{\"type\": \"file\", \"log_file_path\": \"$AIRFLOW_DIR/openlineage.jsonl\", \"append\": true}"
+  export AIRFLOW__OPENLINEAGE__TRANSPORT="${AIRFLOW__OPENLINEAGE__TRANSPORT:-$lineage}"
   # The connections rtds_kafka/_cassandra/_postgres, defined once in airflow_connections.py
   # (tests/dags/conftest.py uses it too), of the addresses `scripts/stack.sh env` prints.
   # In a subshell: the PostgreSQL URL is only in that Python's environment, never in an

@@ -73,6 +73,11 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         "RTDS_BIN": rtds_bin(),
         "RTDS_OUT": str(home / "parquet"),
         "RTDS_DELTA_OUT": str(home / "delta"),
+        # OpenLineage events of the runs, one JSON a line (test_lineage.py reads them).
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "rtds",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(home / "openlineage.jsonl"), "append": True}
+        ),
     }
     airflow = shutil.which("airflow", path=str(Path(os.sys.executable).parent)) or "airflow"
     subprocess.run([airflow, "db", "migrate"], check=True, env=env, capture_output=True)

@@ -79,7 +79,8 @@ def test_each_task_declares_the_assets_it_reads_and_writes(dagbag):
         **{load: ({created}, {store, dlq}) for load, store in stores.items()},
         "shares": (set(), set()),
         "choose_sinks": (set(), set()),
-        "reconcile": (set(), set()),
+        # reconcile reads every topic and store to check the run.
+        "reconcile": ({raw, created, dlq, *stores.values()}, set()),
     }
     assert {t.task_id: (uris(t.inlets), uris(t.outlets)) for t in dag.tasks} == expected
     # Every asset is a plain Asset named by its URI: one name, one URI, no clash between them.
@@ -500,11 +501,54 @@ def test_a_real_run_stores_and_logs_no_postgres_password(real_run):
         for path in Path(env["AIRFLOW_HOME"], "logs").rglob("*")
         if path.is_file()
     }
+    logs["OpenLineage events"] = lineage_file(env).read_text()
     logs["airflow dags test stdout"] = result.stdout
     logs["airflow dags test stderr"] = result.stderr
     assert reconcile_reports(result.stdout + result.stderr), "the tasks' output is not in what it printed"
     for source, text in logs.items():
         assert not any(secret in text for secret in secrets), f"the PostgreSQL password is in {source}"
+
+
+def lineage_file(env: dict) -> Path:
+    """Where the runs' OpenLineage events go (conftest's airflow_env: the file transport)."""
+    return Path(json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])["log_file_path"])
+
+
+def test_a_real_run_sends_openlineage_events_naming_each_tasks_data(real_run):
+    name, env, result = real_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    events = [json.loads(line) for line in lineage_file(env).read_text().splitlines()]
+    raw, created, dlq = (("kafka://rtds", f"{name}_{topic}") for topic in ("raw", "created", "dlq"))
+    stores = {
+        "cassandra": ("cassandra://rtds", f"{name}.created_users"),
+        "postgres": ("postgres://rtds:5432", f"rtds.{name}.created_users"),
+        "parquet": ("file", f"{env['RTDS_OUT']}/created_users"),
+        "delta": ("file", f"{env['RTDS_DELTA_OUT']}/created_users"),
+    }
+    expected = {
+        "ingest": (set(), {raw}),
+        "transform": ({raw}, {created, dlq}),
+        **{f"load_{sink}": ({created}, {store, dlq}) for sink, store in stores.items()},
+        "reconcile": ({raw, created, dlq, *stores.values()}, set()),
+    }
+
+    def datasets(event: dict, side: str) -> set[tuple[str, str]]:
+        return {(d["namespace"], d["name"]) for d in event.get(side, [])}
+
+    # This run's task events: each task's name, and the run's own topics among what it names.
+    ours = [
+        e
+        for e in events
+        if e["job"]["namespace"] == "rtds"
+        and e["job"]["name"].startswith("user_automation.")
+        and any(n.startswith(f"{name}_") or name in n for _, n in datasets(e, "inputs") | datasets(e, "outputs"))
+    ]
+    for task_id, (inputs, outputs) in expected.items():
+        task_events = [e for e in ours if e["job"]["name"] == f"user_automation.{task_id}"]
+        assert {"START", "COMPLETE"} <= {e["eventType"] for e in task_events}, (task_id, task_events)
+        for event in task_events:
+            assert datasets(event, "inputs") == inputs, (task_id, event["eventType"], event.get("inputs"))
+            assert datasets(event, "outputs") == outputs, (task_id, event["eventType"], event.get("outputs"))
 
 
 def test_shell_metacharacters_in_a_param_execute_nothing(airflow_env, tmp_path):
