@@ -29,8 +29,24 @@ use latency::{EndToEnd, Percentiles, Stamps};
 
 const STAGE: &str = "load";
 /// The batch size is the sink's (`Connector::BATCH_SIZE`); the prefetch is
-/// as small as keeps the load at speed (bench/README.md, "Why the defaults").
+/// as small as keeps the load at speed (bench/README.md, "Why the defaults"),
+/// and grows with a larger batch (`prefetch_mb`).
 pub const PROFILE: Profile = Profile { stage: STAGE, batch_size: crate::sinks::BATCH_SIZE, prefetch_mb: 2 };
+/// About what a clean row takes in the consumer's queue: its JSON (~415
+/// bytes), key and headers.
+const ROW_BYTES: usize = 512;
+
+/// The prefetch for batches of `batch_size` rows: at least a batch, so that
+/// while the sink writes one the next is read whole and does not close short
+/// at the end of what was queued (a Delta commit a short batch is a commit
+/// more: bench/README.md, "Delta against Parquet").
+/// At most `MAX_PREFETCH_MB`: librdkafka refuses a fetch larger than
+/// `receive.message.max.bytes` (100 MB).
+fn prefetch_mb(batch_size: usize) -> u32 {
+    let batch_mb = u32::try_from(batch_size.saturating_mul(ROW_BYTES) >> 20).unwrap_or(u32::MAX);
+    batch_mb.clamp(PROFILE.prefetch_mb, MAX_PREFETCH_MB)
+}
+const MAX_PREFETCH_MB: u32 = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(serde::Serialize)]
@@ -62,7 +78,8 @@ pub async fn run(
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.consume.dlq_topic], &args.topics).await?;
     let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
     let producer = Arc::new(producer);
-    let profile = Profile { batch_size: args.sink.batch_size(), ..PROFILE };
+    let batch_size = args.consume.batch_size.map_or(args.sink.batch_size(), |n| n as usize);
+    let profile = Profile { batch_size, prefetch_mb: prefetch_mb(batch_size), ..PROFILE };
     let mut source = Source::open(kafka, &profile, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;
     let shared = Arc::new(Shared {
@@ -206,5 +223,17 @@ async fn write_with_retry(
                 wait = (wait * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_holds_a_batch_within_bounds() {
+        assert_eq!(prefetch_mb(crate::sinks::BATCH_SIZE), PROFILE.prefetch_mb);
+        assert_eq!(prefetch_mb(50_000), 24);
+        assert_eq!(prefetch_mb(1_000_000), MAX_PREFETCH_MB);
     }
 }
