@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::aggregate::AggregateArgs;
 use crate::check::CheckArgs;
 use crate::ingest::IngestArgs;
 use crate::kafka::ClientOpts;
@@ -88,6 +89,15 @@ pub enum Command {
         RTDS_TRANSACTIONAL_ID      the Kafka transactional id of --exactly-once (default rtds-transform-<group>-<input topic>):\n                             \
         give each replica its own\n")]
     Transform(TransformArgs),
+    /// Counts, sums and averages of raw users by event-time window (tumbling or hopping): DataFusion's
+    /// partial and final aggregation over the stream, a row per window and group.
+    #[command(after_help = "Examples:\n  \
+        rtds aggregate --sql signups.sql --output-topic signups_per_minute\n  \
+        rtds aggregate --sql signups.sql --event-time \"registered['date']\" --allowed-lateness 1m\n\
+        signups.sql: SELECT tumble(interval '1 minute') AS window, nat, count(*) AS signups\n             \
+        FROM users_raw GROUP BY window, nat\n\
+        A bounded run emits every window once its input ends, then commits.\n")]
+    Aggregate(AggregateArgs),
     /// Consume clean rows and upsert them into Cassandra or PostgreSQL, or append them to Parquet files or a Delta table.
     #[command(after_help = "Examples:\n  \
         rtds load --sink cassandra\n  \

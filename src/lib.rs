@@ -2,6 +2,7 @@
 //! transform, load), one shared Kafka module, one file per sink; `entry.rs` is
 //! the command-line entry point (`main.rs` calls it).
 
+pub mod aggregate;
 pub mod avro;
 pub mod check;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod row;
 pub mod secrets;
 pub mod shutdown;
 pub mod sinks;
+pub mod slot;
 pub mod stage;
 pub mod summary;
 pub mod transform;

@@ -1,48 +1,26 @@
 //! The SQL step: planned once at start-up against the raw schema, then run on
-//! every batch. The table `users_raw` is a streaming table whose one partition
-//! yields whatever batch is in the slot, so the same physical plan serves every
-//! batch: no parsing or planning per batch.
+//! every batch. The table `users_raw` reads a batch slot (`crate::slot`), so
+//! the same physical plan serves every batch: no parsing or planning per batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, collect};
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::projection::Reads;
 use crate::error::usage;
+use crate::slot::Slot;
 
 /// The built-in transform (sql/format_users.sql).
 pub const DEFAULT_SQL: &str = include_str!("../../sql/format_users.sql");
 
 /// The name the SQL reads from.
 pub const INPUT_TABLE: &str = "users_raw";
-
-/// The batch the next execution reads.
-#[derive(Debug)]
-struct Slot {
-    schema: SchemaRef,
-    batch: Mutex<Option<RecordBatch>>,
-}
-
-impl PartitionStream for Slot {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batch = self.batch.lock().ok().and_then(|mut b| b.take());
-        let stream = futures::stream::iter(batch.into_iter().map(Ok));
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
-    }
-}
 
 pub struct Query {
     /// Made once: making one per run copies the session's function registries.
@@ -61,10 +39,8 @@ impl Query {
         // parallel across stage replicas; output order follows input order.
         let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
         let ctx = SessionContext::new_with_config(config);
-        let slot = Arc::new(Slot { schema: input.clone(), batch: Mutex::new(None) });
-        let table = StreamingTable::try_new(input.clone(), vec![slot.clone() as Arc<dyn PartitionStream>])
-            .context("creating the users_raw table")?;
-        ctx.register_table(INPUT_TABLE, Arc::new(table)).context("registering users_raw")?;
+        let slot = Slot::new(input.clone());
+        ctx.register_table(INPUT_TABLE, Arc::new(slot.table()?)).context("registering users_raw")?;
         let df = match ctx.sql(sql).await {
             Ok(df) => df,
             Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),
@@ -96,7 +72,7 @@ impl Query {
     /// Run the plan over one batch. `&mut`: the plan reads its input from the
     /// one slot, so two runs at once would take each other's batch.
     pub async fn run(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        *self.slot.batch.lock().map_err(|_| anyhow::anyhow!("SQL slot poisoned"))? = Some(batch);
+        self.slot.put(batch)?;
         let plan = reset_plan_states(self.plan.clone()).context("preparing the SQL plan")?;
         collect(plan, self.task.clone()).await.context("running the transform SQL")
     }

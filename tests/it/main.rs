@@ -1,6 +1,7 @@
 //! Integration tests against the real local stack (scripts/stack.sh up).
 //! One test binary, so it links once.
 
+mod aggregate;
 mod avro;
 mod cli;
 mod cluster;
