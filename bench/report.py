@@ -448,6 +448,31 @@ def delta_against_parquet(batch):
     )
 
 
+def aggregate_against_group_by(batch):
+    """The aggregate step: rtds aggregate against one batch GROUP BY of the same SQL over the
+    same records (each the mean of its A-B-B-A runs), and the state its summaries counted."""
+    by = {r["name"]: r for r in batch}
+    a, g = by.get("aggregate"), by.get("group_by")
+    if not (a and g):
+        return
+    print("\n### windowed aggregation against one batch GROUP BY (the same SQL and records; A-B-B-A)\n")
+    print(
+        f"rtds aggregate {a['rate']:,.0f} records/s, peak RSS {num(a['peak_rss_mb'], '.0f')} MB; the batch GROUP BY "
+        f"{g['rate']:,.0f} records/s, {num(g['peak_rss_mb'], '.0f')} MB: "
+        f"{a['rate'] / g['rate']:.0%} of its records/s.\n"
+    )
+    print("| step | windows | rows out | state rows (most) | state MB (most) |")
+    print("|---|---:|---:|---:|---:|")
+    for name in ("aggregate", "aggregate_10k"):
+        r = by.get(name)
+        if r:
+            s = r["summary"]
+            print(
+                f"| {name} | {s.get('windows', 0):,} | {s.get('out', 0):,} | {s.get('state_rows', 0):,} "
+                f"| {s.get('state_bytes', 0) / 1e6:.2f} |"
+            )
+
+
 def report(results_path, criterion_dir, n, png):
     n = int(n)
     rows = [json.loads(line) for line in open(results_path)]
@@ -497,6 +522,7 @@ def report(results_path, criterion_dir, n, png):
 
     avro_against_json(batch, sizes, n)
     delta_against_parquet(batch)
+    aggregate_against_group_by(batch)
 
     if alo and floor:
         # Issue 19's floor: what librdkafka alone costs for the transform's Kafka work.

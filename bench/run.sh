@@ -226,6 +226,21 @@ bench_lake() {
   rm -rf "$WORK/parquet" "$WORK/parquet2" "$WORK/delta" "$WORK/delta2"
 }
 
+# 3c. windowed aggregation (issue 40): rtds aggregate over the ingest's users, 1-minute windows
+# of their ingest stamps over ~240 groups, against the same SQL as one batch GROUP BY in memory
+# (examples/group_by.rs), A-B-B-A; then the state of ~10,000 groups (its summary's state_bytes).
+bench_aggregate() {
+  say "bench: aggregate against one batch GROUP BY"
+  local a=("$REL/rtds" aggregate --input-topic "raw_$RUN" --dlq-topic "dlq_$RUN")
+  local g=("$REL/examples/group_by" 127.0.0.1:9092 "raw_$RUN")
+  measure aggregate "" "${a[@]}" --output-topic "agg_$RUN" --group "ag_$RUN" --sql bench/sql/windows.sql
+  measure group_by aggregate "${g[@]}" bench/sql/windows.sql
+  measure group_by_2 aggregate_2 "${g[@]}" bench/sql/windows.sql
+  measure aggregate_2 "" "${a[@]}" --output-topic "agg2_$RUN" --group "ag2_$RUN" --sql bench/sql/windows.sql
+  measure aggregate_10k "" "${a[@]}" --output-topic "agg10k_$RUN" --group "ak_$RUN" --sql bench/sql/windows_10k.sql
+  drop_data '(agg|agg2|agg10k)'
+}
+
 # drop_batch_data: after the 1M-record steps, their data goes.
 drop_batch_data() {
   say "bench: dropping the 1M-record steps' data"
@@ -432,9 +447,9 @@ bench_profiles() {
 
 # BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
 # load reads transform's: a step runs only with the ones it reads.
-ALL_STEPS="ingest transform eos avro load lake realtime dag criterion"
+ALL_STEPS="ingest transform eos avro load lake aggregate realtime dag criterion"
 # profiles (clean builds, an hour or more on 2 cores) runs only when BENCH_STEPS names it.
-KNOWN_STEPS="ingest profiles transform eos avro load lake realtime dag criterion"
+KNOWN_STEPS="ingest profiles transform eos avro load lake aggregate realtime dag criterion"
 STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
 for s in $STEPS; do
   [[ " $KNOWN_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $KNOWN_STEPS)"
@@ -446,12 +461,13 @@ needs avro ingest
 needs profiles ingest
 needs load transform
 needs lake transform
+needs aggregate ingest
 # The 1M-record data goes once its steps are done: before the next step, which it would slow.
 batch_data=""
 for s in $KNOWN_STEPS; do
   [[ "$STEPS" == *" $s "* ]] || continue
   case $s in
-    ingest | profiles | transform | eos | avro | load | lake) batch_data=1 ;;
+    ingest | profiles | transform | eos | avro | load | lake | aggregate) batch_data=1 ;;
     *) [ -z "$batch_data" ] || { drop_batch_data; batch_data=""; } ;;
   esac
   "bench_$s"

@@ -93,10 +93,12 @@ pub enum Command {
     /// partial and final aggregation over the stream, a row per window and group.
     #[command(after_help = "Examples:\n  \
         rtds aggregate --sql signups.sql --output-topic signups_per_minute\n  \
+        rtds aggregate --sql signups.sql --follow\n  \
         rtds aggregate --sql signups.sql --event-time \"registered['date']\" --allowed-lateness 1m\n\
         signups.sql: SELECT tumble(interval '1 minute') AS window, nat, count(*) AS signups\n             \
         FROM users_raw GROUP BY window, nat\n\
-        A bounded run emits every window once its input ends, then commits.\n")]
+        A bounded run emits every window once its input ends; --follow runs until SIGTERM. Offsets\n\
+        are committed up to the oldest record of an open window: a restart rebuilds those windows.\n")]
     Aggregate(AggregateArgs),
     /// Consume clean rows and upsert them into Cassandra or PostgreSQL, or append them to Parquet files or a Delta table.
     #[command(after_help = "Examples:\n  \

@@ -16,7 +16,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Ingest(args) => crate::ingest::run(kafka, registry, *metrics_addr, args).await,
         Command::Transform(args) => crate::transform::run(kafka, registry, *metrics_addr, args).await,
-        Command::Aggregate(args) => crate::aggregate::run(kafka, registry, args).await,
+        Command::Aggregate(args) => crate::aggregate::run(kafka, registry, *metrics_addr, args).await,
         Command::Load(args) => crate::load::run(kafka, registry, *metrics_addr, args).await,
         Command::Check(args) => crate::check::run(kafka, registry, args).await,
         Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,

@@ -232,6 +232,17 @@ impl Generator {
         Self { seed }
     }
 
+    /// Records 0 to `n` - 1, each in a buffer of its own (a warm-up's, a test's).
+    pub fn records(&self, n: u64) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let mut out = Vec::new();
+                self.write_record(i, &mut out);
+                out
+            })
+            .collect()
+    }
+
     /// Append record number `index` (one JSON object, no newline) to `out` and
     /// return its login.uuid as 36 ASCII bytes. Record i depends only on (seed, i),
     /// so the same seed gives the same records however they are batched.

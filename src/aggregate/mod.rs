@@ -1,13 +1,16 @@
 //! `rtds aggregate`: raw users -> counts, sums, averages by event-time window
 //! (tumbling or hopping), DataFusion's partial and final aggregation over the
 //! stream. A watermark trails the largest event time seen by the allowed
-//! lateness; a window is emitted once it passes the window's end, and a record
-//! of a window already emitted goes to the DLQ as late. A bounded run takes the
-//! end of its input as the end of time: it emits every window it holds, then
-//! commits its offsets, after every output is acknowledged. A run that stops
-//! before that commits nothing: the next reads the same records again and
-//! re-emits the same windows, keyed by window and group (each overwrites itself).
+//! lateness; a window is emitted once it passes the window's end. A record
+//! counts in each of its windows not emitted yet, and goes to the DLQ as late
+//! when all are. Offsets are committed up to the oldest record still counted in
+//! an open window, once every output before is acknowledged (`commits`): a
+//! restart reads the rest again and rebuilds the open windows, and emitted
+//! rows are keyed by window and group, so a window emitted again overwrites
+//! itself. A bounded run takes the end of its input as the end of time and
+//! emits every window it holds; `--follow` runs until a signal.
 
+mod commits;
 mod event_time;
 mod options;
 mod output;
@@ -16,15 +19,16 @@ pub mod window;
 
 pub use options::AggregateArgs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rdkafka::TopicPartitionList;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 
-use crate::delivery::{self, BatchAck, Counts, Ranges};
+use crate::delivery::{self, BatchAck, Counts};
 use crate::error::usage;
 use crate::kafka::{self, Batch, ClientOpts, Compression, Producer, Profile, Reading, Source};
 use crate::raw::decode::{RawDecoder, raw_schema};
@@ -42,14 +46,21 @@ struct Summary {
     totals: stage::Totals,
     /// Windows emitted (rows out are windows times groups).
     windows: u64,
-    /// Records of a window already emitted, sent to the DLQ.
+    /// Records of windows all emitted already, sent to the DLQ.
     late: u64,
+    /// Records read again after a restart whose windows were emitted before it.
+    skipped: u64,
     /// The state's largest size: rows (a window and group each) and bytes.
     state_rows: usize,
     state_bytes: usize,
 }
 
-pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &AggregateArgs) -> Result<()> {
+pub async fn run(
+    kafka: &ClientOpts,
+    registry: &RegistryOpts,
+    metrics_addr: Option<std::net::SocketAddr>,
+    args: &AggregateArgs,
+) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
     let sql = match std::fs::read_to_string(&args.sql) {
         Ok(t) => t,
@@ -63,26 +74,32 @@ pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &AggregateAr
     let decoder = RawDecoder::reading(|path| aggregation.reads().leaf(path) || event_time.reads(path));
     let mut decoder = RawReader::new(decoder, Registry::new(registry)?)?;
     let reading = stage::reading(kafka, &args.consume, "rtds-aggregate", &args.input_topic)?;
-    if matches!(reading, Reading::Follow { .. }) {
-        return usage("rtds aggregate runs bounded for now: --follow is not supported yet");
-    }
+    let follow = matches!(reading, Reading::Follow { .. });
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
     let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
-    let lateness = i64::try_from(args.allowed_lateness.as_millis()).unwrap_or(i64::MAX);
+    let metrics = crate::metrics::StageMetrics::new(STAGE, metrics_addr)?;
     let mut run = Run {
         producer: &producer,
         ack: Arc::new(BatchAck::default()),
         args,
         keys: &keys,
         windows: windowed.windows,
+        lateness: i64::try_from(args.allowed_lateness.as_millis()).unwrap_or(i64::MAX),
         watermark: None,
         emitted_until: None,
+        holds: commits::Holds::default(),
+        restored: None,
+        next: HashMap::new(),
+        partitions: Vec::new(),
+        marks: HashMap::new(),
+        pending: VecDeque::new(),
         summary: Summary {
             totals: stage::Totals { stage: STAGE, dlq_topic: args.consume.dlq_topic.clone(), ..Default::default() },
             windows: 0,
             late: 0,
+            skipped: 0,
             state_rows: 0,
             state_bytes: 0,
         },
@@ -90,42 +107,62 @@ pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &AggregateAr
     let start = Instant::now();
     let batch_size = args.consume.batch_size.map_or(PROFILE.batch_size, |n| n as usize);
     let mut shutdown = crate::shutdown::listen();
-    let mut next: HashMap<i32, i64> = HashMap::new();
+    let revocations = source.revocations();
     let result: Result<()> = async {
         while let Some(batch) = source.next_batch(batch_size, args.consume.max_wait, &mut shutdown).await? {
+            if source.revocations() != revocations {
+                // Another member holds some of the windows' records now: this one's state is not whole.
+                anyhow::bail!(
+                    "partitions were reassigned: stopping, so that a restart rebuilds the open windows \
+                     from the committed offsets"
+                );
+            }
             if batch.is_empty() {
+                run.commit_ready(&mut source)?;
+                source.send_commits()?;
                 continue;
             }
+            if run.restored.is_none() {
+                run.restore(&source)?;
+            }
+            run.ack = Arc::new(BatchAck::default());
             run.summary.totals.received += batch.len() as u64;
             run.summary.totals.batches += 1;
             run.summary.totals.consumed.merge(&source.spans(&batch));
             for e in batch.offsets()?.elements() {
                 if let rdkafka::Offset::Offset(o) = e.offset() {
-                    next.insert(e.partition(), o);
+                    run.next.insert(e.partition(), o);
                 }
             }
-            run.batch(&batch, &mut decoder, &mut event_time, &mut aggregation, lateness).await?;
+            let (took, before) = (Instant::now(), run.summary.totals.counts);
+            run.batch(&batch, &source, &mut decoder, &mut event_time, &mut aggregation).await?;
+            let made = run.summary.totals.counts;
+            metrics.batch(batch.len() as u64, made.out - before.out, made.dlq - before.dlq, took.elapsed());
+            run.hold_commit();
+            run.commit_ready(&mut source)?;
         }
-        if *shutdown.borrow() {
-            // Stopped before the end of time: nothing emitted is final, nothing is committed.
-            anyhow::bail!("stopped by a signal before the end of the input: nothing committed");
+        let stopped = *shutdown.borrow();
+        if !stopped && !follow {
+            // The end of the input is the end of time: every window goes.
+            run.ack = Arc::new(BatchAck::default());
+            run.emit(&mut aggregation, None).await?;
+            run.hold_commit();
         }
-        // The end of the input is the end of time: every window goes.
-        run.emit(&mut aggregation, None).await?;
         kafka::flush(&producer, delivery::ACK_TIMEOUT)?;
-        match run.ack.wait(delivery::ACK_TIMEOUT) {
-            delivery::Status::Complete(_) => {}
-            delivery::Status::Failed(why) => anyhow::bail!("an output was not delivered: {why}"),
-            delivery::Status::Waiting { .. } => {
-                anyhow::bail!("outputs unacknowledged after {:?}", delivery::ACK_TIMEOUT)
+        for (ack, _) in &run.pending {
+            if let delivery::Status::Waiting { .. } = ack.wait(delivery::ACK_TIMEOUT) {
+                anyhow::bail!("outputs unacknowledged after {:?}", delivery::ACK_TIMEOUT);
             }
         }
-        let mut offsets = TopicPartitionList::new();
-        for (p, o) in &next {
-            offsets.add_partition_offset(&args.input_topic, *p, rdkafka::Offset::Offset(*o))?;
+        run.commit_ready(&mut source)?;
+        source.commit_last()?;
+        if stopped && !follow {
+            anyhow::bail!(
+                "stopped by a signal before the end of the input: the open windows were not emitted \
+                 (offsets committed up to them: the next run rebuilds them)"
+            );
         }
-        source.commit(&offsets)?;
-        source.commit_last()
+        Ok(())
     }
     .await;
     let mut summary = run.summary;
@@ -134,10 +171,6 @@ pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &AggregateAr
     summary.totals.produced = deliveries.produced();
     summary.totals.seconds = start.elapsed().as_secs_f64();
     summary.totals.records_per_s = summary.totals.received as f64 / summary.totals.seconds.max(1e-9);
-    if result.is_err() {
-        // Nothing committed: the run's outputs are not its result.
-        summary.totals.consumed = Ranges::default();
-    }
     crate::summary::keep(&summary)?;
     result?;
     tracing::info!(
@@ -150,45 +183,112 @@ pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &AggregateAr
     Ok(())
 }
 
+/// A partition's offset to commit, and the metadata it goes with.
+type Commit = (i32, i64, String);
+
 /// A run's state between batches.
 struct Run<'a> {
     producer: &'a Producer,
-    /// Every output of the run: it commits once all are acknowledged.
+    /// The outputs of the batch being processed (dead letters, windows emitted).
     ack: Arc<BatchAck>,
     args: &'a AggregateArgs,
     keys: &'a output::Keys,
     windows: window::Windows,
+    lateness: i64,
     /// The largest event time seen, less the allowed lateness.
     watermark: Option<i64>,
     /// Every window ending at or before this was emitted.
     emitted_until: Option<i64>,
+    holds: commits::Holds,
+    /// Per partition, what its last commit said (read once, with the first batch).
+    restored: Option<HashMap<i32, commits::Restored>>,
+    /// Per partition, the offset after the last read (from its commit until read).
+    next: HashMap<i32, i64>,
+    /// The partitions the run reads, and the largest event time read in each.
+    partitions: Vec<i32>,
+    marks: HashMap<i32, i64>,
+    /// Per batch, its outputs and the offsets it lets the run commit, in order.
+    pending: VecDeque<(Arc<BatchAck>, Vec<Commit>)>,
     summary: Summary,
 }
 
 impl Run<'_> {
+    /// What the group's last commits said: windows emitted up to there are not emitted again.
+    fn restore(&mut self, source: &Source) -> Result<()> {
+        let mut restored = HashMap::new();
+        let assigned = source.consumer.assignment().context("reading the partitions assigned")?;
+        for e in assigned.elements() {
+            self.partitions.push(e.partition());
+            let Some((committed, metadata)) = source.committed_metadata(e.partition())? else { continue };
+            self.next.insert(e.partition(), committed);
+            if let Some(r) = commits::Restored::parse(&metadata) {
+                self.emitted_until = self.emitted_until.max(r.emitted);
+                // Records between the commit and where it had read are read again.
+                if committed < r.read {
+                    restored.insert(e.partition(), r);
+                }
+            }
+        }
+        if !restored.is_empty() {
+            tracing::info!(emitted_until = ?self.emitted_until, "rebuilding the open windows from the committed offsets");
+        }
+        self.watermark = self.emitted_until;
+        self.restored = Some(restored);
+        Ok(())
+    }
+
+    /// A record below what its partition's last commit had decided: the
+    /// windows it counted in were emitted then, or are open again now.
+    fn decided_before(&self, partition: i32, offset: i64) -> Option<commits::Restored> {
+        self.restored.as_ref()?.get(&partition).filter(|r| offset < r.read).copied()
+    }
+
+    /// Still reading what was decided before the restart: no window may be
+    /// emitted until every partition is back where its commit was.
+    fn catching_up(&self) -> bool {
+        self.restored
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|(p, at)| self.next.get(p).is_none_or(|next| *next < at.read)))
+    }
+
     async fn batch(
         &mut self,
         batch: &Batch,
+        source: &Source,
         decoder: &mut RawReader,
         event_time: &mut event_time::EventTime,
         aggregation: &mut state::Aggregation,
-        lateness: i64,
     ) -> Result<()> {
         let payloads: Vec<Option<&[u8]>> = batch.iter().map(|r| r.payload()).collect();
         let decoded = decoder.decode(&payloads).await?;
-        let (mut times, failed) = event_time.times(&decoded, batch).await?;
-        let mut rejected = decoded.rejected.clone();
-        rejected.extend(failed);
-        for (row, time) in times.iter_mut().enumerate() {
+        let (times, failed) = event_time.times(&decoded, batch).await?;
+        let mut rejected: Vec<(usize, String)> = decoded.rejected.iter().cloned().chain(failed).collect();
+        // Dead-lettered before the restart already.
+        rejected.retain(|(i, _)| self.decided_before(batch.get(*i).partition(), batch.get(*i).offset()).is_none());
+        let size = self.windows.size;
+        let mut pairs = Vec::new();
+        for (row, time) in times.iter().enumerate() {
             let Some(t) = *time else { continue };
-            // Late: its oldest window was emitted already (a record counts in all its windows or none).
-            if let Some(oldest) = self.windows.starts(t).next()
-                && self.emitted_until.is_some_and(|u| oldest + self.windows.size <= u)
-            {
-                let (start, end) = (output::rfc3339(oldest), output::rfc3339(oldest + self.windows.size));
-                rejected.push((decoded.rows[row], format!("late: window [{start}, {end}) was emitted already")));
-                self.summary.late += 1;
-                *time = None;
+            let record = batch.get(decoded.rows[row]);
+            let mark = self.marks.entry(record.partition()).or_insert(t);
+            *mark = (*mark).max(t);
+            let decided = self.decided_before(record.partition(), record.offset());
+            let after = decided.map_or(self.emitted_until, |d| d.emitted);
+            let mut open = self.windows.starts(t).filter(|s| after.is_none_or(|u| s + size > u)).peekable();
+            if open.peek().is_none() {
+                if decided.is_some() {
+                    self.summary.skipped += 1;
+                } else {
+                    let oldest = self.windows.starts(t).next().unwrap_or(t);
+                    let (start, end) = (output::rfc3339(oldest), output::rfc3339(oldest + size));
+                    rejected.push((decoded.rows[row], format!("late: window [{start}, {end}) was emitted already")));
+                    self.summary.late += 1;
+                }
+                continue;
+            }
+            for start in open {
+                self.holds.add(start, record.partition(), record.offset());
+                pairs.push((row as u32, start));
             }
         }
         for (input, reason) in &rejected {
@@ -204,19 +304,36 @@ impl Run<'_> {
             .await?;
         }
         self.summary.totals.counts.dlq += rejected.len() as u64;
-        let (windowed, _) = self.windows.assign(&decoded.batch, &times, &window::windowed_schema(&raw_schema()))?;
+        let (windowed, _) = self.windows.rows(&decoded.batch, &pairs, &window::windowed_schema(&raw_schema()))?;
         aggregation.add(windowed).await?;
         let (rows, bytes) = aggregation.state_size();
         self.summary.state_rows = self.summary.state_rows.max(rows);
         self.summary.state_bytes = self.summary.state_bytes.max(bytes);
-        if let Some(newest) = times.iter().flatten().max() {
-            let mark = newest.saturating_sub(lateness);
-            self.watermark = Some(self.watermark.map_or(mark, |w| w.max(mark)));
+        if let Some(low) = self.low_mark(source) {
+            self.watermark = self.watermark.max(Some(low.saturating_sub(self.lateness)));
         }
-        if self.watermark > self.emitted_until {
+        if self.watermark > self.emitted_until && !self.catching_up() {
             self.emit(aggregation, self.watermark).await?;
         }
         Ok(())
+    }
+
+    /// The event time every partition with records still to read has reached
+    /// (the smallest of their largest): a partition read further than another
+    /// does not make the other's records late. None while one with records to
+    /// read has given none yet; a partition read to its end does not hold the
+    /// others back (when all are, the smallest of them all).
+    fn low_mark(&self, source: &Source) -> Option<i64> {
+        let mut low: Option<i64> = None;
+        for p in &self.partitions {
+            let more = source.has_more(*p, self.next.get(p).copied().unwrap_or(0));
+            match self.marks.get(p) {
+                Some(m) if more => low = Some(low.map_or(*m, |l| l.min(*m))),
+                None if more => return None,
+                _ => {}
+            }
+        }
+        low.or_else(|| self.marks.values().min().copied())
     }
 
     /// Emit the windows ending at or before `until` (`None`: all).
@@ -231,8 +348,45 @@ impl Run<'_> {
         }
         self.ack.count(Counts { out: rows.len() as u64, ..Counts::default() });
         self.summary.totals.counts.out += rows.len() as u64;
-        if until.is_some() {
-            self.emitted_until = until;
+        let emitted = until.or_else(|| self.holds.last_end(self.windows.size));
+        self.emitted_until = self.emitted_until.max(emitted);
+        self.holds.release(until, self.windows.size);
+        Ok(())
+    }
+
+    /// The offsets the batch just processed lets the run commit, once its outputs are acknowledged.
+    fn hold_commit(&mut self) {
+        let offsets = self
+            .next
+            .iter()
+            .map(|(p, next)| {
+                (*p, self.holds.commit_point(*p, *next), commits::Restored::metadata(self.emitted_until, *next))
+            })
+            .collect();
+        self.pending.push_back((self.ack.clone(), offsets));
+    }
+
+    /// Commit, in order, the offsets of every batch whose outputs are all acknowledged.
+    fn commit_ready(&mut self, source: &mut Source) -> Result<()> {
+        while let Some((ack, offsets)) = self.pending.front() {
+            match ack.status() {
+                delivery::Status::Complete(_) => {}
+                delivery::Status::Failed(why) => anyhow::bail!("an output was not delivered: {why}"),
+                delivery::Status::Waiting { .. } => return Ok(()),
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (p, offset, metadata) in offsets {
+                source.set_commit_metadata(*p, metadata.clone());
+                tpl.add_partition_offset(&self.args.input_topic, *p, rdkafka::Offset::Offset(*offset))?;
+            }
+            source.commit(&tpl)?;
+            #[cfg(feature = "fault-injection")]
+            if std::env::var_os("RTDS_FAULT_KILL_AT_AGGREGATE_COMMIT").is_some() {
+                // The test kills the run after this commit: stored, not only sent.
+                source.commit_last()?;
+                crate::delivery::fault::passing("AGGREGATE_COMMIT");
+            }
+            self.pending.pop_front();
         }
         Ok(())
     }

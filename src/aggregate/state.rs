@@ -258,14 +258,7 @@ mod tests {
 
     /// `n` generated users with their windows, event time i * 1.3 s.
     async fn users(n: u64, windows: &crate::aggregate::window::Windows) -> RecordBatch {
-        let generator = crate::generate::Generator::new(7);
-        let records: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                let mut out = Vec::new();
-                generator.write_record(i, &mut out);
-                out
-            })
-            .collect();
+        let records = crate::generate::Generator::new(7).records(n);
         let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
         let decoded = RawDecoder::default().decode(&payloads).unwrap();
         let times: Vec<Option<i64>> = (0..decoded.batch.num_rows() as i64).map(|i| Some(i * 1300)).collect();

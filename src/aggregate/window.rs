@@ -176,15 +176,24 @@ impl Windows {
         times: &[Option<i64>],
         schema: &SchemaRef,
     ) -> Result<(RecordBatch, Vec<u32>)> {
-        let mut rows = Vec::new();
-        let mut starts = Vec::new();
-        for (row, t) in times.iter().enumerate() {
-            let Some(t) = t else { continue };
-            for start in self.starts(*t) {
-                rows.push(row as u32);
-                starts.push(start);
-            }
-        }
+        let pairs: Vec<(u32, i64)> = times
+            .iter()
+            .enumerate()
+            .filter_map(|(row, t)| Some((row as u32, (*t)?)))
+            .flat_map(|(row, t)| self.starts(t).map(move |start| (row, start)))
+            .collect();
+        self.rows(batch, &pairs, schema)
+    }
+
+    /// The rows of `batch` named in `pairs` (row, window start), in that
+    /// order, with `__window` filled in; and, per row out, the row it came from.
+    pub fn rows(
+        &self,
+        batch: &RecordBatch,
+        pairs: &[(u32, i64)],
+        schema: &SchemaRef,
+    ) -> Result<(RecordBatch, Vec<u32>)> {
+        let (rows, starts): (Vec<u32>, Vec<i64>) = pairs.iter().copied().unzip();
         let take = UInt32Array::from(rows.clone());
         let mut columns: Vec<ArrayRef> = batch
             .columns()

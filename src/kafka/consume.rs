@@ -151,6 +151,9 @@ pub struct Source {
     /// transaction holds the rest back from a read_committed reader), since when.
     short: HashMap<i32, Instant>,
     end_wait: Duration,
+    /// What each partition's commits carry as metadata, if a stage said
+    /// (`rtds aggregate`: where its emitted windows stood).
+    metadata: HashMap<i32, String>,
 }
 
 /// How often a stage sends the offsets of its acknowledged batches to the
@@ -352,6 +355,7 @@ impl Source {
             room: (0, 0),
             committed: HashMap::new(),
             unsent: HashMap::new(),
+            metadata: HashMap::new(),
             sent_at: None,
             read_to,
             batch_from: HashMap::new(),
@@ -408,27 +412,31 @@ impl Source {
         self.at_high_watermarks(batch.of(&self.topic).iter().map(|(&p, span)| (p, span.last)))
     }
 
+    /// Whether `partition` holds records at or after `next`, as the latest
+    /// fetch reported its end (no request is made; not known yet: it may).
+    pub fn has_more(&self, partition: i32, next: i64) -> bool {
+        self.high_watermark(partition).is_none_or(|high| next < high)
+    }
+
     /// Whether each (partition, offset read last) is the last record the
     /// latest fetch of that partition reported (its high watermark less one).
+    /// Not known (no fetch response yet): say caught up, as before this check.
     fn at_high_watermarks(&self, read: impl IntoIterator<Item = (i32, i64)>) -> bool {
+        read.into_iter().all(|(partition, last)| self.high_watermark(partition).is_none_or(|high| last + 1 >= high))
+    }
+
+    /// The end of `partition` as its latest fetch reported it, kept by
+    /// librdkafka (no request is made), if one came.
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
         let client = self.consumer.client().native_ptr();
-        let Ok(topic) = std::ffi::CString::new(self.topic.as_str()) else { return true };
-        read.into_iter().all(|(partition, last)| {
-            let (mut low, mut high) = (-1i64, -1i64);
-            // SAFETY: the client outlives the call (self holds it); topic is a
-            // NUL-terminated string; low and high are valid for writes.
-            let err = unsafe {
-                rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                    client,
-                    topic.as_ptr(),
-                    partition,
-                    &mut low,
-                    &mut high,
-                )
-            };
-            // Not known (no fetch response yet): say caught up, as before this check.
-            err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 || last + 1 >= high
-        })
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client outlives the call (self holds it); topic is a
+        // NUL-terminated string; low and high are valid for writes.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(client, topic.as_ptr(), partition, &mut low, &mut high)
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
 
     /// The consumer group's metadata, for a transaction to commit offsets
@@ -738,6 +746,27 @@ impl Source {
         }
     }
 
+    /// The metadata `partition`'s commits carry from now on.
+    pub fn set_commit_metadata(&mut self, partition: i32, metadata: String) {
+        self.metadata.insert(partition, metadata);
+    }
+
+    /// The group's last commit of `partition`, its offset and metadata (none
+    /// if it has none, or the run no group), asking the coordinator.
+    pub fn committed_metadata(&self, partition: i32) -> Result<Option<(i64, String)>> {
+        if self.group.is_none() {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        let committed = tokio::task::block_in_place(|| self.consumer.committed_offsets(tpl, GROUP_CHECK_TIMEOUT * 5))
+            .with_context(|| format!("reading the committed offset of {}/{partition}", self.topic))?;
+        Ok(committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some((o, e.metadata().to_owned())),
+            _ => None,
+        }))
+    }
+
     /// `offsets` (per partition, the next to read) of the partitions this
     /// member holds now, if any: one the group gave to another member since
     /// may have moved on there, and must not be set back.
@@ -749,8 +778,11 @@ impl Source {
         let mut tpl = TopicPartitionList::new();
         for (p, next) in offsets {
             if held.find_partition(&self.topic, *p).is_some() {
-                tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
-                    .context("building the offsets to commit")?;
+                let mut e = tpl.add_partition(&self.topic, *p);
+                e.set_offset(Offset::Offset(*next)).context("building the offsets to commit")?;
+                if let Some(m) = self.metadata.get(p) {
+                    e.set_metadata(m);
+                }
             }
         }
         Ok((tpl.count() > 0).then_some(tpl))

@@ -194,14 +194,7 @@ impl Transformer {
     /// machine, which the first real batch would otherwise wait for. A custom
     /// SQL may reject or filter them: only the work matters, not the outcome.
     async fn warm_up(&mut self) {
-        let generator = crate::generate::Generator::new(0);
-        let records: Vec<Vec<u8>> = (0..WARM_UP_RECORDS)
-            .map(|i| {
-                let mut out = Vec::new();
-                generator.write_record(i, &mut out);
-                out
-            })
-            .collect();
+        let records = crate::generate::Generator::new(0).records(WARM_UP_RECORDS);
         let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
         let Ok(decoded) = self.decoder.decode_json(&payloads) else { return };
         if let Ok(out) = self.query.run(decoded.batch).await {

@@ -86,6 +86,7 @@ def test_each_dag_gets_the_shared_default_args_and_its_own_bounds(dagbag, rtds_t
         "dlq_alert": ("rtds", 1, timedelta(seconds=30), 5 * minutes),
         "delta_maintenance": ("rtds", 1, timedelta(seconds=30), 60 * minutes),
         "replay_dlq": ("rtds", 1, timedelta(seconds=30), 30 * minutes),
+        "signups_per_minute": ("rtds", 1, timedelta(seconds=30), 30 * minutes),
     }
     assert set(expected) == set(dagbag.dag_ids)
     for dag_id, values in expected.items():

@@ -52,6 +52,7 @@ def test_the_shared_module_is_imported_not_parsed_as_a_dag_file(dagbag):
         "delta_maintenance.py",
         "dlq_alert.py",
         "replay_dlq.py",
+        "signups_per_minute.py",
         "user_automation.py",
         "user_stream.py",
     }
@@ -197,13 +198,14 @@ def test_retries_and_timeouts(dagbag):
 
 
 def test_no_bash_command_holds_templates_or_params(dagbag):
-    for dag_id in ["user_automation", "user_stream", "delta_maintenance", "replay_dlq"]:
+    for dag_id in ["user_automation", "user_stream", "delta_maintenance", "replay_dlq", "signups_per_minute"]:
         for task in map(instance, dagbag.dags[dag_id].tasks):
             command = getattr(task, "bash_command", None)
             if command is None:
                 continue
             assert "{{" not in command and "params" not in command, f"{dag_id}.{task.task_id}: {command}"
-            assert re.fullmatch(r'"\$RTDS_BIN" (ingest|transform|load|reconcile|maintain|replay)', command), command
+            stages = "ingest|transform|load|reconcile|maintain|replay|aggregate"
+            assert re.fullmatch(rf'"\$RTDS_BIN" ({stages})', command), command
             assert task.append_env is True
             assert any("params." in str(v) for v in task.env.values()) or task.task_id != "ingest"
 

@@ -64,6 +64,7 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
             rtds()
                 .args(["aggregate", "--input-topic", &raw, "--output-topic", out, "--dlq-topic", dlq, "--group", group])
                 .args(["--event-time", "registered['date']", "--allowed-lateness", lateness])
+                .args(["--batch-size", "100"])
                 .arg("--sql")
                 .arg(&sql),
             RUN,
@@ -91,7 +92,7 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
     let again = aggregate(&group, &unique("it_agg_out2"), &dlq, "50y");
     assert_eq!((again["in"].as_u64(), again["out"].as_u64()), (Some(0), Some(0)), "{again}");
 
-    // A lateness of a day: the watermark runs ahead with the newest date, and a record of a window
+    // A lateness of a day, batches of 100: the watermark runs ahead with the newest date, and a record of a window
     // already emitted goes to the DLQ as late. Each record is in one window or in the DLQ.
     let (late_out, late_dlq) = (unique("it_agg_out3"), unique("it_agg_dlq3"));
     let s = aggregate(&unique("it_agg_g3"), &late_out, &late_dlq, "1day");
@@ -121,4 +122,81 @@ fn a_bad_window_or_sql_is_a_one_line_usage_error() {
         assert_one_line_error(&o, 2);
         let _ = std::fs::remove_file(&file);
     }
+}
+
+/// Generated users whose registration times run a second every 200 records, each up to 720 ms
+/// out of order, produced keyed by id to a new topic (3 partitions): the time of each.
+fn users_out_of_order(topic: &str, n: usize) -> Vec<i64> {
+    let scratch = unique("it_agg_gen");
+    let count = n.to_string();
+    let o = run(
+        rtds().args(["ingest", "--source", "generate", "--count", &count, "--seed", "8", "--topic", &scratch]),
+        RUN,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let base = 1_800_000_000_000i64;
+    let users: Vec<(Vec<u8>, Vec<u8>, i64)> = read_all(&scratch, RUN)
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut user: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let t = base + i as i64 * 5 - (i as i64 % 7) * 120;
+            user["registered"]["date"] = Value::from(chrono::DateTime::from_timestamp_millis(t).unwrap().to_rfc3339());
+            (m.key().unwrap().to_vec(), serde_json::to_vec(&user).unwrap(), t)
+        })
+        .collect();
+    let records: Vec<Record<'_>> = users.iter().map(|(k, v, _)| (Some(k.as_slice()), Some(v.as_slice()))).collect();
+    // In small rounds: small record batches, each partition's a few records, as a stream writes them.
+    for round in records.chunks(60) {
+        produce(topic, round);
+    }
+    users.iter().map(|(_, _, t)| *t).collect()
+}
+
+#[test]
+fn a_killed_aggregate_rebuilds_its_open_windows_and_emits_each_window_whole() {
+    require_kafka();
+    let (raw, out, dlq) = (unique("it_aggk_raw"), unique("it_aggk_out"), unique("it_aggk_dlq"));
+    let times = users_out_of_order(&raw, USERS);
+    let sql = std::env::temp_dir().join(format!("{}.sql", unique("it_aggk")));
+    std::fs::write(&sql, "SELECT tumble(interval '1 second') AS window, count(*) AS n FROM users_raw GROUP BY window")
+        .unwrap();
+    let group = unique("it_aggk_g");
+    let aggregate = || {
+        let mut cmd = rtds();
+        // Small fetches: the partitions are read side by side, as a stream comes, not one after another.
+        cmd.env("RTDS_KAFKA_OPTIONS", "max.partition.fetch.bytes=20000");
+        cmd.args(["aggregate", "--input-topic", &raw, "--output-topic", &out, "--dlq-topic", &dlq, "--group", &group])
+            .args(["--event-time", "registered['date']", "--allowed-lateness", "2s", "--batch-size", "20", "--sql"])
+            .arg(&sql);
+        cmd
+    };
+    // Killed (-9) right after its 40th commit is stored: windows emitted, others open.
+    let killed = run(aggregate().env("RTDS_FAULT_KILL_AT_AGGREGATE_COMMIT", "40"), RUN);
+    assert!(!killed.status.success(), "the fault hook killed it: {}", stderr(&killed));
+    let rerun = run(&mut aggregate(), RUN);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let s = summary(&rerun);
+    let read = s["in"].as_u64().unwrap();
+    assert!(read > 0 && read < USERS as u64, "resumed from the killed run's commits: {s}");
+    assert!(s["skipped"].as_u64().unwrap() > 0, "records of windows emitted before the kill read again: {s}");
+    assert_eq!((s["dlq"].as_u64(), s["late"].as_u64()), (Some(0), Some(0)), "{s}");
+    // Every emission of a window, before the kill and after, holds all of its records.
+    let mut oracle: BTreeMap<String, i64> = BTreeMap::new();
+    for t in &times {
+        let start = chrono::DateTime::from_timestamp_millis(t / 1000 * 1000).unwrap();
+        *oracle.entry(start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).or_default() += 1;
+    }
+    let mut emitted: BTreeMap<String, i64> = BTreeMap::new();
+    for m in read_all(&out, RUN) {
+        let row: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339(row["window"]["start"].as_str().unwrap()).unwrap();
+        let start = start.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let n = row["n"].as_i64().unwrap();
+        assert_eq!(oracle.get(&start), Some(&n), "window {start} emitted with {n} records");
+        emitted.insert(start, n);
+    }
+    assert_eq!(emitted, oracle, "every window emitted, whole");
+    assert!(read_all(&dlq, Duration::from_secs(5)).is_empty());
+    let _ = std::fs::remove_file(&sql);
 }
