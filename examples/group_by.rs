@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         let slices: Vec<Option<&[u8]>> = payloads.iter().map(|p| Some(p.as_slice())).collect();
         let decoded = decoder.decode(&slices)?;
         let times: Vec<Option<i64>> = decoded.rows.iter().map(|i| stamps[*i]).collect();
-        batches.push(windowed.windows.assign(&decoded.batch, &times, &schema)?.0);
+        batches.push(windowed.windows.assign(&decoded.batch, &times, &schema)?);
         payloads.clear();
         stamps.clear();
         Ok(())

@@ -247,6 +247,12 @@ pub fn parse_share_of_one(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The SQL of a `--sql` file; one it cannot read is a usage error (exit 2).
+pub fn read_sql_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .or_else(|e| crate::error::usage(format!("cannot read --sql file {}: {e}", path.display())))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60s, 5m, 200ms)"))?;

@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 
-use crate::delivery::{self, BatchAck, Counts};
-use crate::error::usage;
+use crate::delivery::{self, BatchAck};
 use crate::kafka::{self, Batch, ClientOpts, Compression, Producer, Profile, Reading, Source};
 use crate::raw::decode::{RawDecoder, raw_schema};
 use crate::raw::reader::RawReader;
@@ -62,11 +62,7 @@ pub async fn run(
     args: &AggregateArgs,
 ) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
-    let sql = match std::fs::read_to_string(&args.sql) {
-        Ok(t) => t,
-        Err(e) => return usage(format!("cannot read --sql file {}: {e}", args.sql.display())),
-    };
-    let windowed = window::take_window(&sql).await?;
+    let windowed = window::take_window(&crate::validate::read_sql_file(&args.sql)?).await?;
     let schema = window::windowed_schema(&raw_schema());
     let mut aggregation = state::Aggregation::plan(&windowed.sql, schema.clone()).await?;
     let keys = output::Keys::of(&aggregation.output_schema(), &windowed.group_by)?;
@@ -86,6 +82,7 @@ pub async fn run(
         args,
         keys: &keys,
         windows: windowed.windows,
+        schema: schema.clone(),
         lateness: i64::try_from(args.allowed_lateness.as_millis()).unwrap_or(i64::MAX),
         watermark: None,
         emitted_until: None,
@@ -194,6 +191,8 @@ struct Run<'a> {
     args: &'a AggregateArgs,
     keys: &'a output::Keys,
     windows: window::Windows,
+    /// The raw users with `__window`, the table the SQL reads.
+    schema: SchemaRef,
     lateness: i64,
     /// The largest event time seen, less the allowed lateness.
     watermark: Option<i64>,
@@ -304,8 +303,7 @@ impl Run<'_> {
             .await?;
         }
         self.summary.totals.counts.dlq += rejected.len() as u64;
-        let (windowed, _) = self.windows.rows(&decoded.batch, &pairs, &window::windowed_schema(&raw_schema()))?;
-        aggregation.add(windowed).await?;
+        aggregation.add(self.windows.rows(&decoded.batch, &pairs, &self.schema)?).await?;
         let (rows, bytes) = aggregation.state_size();
         self.summary.state_rows = self.summary.state_rows.max(rows);
         self.summary.state_bytes = self.summary.state_bytes.max(bytes);
@@ -346,7 +344,6 @@ impl Run<'_> {
                 BaseRecord::to(&self.args.output_topic).key(key.as_bytes()).payload(payload.as_bytes());
             kafka::send(self.producer, &self.ack, record).await?;
         }
-        self.ack.count(Counts { out: rows.len() as u64, ..Counts::default() });
         self.summary.totals.counts.out += rows.len() as u64;
         let emitted = until.or_else(|| self.holds.last_end(self.windows.size));
         self.emitted_until = self.emitted_until.max(emitted);

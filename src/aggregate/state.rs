@@ -24,7 +24,7 @@ use super::window::WINDOW_COLUMN;
 use crate::error::usage;
 use crate::slot::Slot;
 use crate::transform::projection::Reads;
-use crate::transform::sql::INPUT_TABLE;
+use crate::transform::sql::{INPUT_TABLE, one_line};
 
 pub struct Aggregation {
     task: Arc<TaskContext>,
@@ -52,9 +52,8 @@ impl Aggregation {
         let ctx = SessionContext::new_with_config(config);
         let slot = Slot::new(input.clone());
         ctx.register_table(INPUT_TABLE, Arc::new(slot.table()?)).context("registering users_raw")?;
-        let invalid = |e: datafusion::error::DataFusionError| {
-            usage::<Self>(format!("invalid SQL: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))
-        };
+        let invalid =
+            |e: datafusion::error::DataFusionError| usage::<Self>(format!("invalid SQL: {}", one_line(&e.to_string())));
         let df = match ctx.sql(sql).await {
             Ok(df) => df,
             Err(e) => return invalid(e),
@@ -262,7 +261,7 @@ mod tests {
         let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
         let decoded = RawDecoder::default().decode(&payloads).unwrap();
         let times: Vec<Option<i64>> = (0..decoded.batch.num_rows() as i64).map(|i| Some(i * 1300)).collect();
-        windows.assign(&decoded.batch, &times, &windowed_schema(&raw_schema())).unwrap().0
+        windows.assign(&decoded.batch, &times, &windowed_schema(&raw_schema())).unwrap()
     }
 
     fn sorted(batches: &[RecordBatch]) -> Vec<String> {

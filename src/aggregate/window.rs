@@ -168,14 +168,8 @@ impl Windows {
     }
 
     /// The rows of `batch` each repeated once per window its event time
-    /// (`times`, ms; `None`: left out) falls in, with `__window` filled in;
-    /// and, per row out, the row of `batch` it came from.
-    pub fn assign(
-        &self,
-        batch: &RecordBatch,
-        times: &[Option<i64>],
-        schema: &SchemaRef,
-    ) -> Result<(RecordBatch, Vec<u32>)> {
+    /// (`times`, ms; `None`: left out) falls in, with `__window` filled in.
+    pub fn assign(&self, batch: &RecordBatch, times: &[Option<i64>], schema: &SchemaRef) -> Result<RecordBatch> {
         let pairs: Vec<(u32, i64)> = times
             .iter()
             .enumerate()
@@ -186,15 +180,10 @@ impl Windows {
     }
 
     /// The rows of `batch` named in `pairs` (row, window start), in that
-    /// order, with `__window` filled in; and, per row out, the row it came from.
-    pub fn rows(
-        &self,
-        batch: &RecordBatch,
-        pairs: &[(u32, i64)],
-        schema: &SchemaRef,
-    ) -> Result<(RecordBatch, Vec<u32>)> {
+    /// order, with `__window` filled in.
+    pub fn rows(&self, batch: &RecordBatch, pairs: &[(u32, i64)], schema: &SchemaRef) -> Result<RecordBatch> {
         let (rows, starts): (Vec<u32>, Vec<i64>) = pairs.iter().copied().unzip();
-        let take = UInt32Array::from(rows.clone());
+        let take = UInt32Array::from(rows);
         let mut columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
@@ -213,8 +202,7 @@ impl Windows {
         )
         .context("building the window column")?;
         columns.push(Arc::new(window));
-        let out = RecordBatch::try_new(schema.clone(), columns).context("adding the window column")?;
-        Ok((out, rows))
+        RecordBatch::try_new(schema.clone(), columns).context("adding the window column")
     }
 }
 

@@ -18,7 +18,6 @@ use anyhow::{Context, Result};
 use rdkafka::producer::BaseRecord;
 
 use crate::delivery::{BatchAck, Cadence, Counts};
-use crate::error::usage;
 use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
@@ -49,13 +48,7 @@ pub async fn run(
 ) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
     let registry = Registry::new(registry)?;
-    let sql_text = match &args.sql {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) => Some(t),
-            Err(e) => return usage(format!("cannot read --sql file {}: {e}", path.display())),
-        },
-    };
+    let sql_text = args.sql.as_deref().map(crate::validate::read_sql_file).transpose()?;
     // One transformer (and plan) per part of a batch transformed at once.
     let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut transformers = Vec::with_capacity(parts);

@@ -78,7 +78,8 @@ impl Query {
     }
 }
 
-fn one_line(s: &str) -> String {
+/// A DataFusion message on one line (the aggregate's plan says it so too).
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
