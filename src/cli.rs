@@ -98,7 +98,10 @@ pub enum Command {
         signups.sql: SELECT tumble(interval '1 minute') AS window, nat, count(*) AS signups\n             \
         FROM users_raw GROUP BY window, nat\n\
         A bounded run emits every window once its input ends; --follow runs until SIGTERM. Offsets\n\
-        are committed up to the oldest record of an open window: a restart rebuilds those windows.\n")]
+        are committed up to the oldest record of an open window: a restart rebuilds those windows.\n\n\
+        Read only from the environment:\n  \
+        RTDS_TRANSACTIONAL_ID      the Kafka transactional id of --exactly-once (default rtds-aggregate-<group>-<input topic>):\n                             \
+        give each replica its own\n")]
     Aggregate(AggregateArgs),
     /// Consume clean rows and upsert them into Cassandra or PostgreSQL, or append them to Parquet files or a Delta table.
     #[command(after_help = "Examples:\n  \
@@ -183,6 +186,7 @@ mod tests {
             }
         }
         assert!(help("transform").contains("RTDS_TRANSACTIONAL_ID"));
+        assert!(help("aggregate").contains("RTDS_TRANSACTIONAL_ID"));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! an open window, once every output before is acknowledged (`commits`): a
 //! restart reads the rest again and rebuilds the open windows, and emitted
 //! rows are keyed by window and group, so a window emitted again overwrites
-//! itself. A bounded run takes the end of its input as the end of time and
-//! emits every window it holds; `--follow` runs until a signal.
+//! itself. With `--exactly-once` the windows, dead letters and those offsets
+//! (with their metadata) are committed together in Kafka transactions. A
+//! bounded run takes the end of its input as the end of time and emits every
+//! window it holds; `--follow` runs until a signal.
 
 mod commits;
 mod event_time;
@@ -21,7 +23,7 @@ pub use options::AggregateArgs;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow::datatypes::SchemaRef;
@@ -29,7 +31,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 
-use crate::delivery::{self, BatchAck};
+use crate::delivery::{self, BatchAck, Cadence, Pending, Ranges, Transaction};
 use crate::kafka::{self, Batch, ClientOpts, Compression, Producer, Profile, Reading, Source};
 use crate::raw::decode::{RawDecoder, raw_schema};
 use crate::raw::reader::RawReader;
@@ -73,7 +75,13 @@ pub async fn run(
     let follow = matches!(reading, Reading::Follow { .. });
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
-    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, None)?;
+    let transactions = args.transactions.plan(STAGE, &reading, &args.input_topic);
+    let transactional = transactions.as_ref().map(stage::Transactions::kafka);
+    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, transactional)?;
+    let commits = match &transactions {
+        Some(t) => Commits::InTransaction(Transaction::new(&deliveries), t.cadence),
+        None => Commits::AfterAck(VecDeque::new()),
+    };
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = crate::metrics::StageMetrics::new(STAGE, metrics_addr)?;
     let mut run = Run {
@@ -91,7 +99,7 @@ pub async fn run(
         next: HashMap::new(),
         partitions: Vec::new(),
         marks: HashMap::new(),
-        pending: VecDeque::new(),
+        commits,
         summary: Summary {
             totals: stage::Totals { stage: STAGE, dlq_topic: args.consume.dlq_topic.clone(), ..Default::default() },
             windows: 0,
@@ -115,17 +123,17 @@ pub async fn run(
                 );
             }
             if batch.is_empty() {
-                run.commit_ready(&mut source)?;
-                source.send_commits()?;
+                run.commit_ready(&mut source, Moment::Idle)?;
                 continue;
             }
             if run.restored.is_none() {
                 run.restore(&source)?;
             }
-            run.ack = Arc::new(BatchAck::default());
+            run.begin()?;
+            let consumed = source.spans(&batch);
             run.summary.totals.received += batch.len() as u64;
             run.summary.totals.batches += 1;
-            run.summary.totals.consumed.merge(&source.spans(&batch));
+            run.summary.totals.consumed.merge(&consumed);
             for e in batch.offsets()?.elements() {
                 if let rdkafka::Offset::Offset(o) = e.offset() {
                     run.next.insert(e.partition(), o);
@@ -135,23 +143,26 @@ pub async fn run(
             run.batch(&batch, &source, &mut decoder, &mut event_time, &mut aggregation).await?;
             let made = run.summary.totals.counts;
             metrics.batch(batch.len() as u64, made.out - before.out, made.dlq - before.dlq, took.elapsed());
-            run.hold_commit();
-            run.commit_ready(&mut source)?;
+            run.hold_commit(batch.len() as u64)?;
+            let caught_up = batch.len() < batch_size && source.caught_up(&consumed);
+            run.commit_ready(&mut source, Moment::Batch { caught_up })?;
         }
         let stopped = *shutdown.borrow();
         if !stopped && !follow {
             // The end of the input is the end of time: every window goes.
-            run.ack = Arc::new(BatchAck::default());
+            run.begin()?;
             run.emit(&mut aggregation, None).await?;
-            run.hold_commit();
+            run.hold_commit(0)?;
         }
         kafka::flush(&producer, delivery::ACK_TIMEOUT)?;
-        for (ack, _) in &run.pending {
-            if let delivery::Status::Waiting { .. } = ack.wait(delivery::ACK_TIMEOUT) {
-                anyhow::bail!("outputs unacknowledged after {:?}", delivery::ACK_TIMEOUT);
+        if let Commits::AfterAck(pending) = &run.commits {
+            for (ack, _) in pending {
+                if let delivery::Status::Waiting { .. } = ack.wait(delivery::ACK_TIMEOUT) {
+                    anyhow::bail!("outputs unacknowledged after {:?}", delivery::ACK_TIMEOUT);
+                }
             }
         }
-        run.commit_ready(&mut source)?;
+        run.commit_ready(&mut source, Moment::End)?;
         source.commit_last()?;
         if stopped && !follow {
             anyhow::bail!(
@@ -162,6 +173,11 @@ pub async fn run(
         Ok(())
     }
     .await;
+    if result.is_err()
+        && let Commits::InTransaction(transaction, _) = &mut run.commits
+    {
+        transaction.abort(&producer);
+    }
     let mut summary = run.summary;
     summary.totals.input_topic.clone_from(&args.input_topic);
     summary.totals.output_topic = Some(args.output_topic.clone());
@@ -182,6 +198,27 @@ pub async fn run(
 
 /// A partition's offset to commit, and the metadata it goes with.
 type Commit = (i32, i64, String);
+
+/// How the run commits its offsets.
+enum Commits<'a> {
+    /// Per batch, its outputs and the offsets it lets the run commit, in
+    /// order: each batch's once its outputs are all acknowledged.
+    AfterAck(VecDeque<(Arc<BatchAck>, Vec<Commit>)>),
+    /// `--exactly-once`: with the outputs, in the open transaction, as often
+    /// as the cadence says (none: once, at the end of the run).
+    InTransaction(Transaction<'a>, Option<Cadence>),
+}
+
+/// When the run commits.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// After a batch, `caught_up` when its input had nothing more waiting.
+    Batch { caught_up: bool },
+    /// The input is idle.
+    Idle,
+    /// The run ends.
+    End,
+}
 
 /// A run's state between batches.
 struct Run<'a> {
@@ -206,8 +243,7 @@ struct Run<'a> {
     /// The partitions the run reads, and the largest event time read in each.
     partitions: Vec<i32>,
     marks: HashMap<i32, i64>,
-    /// Per batch, its outputs and the offsets it lets the run commit, in order.
-    pending: VecDeque<(Arc<BatchAck>, Vec<Commit>)>,
+    commits: Commits<'a>,
     summary: Summary,
 }
 
@@ -351,25 +387,67 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The offsets the batch just processed lets the run commit, once its outputs are acknowledged.
-    fn hold_commit(&mut self) {
-        let offsets = self
+    /// A batch's outputs begin: under a new ack, and in a transaction (with `--exactly-once`).
+    fn begin(&mut self) -> Result<()> {
+        self.ack = Arc::new(BatchAck::default());
+        if let Commits::InTransaction(transaction, _) = &mut self.commits {
+            transaction.begin(self.producer)?;
+        }
+        Ok(())
+    }
+
+    /// The offsets the batch just processed (of `received` records) lets the
+    /// run commit, once its outputs are acknowledged.
+    fn hold_commit(&mut self, received: u64) -> Result<()> {
+        let offsets: Vec<Commit> = self
             .next
             .iter()
             .map(|(p, next)| {
                 (*p, self.holds.commit_point(*p, *next), commits::Restored::metadata(self.emitted_until, *next))
             })
             .collect();
-        self.pending.push_back((self.ack.clone(), offsets));
+        match &mut self.commits {
+            Commits::AfterAck(pending) => pending.push_back((self.ack.clone(), offsets)),
+            Commits::InTransaction(transaction, _) => {
+                let mut tpl = TopicPartitionList::new();
+                for (p, offset, metadata) in offsets {
+                    let mut e = tpl.add_partition(&self.args.input_topic, p);
+                    e.set_offset(rdkafka::Offset::Offset(offset)).context("building the offsets to commit")?;
+                    e.set_metadata(metadata);
+                }
+                let ack = self.ack.clone();
+                let (consumed, took) = (Ranges::default(), Duration::ZERO);
+                transaction.add(Pending { offsets: tpl, ack, received, consumed, took });
+            }
+        }
+        Ok(())
     }
 
-    /// Commit, in order, the offsets of every batch whose outputs are all acknowledged.
-    fn commit_ready(&mut self, source: &mut Source) -> Result<()> {
-        while let Some((ack, offsets)) = self.pending.front() {
+    /// Commit what `moment` lets: at least once, in order, the offsets of
+    /// every batch whose outputs are all acknowledged; exactly once, the open
+    /// transaction when its cadence says, the input is idle, or the run ends.
+    fn commit_ready(&mut self, source: &mut Source, moment: Moment) -> Result<()> {
+        let pending = match &mut self.commits {
+            Commits::AfterAck(pending) => pending,
+            Commits::InTransaction(transaction, cadence) => {
+                let due = match moment {
+                    Moment::Batch { caught_up } => cadence.is_some_and(|c| transaction.due(&c, caught_up)),
+                    Moment::Idle => cadence.is_some(),
+                    Moment::End => true,
+                };
+                if due && transaction.is_open() {
+                    transaction.commit(self.producer, source.group_metadata().as_ref(), |_, _| {})?;
+                    #[cfg(feature = "fault-injection")]
+                    crate::delivery::fault::passing("AGGREGATE_COMMIT");
+                }
+                return Ok(());
+            }
+        };
+        while let Some((ack, offsets)) = pending.front() {
             match ack.status() {
                 delivery::Status::Complete(_) => {}
                 delivery::Status::Failed(why) => anyhow::bail!("an output was not delivered: {why}"),
-                delivery::Status::Waiting { .. } => return Ok(()),
+                delivery::Status::Waiting { .. } => break,
             }
             let mut tpl = TopicPartitionList::new();
             for (p, offset, metadata) in offsets {
@@ -383,7 +461,10 @@ impl Run<'_> {
                 source.commit_last()?;
                 crate::delivery::fault::passing("AGGREGATE_COMMIT");
             }
-            self.pending.pop_front();
+            pending.pop_front();
+        }
+        if let Moment::Idle = moment {
+            source.send_commits()?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::kafka::TopicOpts;
-use crate::stage::ConsumeOpts;
+use crate::stage::{ConsumeOpts, ExactlyOnceOpts};
 use crate::validate;
 
 #[derive(Debug, Clone, Args)]
@@ -30,6 +30,8 @@ pub struct AggregateArgs {
     /// watermark passes its end, and a record of a window already emitted goes to the DLQ as late.
     #[arg(long, env = "RTDS_ALLOWED_LATENESS", default_value = "5s", value_parser = validate::parse_duration)]
     pub allowed_lateness: Duration,
+    #[command(flatten)]
+    pub transactions: ExactlyOnceOpts,
     #[command(flatten)]
     pub consume: ConsumeOpts,
     #[command(flatten)]

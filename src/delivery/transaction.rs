@@ -55,6 +55,10 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
+    pub fn is_open(&self) -> bool {
+        self.began.is_some()
+    }
+
     /// A batch whose outputs were sent in the open transaction.
     pub fn add(&mut self, batch: Pending) {
         self.records += batch.received;
@@ -186,22 +190,28 @@ impl<'a> Transaction<'a> {
 /// How long an abort waits for the reports of records already sent.
 const ABORT_REPORTS_WAIT: Duration = Duration::from_secs(10);
 
-/// Per topic partition, the highest of the offsets of `lists`: what a
-/// transaction over several batches commits.
+/// Per topic partition, the highest of the offsets of `lists`, with the
+/// metadata of the last list giving it: what a transaction over several
+/// batches commits (an aggregate's metadata moves on while its offset may not).
 fn latest_offsets<'a>(lists: impl Iterator<Item = &'a TopicPartitionList>) -> Result<TopicPartitionList> {
-    let mut latest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut latest: BTreeMap<(String, i32), (i64, String)> = BTreeMap::new();
     for list in lists {
         for e in list.elements() {
             if let rdkafka::Offset::Offset(o) = e.offset() {
-                let at = latest.entry((e.topic().to_owned(), e.partition())).or_insert(o);
-                *at = (*at).max(o);
+                let at = latest.entry((e.topic().to_owned(), e.partition())).or_insert((o, String::new()));
+                if o >= at.0 {
+                    *at = (o, e.metadata().to_owned());
+                }
             }
         }
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in latest {
-        tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset))
-            .context("building a transaction's offsets")?;
+    for ((topic, partition), (offset, metadata)) in latest {
+        let mut e = tpl.add_partition(&topic, partition);
+        e.set_offset(rdkafka::Offset::Offset(offset)).context("building a transaction's offsets")?;
+        if !metadata.is_empty() {
+            e.set_metadata(metadata);
+        }
     }
     Ok(tpl)
 }
@@ -227,6 +237,12 @@ mod tests {
             got,
             [("raw".into(), 0, rdkafka::Offset::Offset(20)), ("raw".into(), 1, rdkafka::Offset::Offset(7))]
         );
+        // The same offset again with newer metadata: the newer metadata goes.
+        let newer = list(&[("raw", 0, 20)]);
+        newer.find_partition("raw", 0).unwrap().set_metadata("read=25");
+        let latest = latest_offsets(batches.iter().chain([&newer])).unwrap();
+        assert_eq!(latest.find_partition("raw", 0).unwrap().metadata(), "read=25");
+        assert_eq!(latest.find_partition("raw", 1).unwrap().metadata(), "");
     }
 
     #[test]

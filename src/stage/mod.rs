@@ -3,8 +3,10 @@
 //! rule says (`crate::delivery`). Totals, progress, metrics and the summary's
 //! common part live here too.
 
+mod exactly_once;
 mod options;
 
+pub use exactly_once::{ExactlyOnceOpts, Transactions};
 pub use options::ConsumeOpts;
 
 use std::sync::Arc;

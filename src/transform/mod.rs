@@ -17,8 +17,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rdkafka::producer::BaseRecord;
 
-use crate::delivery::{BatchAck, Cadence, Counts};
-use crate::kafka::{self, Batch, Producer, Profile, Reading, Source};
+use crate::delivery::{BatchAck, Counts};
+use crate::kafka::{self, Batch, Producer, Profile, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::raw::decode::{RawDecoder, raw_schema};
@@ -27,14 +27,6 @@ use crate::registry::{Registry, RegistryOpts};
 use crate::stage::{self, Commit, Relay};
 
 const STAGE: &str = "transform";
-/// How long a transaction of a `--follow` or group run may stay open: it
-/// commits every `--transaction-every`.
-const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// How long the one transaction of a run over explicit ranges may stay open:
-/// the run must end within it (Kafka's default `transaction.max.timeout.ms`,
-/// the longest a broker allows unless told otherwise).
-const WHOLE_RUN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
 /// A transform holds each batch in memory several times over (records, Arrow
 /// columns, output) and raw records are large: small batches and prefetch
 /// keep its memory low for about the same speed (bench/README.md, "Why the defaults").
@@ -62,18 +54,8 @@ pub async fn run(
     let reading = stage::reading(kafka, &args.consume, "rtds-transform", &args.input_topic)?;
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
         .await?;
-    let transactional_id = args
-        .exactly_once
-        .then(|| transactional_id(std::env::var("RTDS_TRANSACTIONAL_ID").ok(), &reading, &args.input_topic));
-    // A run over explicit ranges (a DAG task) writes them in one transaction: a
-    // retry with the same id fences its predecessor, which aborts everything
-    // the predecessor wrote, and writes it all once. Committed as it went,
-    // the predecessor's committed part would be written a second time.
-    let whole_run = matches!(reading, Reading::Ranges(_));
-    let transactional = transactional_id.as_deref().map(|id| kafka::Transactional {
-        id,
-        timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { TRANSACTION_TIMEOUT },
-    });
+    let transactions = args.transactions.plan(STAGE, &reading, &args.input_topic);
+    let transactional = transactions.as_ref().map(stage::Transactions::kafka);
     let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, transactional)?;
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;
@@ -86,12 +68,7 @@ pub async fn run(
     // A batch is transformed and sent on a worker task while the next is
     // consumed (in a transaction too: it commits once the work is done).
     let mut worker = Relay::new(());
-    let commit = if args.exactly_once {
-        let cadence = Cadence { every: args.transaction_every, records: args.transaction_records };
-        Commit::InTransaction((!whole_run).then_some(cadence))
-    } else {
-        Commit::AfterAck
-    };
+    let commit = transactions.as_ref().map_or(Commit::AfterAck, stage::Transactions::commit);
     let (mut totals, result) = stage::run_batches(
         &mut source,
         &args.consume,
@@ -127,24 +104,6 @@ async fn write_avro(transformers: &mut [Transformer], registry: Option<&Registry
         t.writer = Some(crate::avro::Writer::new(&typed, &schema, id)?);
     }
     Ok(())
-}
-
-/// The transactional id of `--exactly-once`. Given (RTDS_TRANSACTIONAL_ID),
-/// with `{hostname}` replaced by this host's name: each container of a
-/// replicated service then has its own, the same across its restarts (a
-/// restart fences what its predecessor left open). Otherwise derived from what
-/// the run reads: the group and topic; or, for explicit offset ranges (a DAG
-/// run), the ranges themselves, so that a retry of the same run fences its
-/// predecessor and two different runs never fence each other.
-fn transactional_id(given: Option<String>, reading: &Reading, topic: &str) -> String {
-    if let Some(id) = given {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        return id.replace("{hostname}", host.trim());
-    }
-    match reading {
-        Reading::Ranges(spans) => format!("rtds-transform-{topic}-{}", kafka::range_key(topic, spans)),
-        _ => format!("rtds-transform-{}-{topic}", reading.name()),
-    }
 }
 
 /// The transform itself, apart from Kafka: raw payloads in, clean rows and
@@ -349,19 +308,6 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_transactional_id_is_per_host_per_group_or_per_range() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        let group = Reading::Follow { group: "g".into() };
-        assert_eq!(transactional_id(Some("t-{hostname}".into()), &group, "raw"), format!("t-{}", host.trim()));
-        assert_eq!(transactional_id(None, &group, "raw"), "rtds-transform-g-raw");
-        let range = |last| Reading::Ranges([(0, crate::delivery::Span::new(0, last, last as u64 + 1))].into());
-        let (a, b) = (transactional_id(None, &range(9), "raw"), transactional_id(None, &range(19), "raw"));
-        assert_eq!(a, transactional_id(None, &range(9), "raw"), "a retry of the same range: the same id");
-        assert_ne!(a, b, "another range: another id");
-        assert!(a.starts_with("rtds-transform-raw-"), "{a}");
-    }
 
     #[test]
     fn each_row_finds_its_input_in_order_or_not() {

@@ -1,13 +1,12 @@
 //! The options of `rtds transform`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
 use crate::avro::Format;
 use crate::kafka::TopicOpts;
-use crate::stage::ConsumeOpts;
+use crate::stage::{ConsumeOpts, ExactlyOnceOpts};
 use crate::validate;
 
 #[derive(Debug, Clone, Args)]
@@ -21,17 +20,8 @@ pub struct TransformArgs {
     /// SQL file replacing the built-in transform (input table: users_raw).
     #[arg(long, env = "RTDS_SQL")]
     pub sql: Option<PathBuf>,
-    /// Consume-transform-produce in Kafka transactions (exactly once between topics).
-    #[arg(long, env = "RTDS_EXACTLY_ONCE")]
-    pub exactly_once: bool,
-    /// With --exactly-once: commit a transaction once it has been open this long (it also commits
-    /// whenever the input has nothing more waiting, and at --transaction-records).
-    #[arg(long, env = "RTDS_TRANSACTION_EVERY", default_value = "100ms", value_parser = validate::parse_duration)]
-    pub transaction_every: Duration,
-    /// With --exactly-once: commit a transaction once it has taken this many records.
-    #[arg(long, env = "RTDS_TRANSACTION_RECORDS", default_value_t = 50_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub transaction_records: u64,
+    #[command(flatten)]
+    pub transactions: ExactlyOnceOpts,
     /// How clean rows are written: JSON, or Avro of a schema derived from the SQL's output,
     /// registered at start as subject <output topic>-value (BACKWARD). Raw users are read in
     /// either format, record by record.

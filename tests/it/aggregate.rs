@@ -155,23 +155,40 @@ fn users_out_of_order(topic: &str, n: usize) -> Vec<i64> {
 
 #[test]
 fn a_killed_aggregate_rebuilds_its_open_windows_and_emits_each_window_whole() {
+    let tumble = "SELECT tumble(interval '1 second') AS window, count(*) AS n FROM users_raw GROUP BY window";
+    killed_and_rerun(tumble, 1000, &[]);
+}
+
+#[test]
+fn a_killed_exactly_once_aggregate_of_hopping_windows_emits_each_window_once() {
+    let hop = "SELECT hop(interval '1 second', interval '2 seconds') AS window, count(*) AS n \
+        FROM users_raw GROUP BY window";
+    // A transaction a batch: the 40th commit is mid-stream.
+    killed_and_rerun(hop, 2000, &["--exactly-once", "--transaction-records", "20"]);
+}
+
+/// An aggregate of `sql` (windows of `size_ms`, one a second) killed (-9)
+/// right after its 40th commit is stored, and run again: every emission of a
+/// window, before the kill and after, holds all of its records; with
+/// `--exactly-once` in `extra`, a read_committed reader sees each window once.
+fn killed_and_rerun(sql: &str, size_ms: i64, extra: &[&str]) {
     require_kafka();
     let (raw, out, dlq) = (unique("it_aggk_raw"), unique("it_aggk_out"), unique("it_aggk_dlq"));
     let times = users_out_of_order(&raw, USERS);
-    let sql = std::env::temp_dir().join(format!("{}.sql", unique("it_aggk")));
-    std::fs::write(&sql, "SELECT tumble(interval '1 second') AS window, count(*) AS n FROM users_raw GROUP BY window")
-        .unwrap();
+    let file = std::env::temp_dir().join(format!("{}.sql", unique("it_aggk")));
+    std::fs::write(&file, sql).unwrap();
     let group = unique("it_aggk_g");
     let aggregate = || {
         let mut cmd = rtds();
         // Small fetches: the partitions are read side by side, as a stream comes, not one after another.
         cmd.env("RTDS_KAFKA_OPTIONS", "max.partition.fetch.bytes=20000");
         cmd.args(["aggregate", "--input-topic", &raw, "--output-topic", &out, "--dlq-topic", &dlq, "--group", &group])
-            .args(["--event-time", "registered['date']", "--allowed-lateness", "2s", "--batch-size", "20", "--sql"])
-            .arg(&sql);
+            .args(["--event-time", "registered['date']", "--allowed-lateness", "2s", "--batch-size", "20"])
+            .args(extra)
+            .arg("--sql")
+            .arg(&file);
         cmd
     };
-    // Killed (-9) right after its 40th commit is stored: windows emitted, others open.
     let killed = run(aggregate().env("RTDS_FAULT_KILL_AT_AGGREGATE_COMMIT", "40"), RUN);
     assert!(!killed.status.success(), "the fault hook killed it: {}", stderr(&killed));
     let rerun = run(&mut aggregate(), RUN);
@@ -181,13 +198,16 @@ fn a_killed_aggregate_rebuilds_its_open_windows_and_emits_each_window_whole() {
     assert!(read > 0 && read < USERS as u64, "resumed from the killed run's commits: {s}");
     assert!(s["skipped"].as_u64().unwrap() > 0, "records of windows emitted before the kill read again: {s}");
     assert_eq!((s["dlq"].as_u64(), s["late"].as_u64()), (Some(0), Some(0)), "{s}");
-    // Every emission of a window, before the kill and after, holds all of its records.
+    // A window a second, each time in size_ms / 1000 of them.
     let mut oracle: BTreeMap<String, i64> = BTreeMap::new();
     for t in &times {
-        let start = chrono::DateTime::from_timestamp_millis(t / 1000 * 1000).unwrap();
-        *oracle.entry(start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).or_default() += 1;
+        for k in 0..size_ms / 1000 {
+            let start = chrono::DateTime::from_timestamp_millis(t / 1000 * 1000 - k * 1000).unwrap();
+            *oracle.entry(start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).or_default() += 1;
+        }
     }
     let mut emitted: BTreeMap<String, i64> = BTreeMap::new();
+    let mut emissions = 0;
     for m in read_all(&out, RUN) {
         let row: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         let start = chrono::DateTime::parse_from_rfc3339(row["window"]["start"].as_str().unwrap()).unwrap();
@@ -195,8 +215,12 @@ fn a_killed_aggregate_rebuilds_its_open_windows_and_emits_each_window_whole() {
         let n = row["n"].as_i64().unwrap();
         assert_eq!(oracle.get(&start), Some(&n), "window {start} emitted with {n} records");
         emitted.insert(start, n);
+        emissions += 1;
     }
     assert_eq!(emitted, oracle, "every window emitted, whole");
+    if extra.contains(&"--exactly-once") {
+        assert_eq!(emissions, oracle.len(), "read_committed: each window once");
+    }
     assert!(read_all(&dlq, Duration::from_secs(5)).is_empty());
-    let _ = std::fs::remove_file(&sql);
+    let _ = std::fs::remove_file(&file);
 }
