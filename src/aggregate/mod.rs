@@ -52,6 +52,12 @@ struct Summary {
     late: u64,
     /// Records read again after a restart whose windows were emitted before it.
     skipped: u64,
+    /// With --sink: the table the windows were upserted into, and the writes retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink: Option<crate::sinks::Sink>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    retried: u64,
     /// The state's largest size: rows (a window and group each) and bytes.
     state_rows: usize,
     state_bytes: usize,
@@ -68,6 +74,14 @@ pub async fn run(
     let schema = window::windowed_schema(&raw_schema());
     let mut aggregation = state::Aggregation::plan(&windowed.sql, schema.clone()).await?;
     let keys = output::Keys::of(&aggregation.output_schema(), &windowed.group_by)?;
+    let mut store = match args.sink {
+        Some(sink) => {
+            let shape = crate::sinks::keyed::Shape::of(&aggregation.output_schema(), keys.window(), &keys.group())?;
+            let writer = sink.open_keyed(&args.sinks, &args.table, &shape).await?;
+            Some(Store { name: sink.name(), shape, writer })
+        }
+        None => None,
+    };
     let mut event_time = event_time::EventTime::plan(args.event_time.as_deref()).await?;
     let decoder = RawDecoder::reading(|path| aggregation.reads().leaf(path) || event_time.reads(path));
     let mut decoder = RawReader::new(decoder, Registry::new(registry)?)?;
@@ -84,11 +98,13 @@ pub async fn run(
     };
     let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = crate::metrics::StageMetrics::new(STAGE, metrics_addr)?;
+    let location = store.as_ref().map(|s| s.writer.location());
     let mut run = Run {
         producer: &producer,
         ack: Arc::new(BatchAck::default()),
         args,
         keys: &keys,
+        store: store.as_mut(),
         windows: windowed.windows,
         schema: schema.clone(),
         lateness: i64::try_from(args.allowed_lateness.as_millis()).unwrap_or(i64::MAX),
@@ -105,6 +121,9 @@ pub async fn run(
             windows: 0,
             late: 0,
             skipped: 0,
+            sink: args.sink,
+            store: location,
+            retried: 0,
             state_rows: 0,
             state_bytes: 0,
         },
@@ -196,6 +215,13 @@ pub async fn run(
     Ok(())
 }
 
+/// With --sink, the table the windows are upserted into.
+struct Store {
+    name: &'static str,
+    shape: crate::sinks::keyed::Shape,
+    writer: Box<dyn crate::sinks::keyed::KeyedWriter>,
+}
+
 /// A partition's offset to commit, and the metadata it goes with.
 type Commit = (i32, i64, String);
 
@@ -227,6 +253,7 @@ struct Run<'a> {
     ack: Arc<BatchAck>,
     args: &'a AggregateArgs,
     keys: &'a output::Keys,
+    store: Option<&'a mut Store>,
     windows: window::Windows,
     /// The raw users with `__window`, the table the SQL reads.
     schema: SchemaRef,
@@ -381,6 +408,18 @@ impl Run<'_> {
             kafka::send(self.producer, &self.ack, record).await?;
         }
         self.summary.totals.counts.out += rows.len() as u64;
+        if let Some(store) = self.store.as_deref_mut()
+            && !rows.is_empty()
+        {
+            // Written before the batch's offsets are committed (they wait for this): a crash re-emits, and overwrites.
+            let values = store.shape.values(&out)?;
+            let retried = std::sync::atomic::AtomicU64::new(0);
+            let mut retry = crate::sinks::Retry::new(store.name, self.args.retry_for, &retried);
+            while let Err(failed) = store.writer.upsert(&values).await {
+                retry.after(failed).await?;
+            }
+            self.summary.retried += retried.into_inner();
+        }
         let emitted = until.or_else(|| self.holds.last_end(self.windows.size));
         self.emitted_until = self.emitted_until.max(emitted);
         self.holds.release(until, self.windows.size);

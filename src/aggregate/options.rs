@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::kafka::TopicOpts;
+use crate::sinks::{Sink, SinkOpts};
 use crate::stage::{ConsumeOpts, ExactlyOnceOpts};
 use crate::validate;
 
@@ -30,10 +31,23 @@ pub struct AggregateArgs {
     /// watermark passes its end, and a record of a window already emitted goes to the DLQ as late.
     #[arg(long, env = "RTDS_ALLOWED_LATENESS", default_value = "5s", value_parser = validate::parse_duration)]
     pub allowed_lateness: Duration,
+    /// Also upsert the windows' rows into this store (postgres or cassandra), in a table whose
+    /// columns are the SQL's result (the window as <name>_start and <name>_end), keyed by window and group.
+    #[arg(long, env = "RTDS_SINK", value_enum)]
+    pub sink: Option<Sink>,
+    /// With --sink: the table (created if absent).
+    #[arg(long, env = "RTDS_TABLE", default_value = "users_windows", value_parser = validate::parse_identifier)]
+    pub table: String,
+    /// With --sink: how long to keep retrying a store that is down before failing (offsets stay uncommitted).
+    #[arg(long, env = "RTDS_RETRY_FOR", default_value = "10m", value_parser = validate::parse_duration)]
+    pub retry_for: Duration,
     #[command(flatten)]
     pub transactions: ExactlyOnceOpts,
     #[command(flatten)]
     pub consume: ConsumeOpts,
     #[command(flatten)]
     pub topics: TopicOpts,
+    /// Every sink's own options (src/sinks/).
+    #[command(flatten)]
+    pub sinks: SinkOpts,
 }

@@ -34,6 +34,16 @@ impl Keys {
         Ok(Self { columns, window: window.name().clone() })
     }
 
+    /// The window's column.
+    pub fn window(&self) -> &str {
+        &self.window
+    }
+
+    /// The columns of the group (the key but the window).
+    pub fn group(&self) -> Vec<String> {
+        self.columns.iter().filter(|c| **c != self.window).cloned().collect()
+    }
+
     /// Each row as (key, JSON).
     pub fn rows(&self, batches: &[RecordBatch]) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();

@@ -23,7 +23,7 @@ use crate::kafka::{self, Batch, Producer, Profile, Source};
 use crate::kafka::{ClientOpts, Compression};
 use crate::metrics::StageMetrics;
 use crate::row::UserRow;
-use crate::sinks::{ReadAt, Rejected, Table, WriteError};
+use crate::sinks::{ReadAt, Rejected, Retry, Table};
 use crate::stage::{self, Commit, Relay};
 use latency::{EndToEnd, Percentiles, Stamps};
 
@@ -47,7 +47,6 @@ fn prefetch_mb(batch_size: usize) -> u32 {
     batch_mb.clamp(PROFILE.prefetch_mb, MAX_PREFETCH_MB)
 }
 const MAX_PREFETCH_MB: u32 = 64;
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(serde::Serialize)]
 struct Summary<'a> {
@@ -207,21 +206,11 @@ async fn write_with_retry(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let start = Instant::now();
-    let mut wait = Duration::from_millis(250);
+    let mut retry = Retry::new(sink.name(), retry_for, retried);
     loop {
         match sink.write(rows, at).await {
             Ok(rejected) => return Ok(rejected),
-            Err(WriteError::Fatal(e)) => return Err(e.context(format!("writing to {}", sink.name()))),
-            Err(WriteError::Transient(e)) if start.elapsed() + wait > retry_for => {
-                return Err(e.context(format!("writing to {} (gave up after retrying for {retry_for:?})", sink.name())));
-            }
-            Err(WriteError::Transient(e)) => {
-                tracing::warn!(sink = sink.name(), retry_in = ?wait, "write failed, will retry: {e:#}");
-                retried.fetch_add(1, Ordering::AcqRel);
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_BACKOFF);
-            }
+            Err(failed) => retry.after(failed).await?,
         }
     }
 }

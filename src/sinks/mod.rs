@@ -10,6 +10,7 @@ pub mod cassandra;
 mod columns;
 pub mod delta;
 pub mod files;
+pub mod keyed;
 pub mod parquet;
 pub mod postgres;
 mod read_back;
@@ -22,7 +23,7 @@ use anyhow::Result;
 pub use columns::{check_columns, column_ddl};
 pub use files::{FileSinkOpts, FilesOpts};
 pub use read_back::{Held, Present, qualified, uuids};
-pub use writer::{ReadAt, Rejected, WriteError, Writer};
+pub use writer::{ReadAt, Rejected, Retry, WriteError, Writer};
 
 use crate::row::UserRow;
 
@@ -51,6 +52,16 @@ pub trait Connector {
     /// Open `table` for writing: created if absent, checked against the row
     /// contract if not.
     fn open(opts: &Self::Options, table: &str) -> impl Future<Output = Result<Box<dyn Writer>>> + Send;
+
+    /// Open `table` for keyed rows of `shape` (an aggregate's windows):
+    /// created if absent. A sink that cannot upsert by key refuses.
+    fn open_keyed(
+        _opts: &Self::Options,
+        _table: &str,
+        _shape: &keyed::Shape,
+    ) -> impl Future<Output = Result<Box<dyn keyed::KeyedWriter>>> + Send {
+        async { crate::error::usage("this sink cannot hold windows: use --sink postgres or --sink cassandra") }
+    }
 
     /// Which of `ids` the load's `store` (as its summary names it) holds, as
     /// which versions. (Not `Send`: reconcile awaits it on its own task.)
@@ -114,6 +125,13 @@ macro_rules! registry {
                     $(Sink::$connector => <$module::$connector as Connector>::open(&opts.$of, table).await?),+
                 };
                 Ok(Table { sink: self, writer })
+            }
+
+            /// Open `table` of this sink for keyed rows of `shape`.
+            pub async fn open_keyed(self, opts: &SinkOpts, table: &str, shape: &keyed::Shape) -> Result<Box<dyn keyed::KeyedWriter>> {
+                match self {
+                    $(Sink::$connector => <$module::$connector as Connector>::open_keyed(&opts.$of, table, shape).await),+
+                }
             }
 
             pub async fn read_back(self, opts: &SinkOpts, store: &str, ids: &[String]) -> Result<Held> {

@@ -122,6 +122,17 @@ fn a_bad_window_or_sql_is_a_one_line_usage_error() {
         assert_one_line_error(&o, 2);
         let _ = std::fs::remove_file(&file);
     }
+    // Windows go to a store that upserts by key; an unnamed column cannot be a table's.
+    for (sql, sink) in [
+        ("SELECT tumble(interval '1 minute') AS window, count(*) AS n FROM users_raw GROUP BY window", "parquet"),
+        ("SELECT tumble(interval '1 minute') AS window, count(*) FROM users_raw GROUP BY window", "postgres"),
+    ] {
+        let file = std::env::temp_dir().join(format!("{}.sql", unique("it_agg_bad")));
+        std::fs::write(&file, sql).unwrap();
+        let o = run(rtds().args(["aggregate", "--sink", sink]).arg("--sql").arg(&file), RUN);
+        assert_one_line_error(&o, 2);
+        let _ = std::fs::remove_file(&file);
+    }
 }
 
 /// Generated users whose registration times run a second every 200 records, each up to 720 ms
@@ -223,4 +234,102 @@ fn killed_and_rerun(sql: &str, size_ms: i64, extra: &[&str]) {
     }
     assert!(read_all(&dlq, Duration::from_secs(5)).is_empty());
     let _ = std::fs::remove_file(&file);
+}
+
+/// Per (window start in ms, nationality): users, from the windows' JSON rows of `topic`.
+fn signups(topic: &str) -> BTreeMap<(i64, String), i64> {
+    let (rows, _) = emitted(topic);
+    rows.into_iter().map(|(group, (n, _))| (group, n)).collect()
+}
+
+/// `got` equals `want`, or a panic naming what differs (a few of the groups, not all).
+fn assert_same(got: &BTreeMap<(i64, String), i64>, want: &BTreeMap<(i64, String), i64>, what: &str) {
+    let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let differ: Vec<_> = keys.into_iter().filter(|k| got.get(*k) != want.get(*k)).collect();
+    let shown: Vec<String> =
+        differ.iter().take(5).map(|k| format!("{k:?}: {:?} not {:?}", got.get(*k), want.get(*k))).collect();
+    assert!(differ.is_empty(), "{what}: {} of {} groups differ, e.g. {}", differ.len(), want.len(), shown.join("; "));
+}
+
+#[test]
+fn windows_of_avro_users_equal_the_json_ones_and_upsert_into_postgres_and_cassandra() {
+    require_kafka();
+    require_registry();
+    let _stores = stores_shared();
+    let sql = std::env::temp_dir().join(format!("{}.sql", unique("it_aggs")));
+    std::fs::write(&sql, SQL).unwrap();
+    let table = unique("it_aggs_t");
+    let aggregate = |raw: &str, out: &str, sink: &[&str]| {
+        let o = run(
+            rtds()
+                .args(["aggregate", "--input-topic", raw, "--output-topic", out, "--group", &unique("it_aggs_g")])
+                .args(["--event-time", "registered['date']", "--allowed-lateness", "50y", "--table", &table])
+                .args(sink)
+                .arg("--sql")
+                .arg(&sql),
+            RUN,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        summary(&o)
+    };
+    let mut emitted_by = BTreeMap::new();
+    for format in ["json", "avro"] {
+        let (raw, out) = (unique("it_aggs_raw"), unique("it_aggs_out"));
+        let ingest = run(
+            rtds()
+                .args(["ingest", "--source", "generate", "--count", "500", "--seed", "41", "--topic", &raw])
+                .args(["--format", format]),
+            RUN,
+        );
+        assert!(ingest.status.success(), "{}", stderr(&ingest));
+        let sink = if format == "avro" { vec!["--sink", "postgres"] } else { vec!["--sink", "cassandra"] };
+        let s = aggregate(&raw, &out, &sink);
+        assert_eq!((s["in"].as_u64(), s["dlq"].as_u64()), (Some(500), Some(0)), "{format}: {s}");
+        emitted_by.insert(format, (raw, signups(&out), s));
+    }
+    let (_, json, json_summary) = &emitted_by["json"];
+    assert_same(&emitted_by["avro"].1, json, "Avro users make the windows their JSON makes");
+    assert!(json.len() > 50, "{}", json.len());
+
+    // The stores hold the windows' rows, a row per window and group, the window as two columns.
+    let rt = runtime();
+    let pg = postgres(&rt);
+    let read_pg = || -> BTreeMap<(i64, String), i64> {
+        let rows =
+            rt.block_on(pg.query(&format!("SELECT window_start, nat, signups FROM public.{table}"), &[])).unwrap();
+        rows.iter()
+            .map(|r| {
+                let start: chrono::DateTime<chrono::Utc> = r.get(0);
+                ((start.timestamp_millis(), r.get::<_, String>(1)), r.get::<_, i64>(2))
+            })
+            .collect()
+    };
+    assert_same(&read_pg(), json, &format!("PostgreSQL: {}", emitted_by["avro"].2));
+    let cql = cassandra(&rt);
+    let rows = rt
+        .block_on(cql.query_unpaged(format!("SELECT window_start, nat, signups FROM spark_streams.{table}"), &[]))
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    let in_cassandra: BTreeMap<(i64, String), i64> = rows
+        .rows::<(scylla::value::CqlTimestamp, String, i64)>()
+        .unwrap()
+        .map(|r| r.map(|(t, nat, n)| ((t.0, nat), n)).unwrap())
+        .collect();
+    assert_same(&in_cassandra, json, &format!("Cassandra: {json_summary}"));
+
+    // Windows again, of fewer users (another group, the same table): each upserted over its old row.
+    let (fewer_raw, fewer_out) = (unique("it_aggs_fewer"), unique("it_aggs_again"));
+    let ingest = run(
+        rtds().args(["ingest", "--source", "generate", "--count", "150", "--seed", "41", "--topic", &fewer_raw]),
+        RUN,
+    );
+    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    aggregate(&fewer_raw, &fewer_out, &["--sink", "postgres"]);
+    let fewer = signups(&fewer_out);
+    let mut expected = json.clone();
+    expected.extend(fewer.clone());
+    assert!(fewer.iter().any(|(group, n)| json[group] != *n), "some windows count differently");
+    assert_same(&read_pg(), &expected, "emitted again: overwritten, the others kept");
+    let _ = std::fs::remove_file(&sql);
 }

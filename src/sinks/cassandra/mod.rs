@@ -4,6 +4,7 @@
 mod connect;
 mod options;
 mod read_back;
+mod windows;
 mod write;
 
 pub use connect::{connect, server_version};
@@ -12,6 +13,7 @@ pub use write::CassandraWriter;
 
 use anyhow::Result;
 
+use super::keyed::{KeyedWriter, Shape};
 use super::{Connector, Held, Writer};
 
 /// The sink's `Connector`.
@@ -30,6 +32,10 @@ impl Connector for Cassandra {
 
     async fn open(opts: &CassandraOpts, table: &str) -> Result<Box<dyn Writer>> {
         Ok(Box::new(CassandraWriter::open(opts, table).await?))
+    }
+
+    async fn open_keyed(opts: &CassandraOpts, table: &str, shape: &Shape) -> Result<Box<dyn KeyedWriter>> {
+        Ok(Box::new(windows::CassandraWindows::open(opts, table, shape).await?))
     }
 
     async fn read_back(opts: &CassandraOpts, store: &str, ids: &[String]) -> Result<Held> {

@@ -124,7 +124,7 @@ impl Writer for CassandraWriter {
 
 /// An error that is the row's fault, not the cluster's: the server found the
 /// request invalid, or the driver could not serialize its values.
-fn refused_for_its_content(e: &ExecutionError) -> bool {
+pub(super) fn refused_for_its_content(e: &ExecutionError) -> bool {
     matches!(
         e,
         ExecutionError::BadQuery(_)

@@ -4,6 +4,7 @@
 mod connect;
 mod options;
 mod read_back;
+mod windows;
 mod write;
 
 pub use connect::{config, connect, describe, server_version};
@@ -12,6 +13,7 @@ pub use write::PostgresWriter;
 
 use anyhow::Result;
 
+use super::keyed::{KeyedWriter, Shape};
 use super::{Connector, Held, Writer};
 
 /// The sink's `Connector`.
@@ -29,6 +31,10 @@ impl Connector for Postgres {
 
     async fn open(opts: &PostgresOpts, table: &str) -> Result<Box<dyn Writer>> {
         Ok(Box::new(PostgresWriter::open(opts, table).await?))
+    }
+
+    async fn open_keyed(opts: &PostgresOpts, table: &str, shape: &Shape) -> Result<Box<dyn KeyedWriter>> {
+        Ok(Box::new(windows::PostgresWindows::open(opts, table, shape).await?))
     }
 
     async fn read_back(opts: &PostgresOpts, store: &str, ids: &[String]) -> Result<Held> {

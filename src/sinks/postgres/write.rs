@@ -322,7 +322,7 @@ async fn copy_rows(
 
 /// Connection trouble and server shutdowns are worth a retry; a constraint or
 /// type error is not.
-fn is_transient(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         None => true,
         Some(code) => {
