@@ -19,7 +19,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aggregate(args) => crate::aggregate::run(kafka, registry, *metrics_addr, args).await,
         Command::Load(args) => crate::load::run(kafka, registry, *metrics_addr, args).await,
         Command::Check(args) => crate::check::run(kafka, registry, args).await,
-        Command::Reconcile(args) => crate::reconcile::run(kafka, args).await,
+        Command::Reconcile(args) => crate::reconcile::run(kafka, registry, args).await,
         Command::Query(args) => crate::query::run(args).await,
         Command::Maintain(args) => crate::maintain::run(args).await,
         Command::Offsets(args) => crate::offsets::run(kafka, args).await,

@@ -15,11 +15,13 @@
 mod commits;
 mod event_time;
 mod options;
+pub mod oracle;
 mod output;
 pub mod state;
 pub mod window;
 
 pub use options::AggregateArgs;
+pub use output::late_until;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,15 +50,24 @@ struct Summary {
     totals: stage::Totals,
     /// Windows emitted (rows out are windows times groups).
     windows: u64,
-    /// Records of windows all emitted already, sent to the DLQ.
+    /// Records of windows emitted already, sent to the DLQ (`partly_late`: of
+    /// them, those still counted in a later window of theirs, a hopping window).
     late: u64,
-    /// Records read again after a restart whose windows were emitted before it.
+    partly_late: u64,
+    /// Records read again after a restart whose windows were emitted (or that were dead-lettered) before it.
     skipped: u64,
-    /// With --sink: the table the windows were upserted into, and the writes retried.
+    /// Records counted in at least one window.
+    counted: u64,
+    /// The SQL and event time the run aggregated with, and where its emitted
+    /// windows stood (ms) at its start and end: what reconcile needs to check it.
+    sql: String,
+    event_time: Option<String>,
+    emitted_before: Option<i64>,
+    emitted_until: Option<i64>,
+    /// With --sink: where the windows were upserted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    sink: Option<crate::sinks::Sink>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    store: Option<String>,
+    stored_in: Option<StoredIn>,
+    /// Store writes retried.
     retried: u64,
     /// The state's largest size: rows (a window and group each) and bytes.
     state_rows: usize,
@@ -70,10 +81,9 @@ pub async fn run(
     args: &AggregateArgs,
 ) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
-    let windowed = window::take_window(&crate::validate::read_sql_file(&args.sql)?).await?;
-    let schema = window::windowed_schema(&raw_schema());
-    let mut aggregation = state::Aggregation::plan(&windowed.sql, schema.clone()).await?;
-    let keys = output::Keys::of(&aggregation.output_schema(), &windowed.group_by)?;
+    let sql = crate::validate::read_sql_file(&args.sql)?;
+    let Plan { windows, schema, mut aggregation, keys, mut event_time, mut decoder } =
+        Plan::new(&sql, args.event_time.as_deref(), Registry::new(registry)?).await?;
     let mut store = match args.sink {
         Some(sink) => {
             let shape = crate::sinks::keyed::Shape::of(&aggregation.output_schema(), keys.window(), &keys.group())?;
@@ -82,9 +92,6 @@ pub async fn run(
         }
         None => None,
     };
-    let mut event_time = event_time::EventTime::plan(args.event_time.as_deref()).await?;
-    let decoder = RawDecoder::reading(|path| aggregation.reads().leaf(path) || event_time.reads(path));
-    let mut decoder = RawReader::new(decoder, Registry::new(registry)?)?;
     let reading = stage::reading(kafka, &args.consume, "rtds-aggregate", &args.input_topic)?;
     let follow = matches!(reading, Reading::Follow { .. });
     kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
@@ -105,8 +112,8 @@ pub async fn run(
         args,
         keys: &keys,
         store: store.as_mut(),
-        windows: windowed.windows,
-        schema: schema.clone(),
+        windows,
+        schema,
         lateness: i64::try_from(args.allowed_lateness.as_millis()).unwrap_or(i64::MAX),
         watermark: None,
         emitted_until: None,
@@ -120,9 +127,14 @@ pub async fn run(
             totals: stage::Totals { stage: STAGE, dlq_topic: args.consume.dlq_topic.clone(), ..Default::default() },
             windows: 0,
             late: 0,
+            partly_late: 0,
             skipped: 0,
-            sink: args.sink,
-            store: location,
+            counted: 0,
+            sql: sql.clone(),
+            event_time: args.event_time.clone(),
+            emitted_before: None,
+            emitted_until: None,
+            stored_in: args.sink.zip(location).map(|(sink, table)| StoredIn { sink, table }),
             retried: 0,
             state_rows: 0,
             state_bytes: 0,
@@ -197,6 +209,7 @@ pub async fn run(
     {
         transaction.abort(&producer);
     }
+    run.summary.emitted_until = run.emitted_until;
     let mut summary = run.summary;
     summary.totals.input_topic.clone_from(&args.input_topic);
     summary.totals.output_topic = Some(args.output_topic.clone());
@@ -213,6 +226,37 @@ pub async fn run(
         "aggregate finished"
     );
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct StoredIn {
+    sink: crate::sinks::Sink,
+    table: String,
+}
+
+/// What a run plans from its SQL and event time: the windows, the table the
+/// SQL reads (raw users with `__window`), the aggregation, the keys of its
+/// rows, and a decoder of raw users reading what both need.
+pub struct Plan {
+    pub windows: window::Windows,
+    pub schema: SchemaRef,
+    pub aggregation: state::Aggregation,
+    pub keys: output::Keys,
+    pub event_time: event_time::EventTime,
+    pub decoder: RawReader,
+}
+
+impl Plan {
+    pub async fn new(sql: &str, event_time: Option<&str>, registry: Option<Registry>) -> Result<Self> {
+        let windowed = window::take_window(sql).await?;
+        let schema = window::windowed_schema(&raw_schema());
+        let aggregation = state::Aggregation::plan(&windowed.sql, schema.clone()).await?;
+        let keys = output::Keys::of(&aggregation.output_schema(), &windowed.group_by)?;
+        let event_time = event_time::EventTime::plan(event_time).await?;
+        let decoder = RawDecoder::reading(|path| aggregation.reads().leaf(path) || event_time.reads(path));
+        let decoder = RawReader::new(decoder, registry)?;
+        Ok(Self { windows: windowed.windows, schema, aggregation, keys, event_time, decoder })
+    }
 }
 
 /// With --sink, the table the windows are upserted into.
@@ -295,6 +339,7 @@ impl Run<'_> {
             tracing::info!(emitted_until = ?self.emitted_until, "rebuilding the open windows from the committed offsets");
         }
         self.watermark = self.emitted_until;
+        self.summary.emitted_before = self.emitted_until;
         self.restored = Some(restored);
         Ok(())
     }
@@ -326,7 +371,9 @@ impl Run<'_> {
         let (times, failed) = event_time.times(&decoded, batch).await?;
         let mut rejected: Vec<(usize, String)> = decoded.rejected.iter().cloned().chain(failed).collect();
         // Dead-lettered before the restart already.
+        let before = rejected.len();
         rejected.retain(|(i, _)| self.decided_before(batch.get(*i).partition(), batch.get(*i).offset()).is_none());
+        self.summary.skipped += (before - rejected.len()) as u64;
         let size = self.windows.size;
         let mut pairs = Vec::new();
         for (row, time) in times.iter().enumerate() {
@@ -336,22 +383,24 @@ impl Run<'_> {
             *mark = (*mark).max(t);
             let decided = self.decided_before(record.partition(), record.offset());
             let after = decided.map_or(self.emitted_until, |d| d.emitted);
-            let mut open = self.windows.starts(t).filter(|s| after.is_none_or(|u| s + size > u)).peekable();
-            if open.peek().is_none() {
-                if decided.is_some() {
-                    self.summary.skipped += 1;
-                } else {
-                    let oldest = self.windows.starts(t).next().unwrap_or(t);
-                    let (start, end) = (output::rfc3339(oldest), output::rfc3339(oldest + size));
-                    rejected.push((decoded.rows[row], format!("late: window [{start}, {end}) was emitted already")));
-                    self.summary.late += 1;
-                }
+            let (missed, open): (Vec<i64>, Vec<i64>) =
+                self.windows.starts(t).partition(|s| after.is_some_and(|u| s + size <= u));
+            if let (Some(newest), None) = (missed.last(), decided) {
+                // Windows emitted already (every one up to the newest it missed): it is late for
+                // them, and says so in the DLQ; a hopping window's record may still count in its others.
+                rejected.push((decoded.rows[row], output::late_reason(*newest, size)));
+                self.summary.late += 1;
+                self.summary.partly_late += u64::from(!open.is_empty());
+            }
+            if open.is_empty() {
+                self.summary.skipped += u64::from(decided.is_some());
                 continue;
             }
             for start in open {
                 self.holds.add(start, record.partition(), record.offset());
                 pairs.push((row as u32, start));
             }
+            self.summary.counted += 1;
         }
         for (input, reason) in &rejected {
             let origin = stage::Origin { stage: STAGE, sink: None };

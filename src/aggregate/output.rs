@@ -76,6 +76,33 @@ impl Keys {
 }
 
 /// A time in ms as RFC 3339 (for a late record's reason).
-pub fn rfc3339(ms: i64) -> String {
+fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+}
+
+const LATE: &str = "late: window [";
+
+/// The DLQ reason of a record late for the window starting at `start` (of
+/// `size` ms), the newest of its windows emitted already: it missed that one and every earlier one.
+pub fn late_reason(start: i64, size: i64) -> String {
+    format!("{LATE}{}, {}) was emitted already", rfc3339(start), rfc3339(start + size))
+}
+
+/// The end (ms) of the window a `late_reason` names: the record missed every window of its ending by then.
+pub fn late_until(reason: &str) -> Option<i64> {
+    let end = reason.strip_prefix(LATE)?.split_once(", ")?.1.split_once(')')?.0;
+    chrono::DateTime::parse_from_rfc3339(end).ok().map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_reason_names_the_window_missed_and_reads_back() {
+        let reason = late_reason(60_000, 60_000);
+        assert_eq!(reason, "late: window [1970-01-01T00:01:00+00:00, 1970-01-01T00:02:00+00:00) was emitted already");
+        assert_eq!(late_until(&reason), Some(120_000));
+        assert_eq!(late_until("no event time: null"), None);
+    }
 }

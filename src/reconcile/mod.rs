@@ -4,8 +4,11 @@
 //! reading back: every dead letter a stage counted is in the DLQ topic with
 //! its reason, and every row a load read and did not dead-letter is in its
 //! store, by id (Cassandra and PostgreSQL queried by id, Parquet files read).
+//! An aggregate's run, a branch beside the chain, is proved against the same
+//! SQL as one batch `GROUP BY` over the records it read (`aggregate`).
 //! A table on a terminal, one JSON line last; exit 1 names what is missing.
 
+mod aggregate;
 mod options;
 
 pub use options::{ChainStage, ReconcileArgs};
@@ -22,6 +25,7 @@ use serde::Serialize;
 use crate::delivery::Span;
 use crate::error::usage;
 use crate::kafka::ClientOpts;
+use crate::registry::RegistryOpts;
 use crate::sinks::{Held, Sink};
 use chain::{Check, NAMED, Summary};
 
@@ -52,52 +56,61 @@ struct StoreFigures {
     duplicated: Option<u64>,
 }
 
-pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
+pub async fn run(kafka: &ClientOpts, registry: &RegistryOpts, args: &ReconcileArgs) -> Result<()> {
     if args.from > args.to {
         return usage(format!("--from {} comes after --to {}", args.from.name(), args.to.name()));
     }
     let stages = read_summaries(args)?;
     let mut checks: Vec<Check> = stages.values().map(chain::accounts).collect();
+    // An aggregate's run (ingest -> aggregate, a branch beside the chain) is proved on its own.
+    let aggregates: Vec<&Summary> = stages.values().filter(|s| s.stage == "aggregate").collect();
+    let branch = !aggregates.is_empty() && stages.values().all(|s| matches!(s.stage.as_str(), "ingest" | "aggregate"));
+    for (i, a) in stages.values().filter(|s| s.stage == "ingest").flat_map(|i| aggregates.iter().map(move |a| (i, a))) {
+        checks.push(read_gaps(kafka, args, chain::gaps(i, a, i.output().unwrap_or_default()))?);
+    }
     let of = |stage: ChainStage| stages.values().filter(move |s| s.chain_stage() == stage.name()).collect::<Vec<_>>();
-    let scope: Vec<ChainStage> = ChainStage::ALL.into_iter().filter(|s| (args.from..=args.to).contains(s)).collect();
-    for stage in ChainStage::ALL.into_iter().filter(|s| !scope.contains(s)) {
-        if !of(stage).is_empty() {
-            return usage(format!(
-                "a {} summary was given, but the chain checked is {}..{}",
-                stage.name(),
-                args.from.name(),
-                args.to.name()
+    if !branch {
+        let scope: Vec<ChainStage> =
+            ChainStage::ALL.into_iter().filter(|s| (args.from..=args.to).contains(s)).collect();
+        for stage in ChainStage::ALL.into_iter().filter(|s| !scope.contains(s)) {
+            if !of(stage).is_empty() {
+                return usage(format!(
+                    "a {} summary was given, but the chain checked is {}..{}",
+                    stage.name(),
+                    args.from.name(),
+                    args.to.name()
+                ));
+            }
+        }
+        for pair in scope.windows(2) {
+            let (up, down) = (of(pair[0]), of(pair[1]));
+            for present in [&up, &down] {
+                if present.is_empty() {
+                    let missing = if up.is_empty() { pair[0] } else { pair[1] };
+                    checks.push(Check::failed(
+                        format!("{} -> {}", pair[0].name(), pair[1].name()),
+                        format!("no {} summary: nothing proves this link of the chain", missing.name()),
+                        Vec::new(),
+                        1,
+                    ));
+                    break;
+                }
+            }
+            for u in &up {
+                for d in &down {
+                    let topic = u.output().unwrap_or_default();
+                    checks.push(read_gaps(kafka, args, chain::gaps(u, d, topic))?);
+                }
+            }
+        }
+        if scope.len() == 1 && of(scope[0]).is_empty() {
+            checks.push(Check::failed(
+                format!("{} summaries", scope[0].name()),
+                format!("no {} summary to check", scope[0].name()),
+                Vec::new(),
+                1,
             ));
         }
-    }
-    for pair in scope.windows(2) {
-        let (up, down) = (of(pair[0]), of(pair[1]));
-        for present in [&up, &down] {
-            if present.is_empty() {
-                let missing = if up.is_empty() { pair[0] } else { pair[1] };
-                checks.push(Check::failed(
-                    format!("{} -> {}", pair[0].name(), pair[1].name()),
-                    format!("no {} summary: nothing proves this link of the chain", missing.name()),
-                    Vec::new(),
-                    1,
-                ));
-                break;
-            }
-        }
-        for u in &up {
-            for d in &down {
-                let topic = u.output().unwrap_or_default();
-                checks.push(read_gaps(kafka, args, chain::gaps(u, d, topic))?);
-            }
-        }
-    }
-    if scope.len() == 1 && of(scope[0]).is_empty() {
-        checks.push(Check::failed(
-            format!("{} summaries", scope[0].name()),
-            format!("no {} summary to check", scope[0].name()),
-            Vec::new(),
-            1,
-        ));
     }
     let mut dead = HashMap::new();
     for s in stages.values() {
@@ -112,6 +125,9 @@ pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
         };
         checks.push(dlq_budget(s, args.max_dlq_share, &reasons));
     }
+    for a in &aggregates {
+        checks.push(aggregate::windows(kafka, registry, args, a, &dead[&a.name()]).await?);
+    }
     let mut stores = BTreeMap::new();
     for l in of(ChainStage::Load) {
         let (check, figures) = store_holds(kafka, args, l, &dead[&l.name()]).await?;
@@ -119,8 +135,9 @@ pub async fn run(kafka: &ClientOpts, args: &ReconcileArgs) -> Result<()> {
         stores.insert(l.name(), figures);
     }
     let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
-    let partial = args.from != ChainStage::Ingest || args.to != ChainStage::Load;
-    let scope = format!("{}..{}", args.from.name(), args.to.name());
+    let partial = !branch && (args.from != ChainStage::Ingest || args.to != ChainStage::Load);
+    let scope =
+        if branch { "ingest..aggregate".to_owned() } else { format!("{}..{}", args.from.name(), args.to.name()) };
     if partial {
         tracing::warn!(scope, "checking part of the chain only, as asked (--from/--to)");
     }
@@ -236,8 +253,14 @@ fn read_summaries(args: &ReconcileArgs) -> Result<BTreeMap<String, Summary>> {
             Ok(s) => s,
             Err(e) => return usage(format!("not an rtds summary line ({e}): {}", clip(line, 80))),
         };
-        if !matches!(s.stage.as_str(), "ingest" | "transform" | "load" | "replay") {
-            return usage(format!("reconcile takes ingest, transform, load and replay summaries, not {:?}", s.stage));
+        if !matches!(s.stage.as_str(), "ingest" | "transform" | "aggregate" | "load" | "replay") {
+            return usage(format!(
+                "reconcile takes ingest, transform, aggregate, load and replay summaries, not {:?}",
+                s.stage
+            ));
+        }
+        if s.stage == "aggregate" && stages.contains_key(&s.name()) {
+            return usage("reconcile takes one aggregate summary at a time");
         }
         if s.stage == "replay" && s.chain_stage() == "replay" {
             return usage("a replay summary is reconciled when the replay chose the stage it replayed to (--stage)");
@@ -259,8 +282,8 @@ fn clip(s: &str, chars: usize) -> String {
     s.chars().take(chars).collect()
 }
 
-/// Where dead letters came from: (partition, offset) of the stage's input.
-type Sources = HashSet<(i32, i64)>;
+/// Where dead letters came from, (partition, offset) of the stage's input, and why.
+type Sources = HashMap<(i32, i64), String>;
 
 /// Dead letters by reason (the first 160 characters of it).
 type Reasons = BTreeMap<String, u64>;
@@ -273,11 +296,11 @@ fn dead_letters(kafka: &ClientOpts, args: &ReconcileArgs, s: &Summary) -> Result
     let (Some(dlq), Some(input)) = (&s.dlq_topic, &s.input_topic) else {
         return Ok((
             Check::failed(check, "the summary names no DLQ or input topic".into(), Vec::new(), s.dlq),
-            HashSet::new(),
+            Sources::new(),
             Reasons::new(),
         ));
     };
-    let mut found = HashSet::new();
+    let mut found = Sources::new();
     let mut reasons = Reasons::new();
     let mut without_reason = Vec::new();
     tokio::task::block_in_place(|| {
@@ -299,11 +322,14 @@ fn dead_letters(kafka: &ClientOpts, args: &ReconcileArgs, s: &Summary) -> Result
                 return;
             }
             match h("rtds-error").filter(|e| !e.is_empty()) {
-                Some(why) if found.insert((p, o)) => *reasons.entry(clip(&why, 160)).or_default() += 1,
+                Some(why) if !found.contains_key(&(p, o)) => {
+                    *reasons.entry(clip(&why, 160)).or_default() += 1;
+                    found.insert((p, o), why);
+                }
                 Some(_) => {}
                 None => {
                     without_reason.push(format!("{dlq}/{}@{}", m.partition(), m.offset()));
-                    found.insert((p, o));
+                    found.insert((p, o), String::new());
                 }
             }
         })
@@ -327,7 +353,7 @@ async fn store_holds(
     kafka: &ClientOpts,
     args: &ReconcileArgs,
     load: &Summary,
-    dead: &HashSet<(i32, i64)>,
+    dead: &Sources,
 ) -> Result<(Check, StoreFigures)> {
     let name = load.name();
     let check = format!("{name}: rows in the store");
@@ -339,7 +365,8 @@ async fn store_holds(
     let mut records = 0u64;
     tokio::task::block_in_place(|| {
         crate::kafka::read_spans(kafka, input, &load.consumed.of(input), args.read_timeout, |m| {
-            if dead.contains(&(m.partition(), m.offset())) || !load.consumed.contains(input, m.partition(), m.offset())
+            if dead.contains_key(&(m.partition(), m.offset()))
+                || !load.consumed.contains(input, m.partition(), m.offset())
             {
                 return;
             }

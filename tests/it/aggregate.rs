@@ -19,6 +19,17 @@ const SQL: &str = "SELECT tumble(interval '30 days') AS window, nat, count(*) AS
 /// Per (window start, nationality): users and the sum of their ages.
 type Windows = BTreeMap<(i64, String), (i64, i64)>;
 
+/// `rtds reconcile` of an aggregate's run (its summary line, with its ingest's), allowing every record late.
+fn reconcile(summaries: &[&str]) -> std::process::Output {
+    run(rtds().args(["reconcile", "--max-dlq-share", "100%"]).args(summaries.iter().map(|s| s.trim())), RUN)
+}
+
+/// The reconcile report's check named `check`.
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let checks = report["checks"].as_array().unwrap();
+    checks.iter().find(|c| c["check"].as_str().is_some_and(|n| n.contains(name))).unwrap_or_else(|| panic!("{report}"))
+}
+
 /// The windows, counted here from the raw records.
 fn oracle(raw: &str) -> Windows {
     let mut counts = BTreeMap::new();
@@ -59,6 +70,8 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
     let ingest =
         run(rtds().args(["ingest", "--source", "generate", "--count", &n, "--seed", "31", "--topic", &raw]), RUN);
     assert!(ingest.status.success(), "{}", stderr(&ingest));
+    let ingested = stdout(&ingest);
+    let lines = std::cell::RefCell::new(Vec::new());
     let aggregate = |group: &str, out: &str, dlq: &str, lateness: &str| {
         let o = run(
             rtds()
@@ -70,6 +83,7 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
             RUN,
         );
         assert!(o.status.success(), "{}", stderr(&o));
+        lines.borrow_mut().push(stdout(&o));
         summary(&o)
     };
     // Registration dates span decades in no order: a lateness of 50 years keeps every window open to the end.
@@ -88,6 +102,25 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
         s["windows"].as_u64(),
         Some(rows.keys().map(|(w, _)| w).collect::<std::collections::BTreeSet<_>>().len() as u64)
     );
+    // Reconcile proves the run: every record read, counted, its windows equal a batch GROUP BY.
+    let first = lines.borrow()[0].clone();
+    let rec = reconcile(&[&ingested, &first]);
+    assert!(rec.status.success(), "{}{}", stdout(&rec), stderr(&rec));
+    let report = summary(&rec);
+    assert_eq!(report["scope"], "ingest..aggregate", "{report}");
+    assert!(check(&report, "windows equal")["detail"].as_str().unwrap().contains(&format!("of {USERS} record(s)")));
+    // A row the run emitted, lost: reconcile names its window.
+    let mut lost: Value = serde_json::from_str(first.trim()).unwrap();
+    let spans = lost["produced"].as_array_mut().unwrap();
+    let span = spans.iter_mut().find(|t| t["topic"] == out.as_str() && t["count"].as_u64() > Some(1)).unwrap();
+    span["last"] = Value::from(span["last"].as_i64().unwrap() - 1);
+    span["count"] = Value::from(span["count"].as_u64().unwrap() - 1);
+    lost["out"] = Value::from(lost["out"].as_u64().unwrap() - 1);
+    let rec = reconcile(&[&ingested, &lost.to_string()]);
+    assert_eq!(rec.status.code(), Some(1), "{}", stdout(&rec));
+    let report = summary(&rec);
+    let windows = check(&report, "windows equal");
+    assert_eq!((windows["ok"].as_bool(), windows["missing_count"].as_u64()), (Some(false), Some(1)), "{report}");
     // Committed once every window was out: the same group reads nothing more.
     let again = aggregate(&group, &unique("it_agg_out2"), &dlq, "50y");
     assert_eq!((again["in"].as_u64(), again["out"].as_u64()), (Some(0), Some(0)), "{again}");
@@ -105,6 +138,10 @@ fn windows_by_event_time_equal_the_oracle_and_late_records_go_to_the_dlq() {
     assert_eq!(dead.len() as u64, late);
     assert!(dead.iter().all(|m| header(m, "rtds-error").is_some_and(|e| e.starts_with("late: window ["))
         && header(m, "rtds-stage").as_deref() == Some("aggregate")));
+    // Late records too: reconcile counts each in its window or in the DLQ.
+    let late_run = lines.borrow().last().unwrap().clone();
+    let rec = reconcile(&[&ingested, &late_run]);
+    assert!(rec.status.success(), "{}{}", stdout(&rec), stderr(&rec));
     let _ = std::fs::remove_file(&sql);
 }
 
@@ -232,6 +269,9 @@ fn killed_and_rerun(sql: &str, size_ms: i64, extra: &[&str]) {
     if extra.contains(&"--exactly-once") {
         assert_eq!(emissions, oracle.len(), "read_committed: each window once");
     }
+    // Reconcile proves the rerun on its own: windows emitted before the kill are left out.
+    let rec = reconcile(&[&stdout(&rerun)]);
+    assert!(rec.status.success(), "{}{}", stdout(&rec), stderr(&rec));
     assert!(read_all(&dlq, Duration::from_secs(5)).is_empty());
     let _ = std::fs::remove_file(&file);
 }
