@@ -6,9 +6,10 @@ use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 
+use super::input::Input;
 use crate::kafka::Batch;
-use crate::raw::decode::{Decoded, raw_schema};
-use crate::transform::sql::{INPUT_TABLE, Query};
+use crate::raw::decode::Decoded;
+use crate::transform::sql::Query;
 
 pub struct EventTime {
     query: Option<Query>,
@@ -19,11 +20,15 @@ pub struct EventTime {
 type Times = (Vec<Option<i64>>, Vec<(usize, String)>);
 
 impl EventTime {
-    pub async fn plan(expr: Option<&str>) -> Result<Self> {
+    pub async fn plan(expr: Option<&str>, input: Input) -> Result<Self> {
         let Some(expr) = expr else { return Ok(Self { query: None }) };
-        // `id`: what a plan of the transform's must make; the raw decoder always fills it.
-        let sql = format!("SELECT login['uuid'] AS id, to_timestamp_millis({expr}) AS event_time FROM {INPUT_TABLE}");
-        let query = Query::plan(&sql, raw_schema()).await.context("--event-time")?;
+        // `id`: what a plan of the transform's must make; the decoder always fills it.
+        let id = match input {
+            Input::Raw => "login['uuid']",
+            Input::Clean => "id",
+        };
+        let sql = format!("SELECT {id} AS id, to_timestamp_millis({expr}) AS event_time FROM {}", input.table());
+        let query = Query::plan_over(&sql, input.table(), input.schema()).await.context("--event-time")?;
         Ok(Self { query: Some(query) })
     }
 

@@ -14,6 +14,7 @@
 
 mod commits;
 mod event_time;
+mod input;
 mod options;
 pub mod oracle;
 mod output;
@@ -35,8 +36,6 @@ use rdkafka::producer::BaseRecord;
 
 use crate::delivery::{self, BatchAck, Cadence, Pending, Ranges, Transaction};
 use crate::kafka::{self, Batch, ClientOpts, Compression, Producer, Profile, Reading, Source};
-use crate::raw::decode::{RawDecoder, raw_schema};
-use crate::raw::reader::RawReader;
 use crate::registry::{Registry, RegistryOpts};
 use crate::stage;
 
@@ -243,18 +242,19 @@ pub struct Plan {
     pub aggregation: state::Aggregation,
     pub keys: output::Keys,
     pub event_time: event_time::EventTime,
-    pub decoder: RawReader,
+    pub decoder: input::Decoder,
 }
 
 impl Plan {
     pub async fn new(sql: &str, event_time: Option<&str>, registry: Option<Registry>) -> Result<Self> {
         let windowed = window::take_window(sql).await?;
-        let schema = window::windowed_schema(&raw_schema());
-        let aggregation = state::Aggregation::plan(&windowed.sql, schema.clone()).await?;
+        let input = windowed.input;
+        let schema = window::windowed_schema(&input.schema());
+        let aggregation = state::Aggregation::plan(&windowed.sql, input.table(), schema.clone()).await?;
         let keys = output::Keys::of(&aggregation.output_schema(), &windowed.group_by)?;
-        let event_time = event_time::EventTime::plan(event_time).await?;
-        let decoder = RawDecoder::reading(|path| aggregation.reads().leaf(path) || event_time.reads(path));
-        let decoder = RawReader::new(decoder, registry)?;
+        let event_time = event_time::EventTime::plan(event_time, input).await?;
+        let reads = |path: &str| aggregation.reads().leaf(path) || event_time.reads(path);
+        let decoder = input::Decoder::new(input, reads, registry)?;
         Ok(Self { windows: windowed.windows, schema, aggregation, keys, event_time, decoder })
     }
 }
@@ -362,12 +362,11 @@ impl Run<'_> {
         &mut self,
         batch: &Batch,
         source: &Source,
-        decoder: &mut RawReader,
+        decoder: &mut input::Decoder,
         event_time: &mut event_time::EventTime,
         aggregation: &mut state::Aggregation,
     ) -> Result<()> {
-        let payloads: Vec<Option<&[u8]>> = batch.iter().map(|r| r.payload()).collect();
-        let decoded = decoder.decode(&payloads).await?;
+        let decoded = decoder.decode(batch).await?;
         let (times, failed) = event_time.times(&decoded, batch).await?;
         let mut rejected: Vec<(usize, String)> = decoded.rejected.iter().cloned().chain(failed).collect();
         // Dead-lettered before the restart already.

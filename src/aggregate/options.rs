@@ -12,7 +12,8 @@ use crate::validate;
 
 #[derive(Debug, Clone, Args)]
 pub struct AggregateArgs {
-    /// Topic of raw users (the table `users_raw`, as the transform's SQL sees it).
+    /// Topic of raw users (the table `users_raw`, as the transform's SQL sees it), or of clean rows
+    /// (the table `users_created`) when the SQL reads that: JSON or Avro, record by record.
     #[arg(long, env = "RTDS_INPUT_TOPIC", default_value = "users_raw", value_parser = validate::parse_topic)]
     pub input_topic: String,
     /// Topic of the windows' rows (JSON, keyed by window and group: a window emitted again overwrites itself).

@@ -37,8 +37,7 @@ impl Oracle {
     /// of a record the run dead-lettered (by partition and offset).
     pub async fn add(&mut self, batch: &Batch, dead: &HashMap<(i32, i64), String>) -> Result<()> {
         let Plan { windows, schema, aggregation, event_time, decoder, .. } = &mut self.plan;
-        let payloads: Vec<Option<&[u8]>> = batch.iter().map(|r| r.payload()).collect();
-        let decoded = decoder.decode(&payloads).await?;
+        let decoded = decoder.decode(batch).await?;
         let (times, failed) = event_time.times(&decoded, batch).await?;
         let source = |i: usize| (batch.get(i).partition(), batch.get(i).offset());
         let rejected = decoded.rejected.iter().chain(&failed).map(|(i, _)| source(*i));

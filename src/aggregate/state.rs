@@ -24,7 +24,7 @@ use super::window::WINDOW_COLUMN;
 use crate::error::usage;
 use crate::slot::Slot;
 use crate::transform::projection::Reads;
-use crate::transform::sql::{INPUT_TABLE, one_line};
+use crate::transform::sql::one_line;
 
 pub struct Aggregation {
     task: Arc<TaskContext>,
@@ -46,12 +46,12 @@ pub struct Aggregation {
 
 impl Aggregation {
     /// Plan `sql` (its window call already a column: `window::take_window`)
-    /// over `users_raw` of `input` schema (the raw users and `__window`).
-    pub async fn plan(sql: &str, input: SchemaRef) -> Result<Self> {
+    /// over `table` of `input` schema (raw users or clean rows, and `__window`).
+    pub async fn plan(sql: &str, table: &str, input: SchemaRef) -> Result<Self> {
         let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
         let ctx = SessionContext::new_with_config(config);
         let slot = Slot::new(input.clone());
-        ctx.register_table(INPUT_TABLE, Arc::new(slot.table()?)).context("registering users_raw")?;
+        ctx.register_table(table, Arc::new(slot.table()?)).with_context(|| format!("registering {table}"))?;
         let invalid =
             |e: datafusion::error::DataFusionError| usage::<Self>(format!("invalid SQL: {}", one_line(&e.to_string())));
         let df = match ctx.sql(sql).await {
@@ -248,6 +248,7 @@ mod tests {
     use super::*;
     use crate::aggregate::window::{take_window, windowed_schema};
     use crate::raw::decode::{RawDecoder, raw_schema};
+    use crate::transform::sql::INPUT_TABLE;
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
 
@@ -278,7 +279,7 @@ mod tests {
             let windowed = take_window(&SQL.replace("WINDOW_CALL", call)).await.unwrap();
             let all = users(600, &windowed.windows).await;
             let schema = windowed_schema(&raw_schema());
-            let mut aggregation = Aggregation::plan(&windowed.sql, schema.clone()).await.unwrap();
+            let mut aggregation = Aggregation::plan(&windowed.sql, INPUT_TABLE, schema.clone()).await.unwrap();
             let mut emitted = Vec::new();
             // In batches of 50 rows, emitting the windows that end by 2 minutes midway (every record up
             // to 151 s is in by then: a watermark of its own), the rest at the end.
@@ -308,7 +309,7 @@ mod tests {
         let schema = windowed_schema(&raw_schema());
         for sql in ["SELECT __window AS window, nat FROM users_raw", "SELECT nat, count(*) FROM users_raw GROUP BY nat"]
         {
-            let err = Aggregation::plan(sql, schema.clone()).await.err().expect(sql);
+            let err = Aggregation::plan(sql, INPUT_TABLE, schema.clone()).await.err().expect(sql);
             assert_eq!(crate::error::exit_code(&err), 2, "{sql}");
             assert!(err.to_string().contains("GROUP BY over the window"), "{sql}: {err}");
         }

@@ -32,6 +32,8 @@ pub struct Windows {
 #[derive(Debug)]
 pub struct Windowed {
     pub sql: String,
+    /// What the SQL reads: raw users or clean rows.
+    pub input: super::input::Input,
     pub windows: Windows,
     pub group_by: Vec<String>,
 }
@@ -69,7 +71,8 @@ pub async fn take_window(sql: &str) -> Result<Windowed> {
             ));
         }
     };
-    Ok(Windowed { sql: statement.to_string(), windows, group_by: group_by(statement) })
+    let input = super::input::Input::of(statement);
+    Ok(Windowed { sql: statement.to_string(), input, windows, group_by: group_by(statement) })
 }
 
 /// The names a SELECT groups by: a column's or alias's name, else the expression's text.
@@ -152,7 +155,7 @@ pub fn window_type() -> DataType {
 }
 
 /// `input` with `__window` added.
-pub fn windowed_schema(input: &SchemaRef) -> SchemaRef {
+pub fn windowed_schema(input: &Schema) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = input.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(WINDOW_COLUMN, window_type(), false)));
     Arc::new(Schema::new(fields))

@@ -5,11 +5,13 @@
 
 mod prune;
 mod reader;
+mod rows;
 pub mod typed;
 mod writer;
 
 pub use prune::pruned;
 pub use reader::{Read, Reader};
+pub use rows::RowReader;
 pub use writer::Writer;
 
 use crate::registry::Registry;

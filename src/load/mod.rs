@@ -4,7 +4,6 @@
 //! retried with backoff for `--retry-for`, then the run fails uncommitted.
 //! The store writes one batch while the next is consumed and parsed.
 
-mod avro;
 mod options;
 
 pub use options::LoadArgs;
@@ -68,7 +67,7 @@ pub async fn run(
     args: &LoadArgs,
 ) -> Result<()> {
     kafka::check_consumer_settings(kafka)?;
-    let mut avro = avro::AvroRows::new(crate::registry::Registry::new(registry)?);
+    let mut reader = crate::avro::RowReader::new(crate::registry::Registry::new(registry)?);
     let sink = args.sink.open(&args.sinks, &args.table).await?;
     let name = sink.name();
     let store = sink.location();
@@ -105,13 +104,10 @@ pub async fn run(
             let mut dlq = 0;
             let mut rows = Vec::with_capacity(batch.len());
             let mut origin = Vec::with_capacity(batch.len());
-            // Each record's format: the first byte tells.
-            let mut from_avro = avro.read(batch).await?;
-            for (i, m) in batch.iter().enumerate() {
-                let parsed = from_avro.remove(&i).unwrap_or_else(|| UserRow::parse(m.payload()));
+            for (i, (m, parsed)) in batch.iter().zip(reader.rows(batch).await?).enumerate() {
                 match parsed {
                     Ok(r) => {
-                        rows.push(r.stamped(m.ingested_at()));
+                        rows.push(r);
                         origin.push(i);
                     }
                     Err(why) => {

@@ -58,7 +58,11 @@ pub fn parquet_properties() -> parquet::file::properties::WriterProperties {
 /// The rows as one batch of `schema` (`text_schema`), each id once (its last
 /// row): as an upsert would leave it, where a file holds what it is given.
 pub fn text_batch(schema: &SchemaRef, rows: &[&UserRow]) -> Result<RecordBatch> {
-    let rows = last_per_id(rows.to_vec(), |r| r.id());
+    rows_batch(schema, &last_per_id(rows.to_vec(), |r| r.id()))
+}
+
+/// The rows as one batch of `schema` (`text_schema`), every one of them.
+pub fn rows_batch(schema: &SchemaRef, rows: &[&UserRow]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> =
         (0..WIDTH).map(|c| Arc::new(rows.iter().map(|r| r.get(c)).collect::<StringArray>()) as ArrayRef).collect();
     columns.push(Arc::new(rows.iter().map(|r| r.ingested_at()).collect::<StringArray>()));

@@ -35,12 +35,17 @@ impl Query {
     /// Plan `sql` over a table `users_raw` of `input` schema. Invalid SQL, or an
     /// output without a text `id` column, is a usage error (exit 2).
     pub async fn plan(sql: &str, input: SchemaRef) -> Result<Self> {
+        Self::plan_over(sql, INPUT_TABLE, input).await
+    }
+
+    /// Plan `sql` over a table `table` of `input` schema, as `plan`.
+    pub async fn plan_over(sql: &str, table: &str, input: SchemaRef) -> Result<Self> {
         // One partition and no repartitioning: batches are small and already
         // parallel across stage replicas; output order follows input order.
         let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
         let ctx = SessionContext::new_with_config(config);
         let slot = Slot::new(input.clone());
-        ctx.register_table(INPUT_TABLE, Arc::new(slot.table()?)).context("registering users_raw")?;
+        ctx.register_table(table, Arc::new(slot.table()?)).with_context(|| format!("registering {table}"))?;
         let df = match ctx.sql(sql).await {
             Ok(df) => df,
             Err(e) => return usage(format!("invalid SQL: {}", one_line(&e.to_string()))),

@@ -373,3 +373,50 @@ fn windows_of_avro_users_equal_the_json_ones_and_upsert_into_postgres_and_cassan
     assert_same(&read_pg(), &expected, "emitted again: overwritten, the others kept");
     let _ = std::fs::remove_file(&sql);
 }
+
+#[test]
+fn windows_of_clean_rows_in_avro_equal_those_of_their_raw_users() {
+    require_kafka();
+    require_registry();
+    let _registry = stores_shared();
+    let (raw, clean) = (unique("it_aggc_raw"), unique("it_aggc_clean"));
+    let ingest =
+        run(rtds().args(["ingest", "--source", "generate", "--count", "300", "--seed", "5", "--topic", &raw]), RUN);
+    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    let transform = run(
+        rtds()
+            .args(["transform", "--input-topic", &raw, "--output-topic", &clean, "--output-format", "avro"])
+            .args(["--dlq-topic", &unique("it_aggc_dlq")]),
+        RUN,
+    );
+    assert!(transform.status.success(), "{}", stderr(&transform));
+    let by_gender = |table: &str, input: &str, event_time: &str| {
+        let sql = std::env::temp_dir().join(format!("{}.sql", unique("it_aggc")));
+        let text = format!(
+            "SELECT tumble(interval '30 days') AS window, gender, count(*) AS signups FROM {table} GROUP BY window, gender"
+        );
+        std::fs::write(&sql, text).unwrap();
+        let out = unique("it_aggc_out");
+        let o = run(
+            rtds()
+                .args(["aggregate", "--input-topic", input, "--output-topic", &out, "--group", &unique("it_aggc_g")])
+                .args(["--event-time", event_time, "--allowed-lateness", "50y", "--sql"])
+                .arg(&sql),
+            RUN,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!((summary(&o)["in"].as_u64(), summary(&o)["dlq"].as_u64()), (Some(300), Some(0)), "{table}");
+        let _ = std::fs::remove_file(&sql);
+        read_all(&out, RUN)
+            .iter()
+            .map(|m| {
+                let row: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                let start = row["window"]["start"].as_str().unwrap().to_owned();
+                ((start, row["gender"].as_str().unwrap().to_owned()), row["signups"].as_i64().unwrap())
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let from_raw = by_gender("users_raw", &raw, "registered['date']");
+    assert!(from_raw.len() > 20, "{}", from_raw.len());
+    assert_eq!(by_gender("users_created", &clean, "registered_date"), from_raw);
+}

@@ -1,31 +1,46 @@
-//! Rows in Avro (`rtds transform --output-format avro`): the framed records of
-//! a batch read at once, each with the registry's schema of its id, resolved
-//! to the row contract's columns (a newer SQL's extra fields are skipped, a
-//! column a writer lacks reads as null), into the rows the JSON path makes.
+//! Clean rows as the load and the aggregate read them, JSON or Avro record by
+//! record (the first byte tells). Rows in Avro (`rtds transform
+//! --output-format avro`): the framed records of a batch read at once, each
+//! with the registry's schema of its id, resolved to the row contract's
+//! columns (a newer SQL's extra fields are skipped, a column a writer lacks
+//! reads as null), into the rows the JSON path makes.
 
 use std::collections::HashMap;
 
 use anyhow::Result;
 use arrow::array::{Array, StringArray};
 
-use crate::avro::{Reader, contract_schema};
+use super::{Reader, contract_schema};
 use crate::kafka::Batch;
 use crate::registry::{Registry, wire};
 use crate::row::{UserRow, WIDTH};
 
-pub struct AvroRows {
+pub struct RowReader {
     reader: Reader,
 }
 
-impl AvroRows {
+impl RowReader {
     pub fn new(registry: Option<Registry>) -> Self {
         let (schema, arrow) = contract_schema();
         Self { reader: Reader::new(registry, &schema, arrow) }
     }
 
+    /// Each record's row, stamped with its ingest time, or why it has none.
+    pub async fn rows(&mut self, batch: &Batch) -> Result<Vec<Result<UserRow, String>>> {
+        let mut from_avro = self.read(batch).await?;
+        Ok(batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let parsed = from_avro.remove(&i).unwrap_or_else(|| UserRow::parse(m.payload()));
+                parsed.map(|r| r.stamped(m.ingested_at()))
+            })
+            .collect())
+    }
+
     /// The row, or why there is none, of each framed record of `batch`, by its
     /// index; JSON records are not in it.
-    pub async fn read(&mut self, batch: &Batch) -> Result<HashMap<usize, Result<UserRow, String>>> {
+    async fn read(&mut self, batch: &Batch) -> Result<HashMap<usize, Result<UserRow, String>>> {
         let framed: Vec<(usize, &[u8])> = (0..batch.len())
             .filter_map(|i| batch.get(i).payload().filter(|p| wire::is_framed(p)).map(|p| (i, p)))
             .collect();
