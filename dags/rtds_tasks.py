@@ -35,8 +35,9 @@ RAW_TOPIC = os.environ.get("RTDS_RAW_TOPIC", "users_raw")
 CREATED_TOPIC = os.environ.get("RTDS_CREATED_TOPIC", "users_created")
 # Also the topic dlq_alert's watcher reads.
 DLQ_TOPIC = os.environ.get("RTDS_DLQ_TOPIC", "users_dlq")
-# Where the signups_per_minute DAG's windows go.
+# Where the signups_per_minute DAG's windows go: a topic, and a PostgreSQL table keyed by window and group.
 SIGNUPS_TOPIC = os.environ.get("RTDS_SIGNUPS_TOPIC", "users_signups_per_minute")
+SIGNUPS_TABLE = os.environ.get("RTDS_SIGNUPS_TABLE", "signups_per_minute")
 # Where the loads write: they reach the stages through the inherited environment;
 # read here only to name the assets (the defaults are rtds's own).
 KEYSPACE = os.environ.get("RTDS_KEYSPACE", "spark_streams")
@@ -90,6 +91,7 @@ CREATED = kafka_topic(CREATED_TOPIC)
 # dead letters.
 DLQ = kafka_topic(DLQ_TOPIC)
 SIGNUPS = kafka_topic(SIGNUPS_TOPIC)
+SIGNUPS_STORED = Asset(uri=f"postgres://rtds:5432/rtds/{PG_SCHEMA}/{SIGNUPS_TABLE}")
 
 
 @dataclass(frozen=True)

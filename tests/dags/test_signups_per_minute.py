@@ -1,6 +1,7 @@
 """The signups_per_minute DAG: its range (the run's hour, or the form's) reaching
 `rtds aggregate` as environment without a database, then a real `airflow dags test`
-run over the records a test ingested: every one counted in a window of its minute."""
+run over the records a test ingested: every one counted in a window of its minute,
+in the topic and in PostgreSQL, and reconcile passing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, TopicPartition
 from test_replay_dlq import rtds
-from test_user_automation import dags_test, instance
+from test_user_automation import dags_test, instance, psql
 
 from conftest import stack_env
 
@@ -37,7 +38,16 @@ def test_the_runs_hour_or_the_forms_range_reaches_aggregate(dagbag):
     assert render(dag, "RTDS_FROM_TIME", hour, start, start) == "2026-12-06T03:00:00+00:00"
     form = {"from_time": "2026-12-01T00:00:00Z", "to_time": None}
     assert render(dag, "RTDS_FROM_TIME", form, start, start) == "2026-12-01T00:00:00Z"
-    assert {a.uri for a in task.outlets} == {"kafka://rtds/users_signups_per_minute", "kafka://rtds/users_dlq"}
+    assert {a.uri for a in task.outlets} == {
+        "kafka://rtds/users_signups_per_minute",
+        "postgres://rtds:5432/rtds/public/signups_per_minute",
+        "kafka://rtds/users_dlq",
+    }
+    assert (task.env["RTDS_SINK"], task.env["RTDS_TABLE"]) == ("postgres", "signups_per_minute")
+    # The URL, password included, is added at run time, never rendered.
+    assert task.secret_uris == {"RTDS_POSTGRES_URL": "rtds_postgres"} and "RTDS_POSTGRES_URL" not in task.env
+    reconcile = instance(dag.get_task("reconcile"))
+    assert "aggregate" in reconcile.env["RTDS_SUMMARIES"] and reconcile.upstream_task_ids == {"aggregate"}
 
 
 def signups(topic: str, produced: list[dict]) -> int:
@@ -65,7 +75,13 @@ def test_a_real_run_counts_every_record_of_its_range_once(airflow_env):
     rtds("ingest", "--source", "generate", "--count", "300", "--seed", "5", "--topic", raw)
     time.sleep(0.5)
     after = datetime.now(UTC).isoformat()
-    env = {**airflow_env, "RTDS_RAW_TOPIC": raw, "RTDS_SIGNUPS_TOPIC": out, "RTDS_DLQ_TOPIC": f"{name}_dlq"}
+    env = {
+        **airflow_env,
+        "RTDS_RAW_TOPIC": raw,
+        "RTDS_SIGNUPS_TOPIC": out,
+        "RTDS_SIGNUPS_TABLE": name,
+        "RTDS_DLQ_TOPIC": f"{name}_dlq",
+    }
     result = dags_test(env, {"from_time": before, "to_time": after}, "signups_per_minute")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summaries = [
@@ -77,3 +93,6 @@ def test_a_real_run_counts_every_record_of_its_range_once(airflow_env):
     summary = summaries[-1]
     assert summary["in"] == 300 and summary["dlq"] == 0 and summary["windows"] >= 1, summary
     assert signups(out, summary["produced"]) == 300
+    assert psql(f"SELECT sum(signups) FROM public.{name}") == "300"
+    reconciled = [line for line in (result.stdout + result.stderr).splitlines() if '{"stage":"reconcile"' in line]
+    assert reconciled and '"ok":true' in reconciled[-1], reconciled
