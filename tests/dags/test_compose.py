@@ -150,6 +150,16 @@ def test_every_follow_service_reads_as_a_consumer_group_of_its_own():
         assert svc["environment"]["RTDS_BROKERS"] == "kafka:29092", name
 
 
+def test_the_aggregate_service_upserts_its_windows_into_the_postgres_table_the_dag_writes():
+    from rtds_tasks import SIGNUPS_TABLE
+
+    svc = SERVICES["rtds-aggregate"]
+    env = svc["environment"]
+    assert (env["RTDS_SINK"], env["RTDS_TABLE"]) == ("postgres", SIGNUPS_TABLE)
+    assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "RTDS_POSTGRES_URL" in env, "the URL comes from the shared settings"
+
+
 def test_the_transform_service_can_be_exactly_once_with_a_transactional_id_per_container():
     svc = SERVICES["rtds-transform"]
     env = svc["environment"]
