@@ -205,6 +205,9 @@ const REFERENCE_DAY: i64 = 20454;
 /// Seeded generator of randomuser.me-shaped records.
 pub struct Generator {
     seed: u64,
+    /// An update stream: the records cycle over this many users, each round a
+    /// new version of every one (`updating`).
+    ids: Option<u64>,
 }
 
 /// splitmix64: a tiny, fast, well-mixed PRNG, seeded per record.
@@ -229,7 +232,14 @@ impl Rng {
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        Self { seed }
+        Self { seed, ids: None }
+    }
+
+    /// An update stream over `ids` users: record i is version i / ids of user
+    /// i % ids, the same user but for its email, which carries the version
+    /// (`+v<version>` before the @) from the second version on.
+    pub fn updating(seed: u64, ids: u64) -> Self {
+        Self { seed, ids: Some(ids.max(1)) }
     }
 
     /// Records 0 to `n` - 1, each in a buffer of its own (a warm-up's, a test's).
@@ -247,7 +257,8 @@ impl Generator {
     /// return its login.uuid as 36 ASCII bytes. Record i depends only on (seed, i),
     /// so the same seed gives the same records however they are batched.
     pub fn write_record(&self, index: u64, out: &mut Vec<u8>) -> [u8; 36] {
-        let mut r = Rng(self.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (user, version) = self.ids.map_or((index, 0), |n| (index % n, index / n));
+        let mut r = Rng(self.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ user.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         r.next();
         let nat = &NATS[r.below(NATS.len())];
         let female = r.next() & 1 == 0;
@@ -298,6 +309,10 @@ impl Generator {
         put_ascii_lower(out, first);
         out.push(b'.');
         put_ascii_lower(out, last);
+        if version > 0 {
+            out.extend_from_slice(b"+v");
+            put_uint(out, version);
+        }
         out.extend_from_slice(b"@example.com\",\"login\":{\"uuid\":\"");
         out.extend_from_slice(&uuid);
         out.extend_from_slice(b"\",\"username\":\"");
@@ -503,6 +518,22 @@ mod tests {
         let mut out = Vec::new();
         let uuid = Generator::new(seed).write_record(i, &mut out);
         (out, uuid)
+    }
+
+    #[test]
+    fn an_update_stream_repeats_its_users_with_the_version_in_the_email() {
+        let g = Generator::updating(9, 3);
+        let records: Vec<serde_json::Value> = g.records(7).iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+        let id = |i: usize| records[i]["login"]["uuid"].as_str().unwrap().to_owned();
+        assert_eq!((id(0), id(1), id(2)), (id(3), id(4), id(5)), "round two: the same users");
+        assert_eq!(id(6), id(0));
+        assert_ne!(id(0), id(1));
+        let email = |i: usize| records[i]["email"].as_str().unwrap().to_owned();
+        assert!(!email(0).contains("+v") && email(3).contains("+v1@") && email(6).contains("+v2@"), "{}", email(6));
+        assert_eq!(records[0]["name"], records[3]["name"], "the rest of the user unchanged");
+        // Without an update stream, every record is a user of its own.
+        let plain = Generator::new(9).records(4);
+        assert_eq!(plain[0], Generator::updating(9, 4).records(1)[0]);
     }
 
     #[test]

@@ -75,7 +75,11 @@ pub async fn run(
         return usage("rtds ingest needs a bound: --count N, --duration D, or --follow to run until stopped");
     }
     let (source_name, mut feed) = match args.source {
-        UserSource::Generate => ("generate", Feed::Generate { generator: Generator::new(args.seed), next: 0 }),
+        UserSource::Generate => ("generate", {
+            let generator =
+                args.update_ids.map_or_else(|| Generator::new(args.seed), |n| Generator::updating(args.seed, n));
+            Feed::Generate { generator, next: 0 }
+        }),
         UserSource::Randomuser => (
             "randomuser",
             Feed::Api(randomuser::RandomUser::new(randomuser::Options {

@@ -47,6 +47,10 @@ pub struct IngestArgs {
     /// Seed of the built-in generator (same seed, same users).
     #[arg(long, env = "RTDS_SEED", default_value_t = 42)]
     pub seed: u64,
+    /// The generator as an update stream over this many users: the records cycle over them, each
+    /// round a new version of every one (the same id; the email carries the version).
+    #[arg(long, env = "RTDS_UPDATE_IDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub update_ids: Option<u64>,
     /// Stop after this many users.
     #[arg(long, env = "RTDS_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,

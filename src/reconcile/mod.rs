@@ -15,7 +15,7 @@ pub use options::{ChainStage, ReconcileArgs};
 
 pub mod chain;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result};
@@ -360,8 +360,9 @@ async fn store_holds(
     let (Some(input), Some(sink), Some(store)) = (&load.input_topic, &load.sink, &load.store) else {
         return usage(format!("the summary of {name} names no input topic, sink or store"));
     };
-    // Per id, the ingest stamps of this run's versions of it (a replayed record repeats one).
-    let mut expected: HashMap<String, HashSet<Option<i64>>> = HashMap::new();
+    // Per id, the ingest stamps of this run's versions of it, with how many records carried each
+    // (a replayed record repeats one).
+    let mut expected: HashMap<String, HashMap<Option<i64>, u64>> = HashMap::new();
     let mut records = 0u64;
     tokio::task::block_in_place(|| {
         crate::kafka::read_spans(kafka, input, &load.consumed.of(input), args.read_timeout, |m| {
@@ -382,7 +383,7 @@ async fn store_holds(
             let stamp = crate::kafka::header(m, crate::kafka::INGESTED_AT)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(crate::row::stamp_millis);
-            expected.entry(crate::row::canonical(id)).or_default().insert(stamp);
+            *expected.entry(crate::row::canonical(id)).or_default().entry(stamp).or_default() += 1;
         })
     })
     .with_context(|| format!("reading the rows {name} read back from {input}"))?;
@@ -393,22 +394,38 @@ async fn store_holds(
     let Held { versions: found, duplicated, once } = sink.read_back(&args.sinks, store, &ids).await?;
     let mut missing: Vec<String> = expected.keys().filter(|id| !found.contains_key(*id)).cloned().collect();
     missing.sort();
-    // Held, but as a version no record of this run carried: an earlier run's row.
+    let held_at =
+        |held: &[Option<i64>]| held.iter().flatten().max().map_or("none".to_owned(), |ms| describe_millis(*ms));
+    // Held, but as a version no record of this run carried (an earlier run's row), or as an older
+    // one than its last (an update reordered): the newest version held must be the run's newest.
     let mut stale: Vec<String> = expected
         .iter()
         .filter_map(|(id, stamps)| {
             let held = found.get(id)?;
-            let checkable = !stamps.contains(&None);
-            (checkable && !held.iter().any(|at| stamps.contains(at))).then(|| {
-                let at = held.iter().flatten().max().map_or("none".to_owned(), |ms| describe_millis(*ms));
-                format!("{id} (held: ingested at {at})")
-            })
+            let checkable = !stamps.contains_key(&None);
+            let ours = held.iter().any(|at| stamps.contains_key(at));
+            let (newest, last) = (held.iter().flatten().max(), stamps.keys().flatten().max());
+            let why = if !ours {
+                "another run's version"
+            } else if newest < last {
+                "an older version than the run's last"
+            } else {
+                return None;
+            };
+            checkable.then(|| format!("{id} (held: ingested at {}, {why})", held_at(held)))
         })
         .collect();
     stale.sort();
-    // A store that promises each id once (Delta) holds none of this run's twice.
-    let mut twice: Vec<String> =
-        expected.keys().filter(|id| once && found.get(*id).is_some_and(|held| held.len() > 1)).cloned().collect();
+    // A store that promises each record once (Delta) holds none of this run's twice.
+    let mut twice: Vec<String> = expected
+        .iter()
+        .filter(|(id, stamps)| {
+            once && found
+                .get(*id)
+                .is_some_and(|held| stamps.iter().any(|(at, n)| held.iter().filter(|h| *h == at).count() as u64 > *n))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
     twice.sort();
     let figures = StoreFigures {
         store: store.clone(),
@@ -436,7 +453,7 @@ async fn store_holds(
     } else {
         let count = (missing.len() + stale.len()) as u64;
         let detail = format!(
-            "{} of {} id(s) not in {store}, {} held as another run's version",
+            "{} of {} id(s) not in {store}, {} held as another run's version or an older one than the run's last",
             missing.len(),
             expected.len(),
             stale.len()

@@ -21,9 +21,11 @@ fn line(o: &Output) -> String {
     stdout(o).lines().last().unwrap_or_default().to_owned()
 }
 
-fn ingest(topic: &str, n: usize, seed: &str) -> String {
+fn ingest(topic: &str, n: usize, seed: &str, extra: &[&str]) -> String {
     line(&run(
-        rtds().args(["ingest", "--source", "generate", "--count", &n.to_string(), "--seed", seed, "--topic", topic]),
+        rtds()
+            .args(["ingest", "--source", "generate", "--count", &n.to_string(), "--seed", seed, "--topic", topic])
+            .args(extra),
         RUN,
     ))
 }
@@ -45,9 +47,14 @@ impl Chain {
 
     /// The same, into `target`'s stores, with the generator's `seed`.
     fn into(target: Target, name: &str, n: usize, sinks: &[&str], seed: &str) -> Self {
+        Self::ingesting(target, name, n, sinks, seed, &[])
+    }
+
+    /// The same, the ingest given `extra` arguments.
+    fn ingesting(target: Target, name: &str, n: usize, sinks: &[&str], seed: &str, extra: &[&str]) -> Self {
         let (raw, created, dlq) =
             (unique(&format!("{name}_raw")), unique(&format!("{name}_c")), unique(&format!("{name}_d")));
-        let ingest = ingest(&raw, n, seed);
+        let ingest = ingest(&raw, n, seed, extra);
         let transform = line(&run(
             rtds()
                 .args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq])
@@ -150,10 +157,73 @@ fn a_clean_run_reconciles_and_rows_deleted_from_each_store_are_named() {
 }
 
 #[test]
+fn an_update_stream_leaves_each_ids_last_version_in_every_store_and_reconcile_proves_it() {
+    require_kafka();
+    let _stores = stores_shared();
+    // 1,200 records over 150 users: eight versions of each, the email carrying the version, several
+    // versions of an id in one batch of the load.
+    let sinks = ["postgres", "cassandra", "delta"];
+    let chain = Chain::ingesting(
+        Target::new("it_upd"),
+        "it_upd",
+        1200,
+        &sinks,
+        "17",
+        &["--update-ids", "150", "--rate", "20000/s"],
+    );
+    let out = reconcile(&chain.summaries());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = summary(&out);
+    for load in ["load_postgres", "load_cassandra", "load_delta"] {
+        let figures = &report["stores"][load];
+        assert_eq!((figures["records"].as_u64(), figures["found"].as_u64()), (Some(1200), Some(150)), "{report}");
+    }
+    // Each id's row in the stores that upsert is its eighth version.
+    let rt = runtime();
+    let pg = postgres(&rt);
+    let t = &chain.target;
+    let emails: Vec<String> = rt
+        .block_on(pg.query(&format!("SELECT email FROM {}.created_users", t.schema), &[]))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(emails.len(), 150);
+    assert!(emails.iter().all(|e| e.contains("+v7@")), "{:?}", emails.iter().find(|e| !e.contains("+v7@")));
+    let cql = cassandra(&rt);
+    let rows = t.cassandra_rows(&rt, &cql);
+    assert_eq!(rows.len(), 150);
+    assert!(rows.values().all(|r| r.iter().any(|v| v.as_deref().is_some_and(|e| e.contains("+v7@")))));
+
+    // One id's row set back to its first version (as an update reordered would leave it): reconcile names it.
+    let first: (String, String) = read_all(&chain_raw(&chain), RUN)
+        .iter()
+        .find_map(|m| {
+            let stamp = header(m, "rtds-ingested-at")?;
+            Some((String::from_utf8_lossy(m.key()?).into_owned(), stamp))
+        })
+        .unwrap();
+    let set =
+        format!("UPDATE {}.created_users SET ingested_at = $1::text::timestamptz WHERE id = $2::text::uuid", t.schema);
+    let changed = rt.block_on(pg.execute(&set, &[&first.1, &first.0])).unwrap();
+    assert_eq!(changed, 1);
+    let out = reconcile(&chain.summaries());
+    assert_one_line_error(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("an older version than the run's last") && err.contains(&first.0), "{err}");
+    assert_eq!(summary(&out)["stores"]["load_postgres"]["stale"], 1);
+}
+
+/// The raw topic of a chain, as its ingest's summary names it.
+fn chain_raw(chain: &Chain) -> String {
+    serde_json::from_str::<Value>(&chain.ingest).unwrap()["topic"].as_str().unwrap().to_owned()
+}
+
+#[test]
 fn a_dead_letter_missing_from_the_count_or_a_record_left_unread_fails_reconcile() {
     require_kafka();
     let t = (unique("it_rec_dlq_raw"), unique("it_rec_dlq_c"), unique("it_rec_dlq_d"));
-    let ingested = ingest(&t.0, 300, "32");
+    let ingested = ingest(&t.0, 300, "32", &[]);
     produce(&t.0, &[(None, Some(b"{broken")), (None, Some(b"null")), (None, None)]);
     let transform = line(&run(
         rtds()
@@ -234,7 +304,7 @@ fn the_last_delivery_of_a_batch_failing_commits_nothing_and_exits_1() {
     let (raw, created, dlq, group) = (unique("it_fail_raw"), unique("it_fail_c"), unique("it_fail_d"), unique("g"));
     let valid = {
         let seed_topic = unique("it_fail_seed");
-        ingest(&seed_topic, 1, "5");
+        ingest(&seed_topic, 1, "5", &[]);
         consume(&seed_topic, 1, RUN)[0].payload().unwrap().to_vec()
     };
     let text = String::from_utf8(valid).unwrap();
@@ -346,7 +416,7 @@ fn rows_a_store_refuses_go_to_the_dlq_and_the_rest_of_the_batch_is_written() {
 fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
     require_kafka();
     let (raw, created, dlq, group) = (unique("it_side_raw"), unique("it_side_c"), unique("it_side_d"), unique("g"));
-    ingest(&raw, 1000, "33");
+    ingest(&raw, 1000, "33", &[]);
     let transform = |extra: &[&str]| {
         let mut cmd = rtds();
         cmd.args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq]).args(extra);
@@ -355,7 +425,7 @@ fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
     let service = spawn(&mut transform(&["--follow", "--group", &group, "--max-wait", "50ms"]));
     wait_for("the service's first 1000 rows", RUN, || (topic_len(&created) >= 1000).then_some(()));
     // The DAG's way: exactly what this ingest produced, no group.
-    let ingested = ingest(&raw, 500, "34");
+    let ingested = ingest(&raw, 500, "34", &[]);
     let bounded = run(transform(&[]).env("RTDS_FROM_SUMMARY", &ingested), Duration::from_secs(90));
     let bounded = line(&bounded);
     let s: Value = serde_json::from_str(&bounded).unwrap();
@@ -379,7 +449,7 @@ fn a_bounded_run_ends_beside_a_follow_service_of_the_same_stage() {
 fn shares_of_a_run_split_its_partitions_and_reconcile_together() {
     require_kafka();
     let (raw, created, dlq) = (unique("it_share_raw"), unique("it_share_c"), unique("it_share_d"));
-    let ingested = ingest(&raw, 3000, "35");
+    let ingested = ingest(&raw, 3000, "35", &[]);
     let transform = |share: &str, from: &str| {
         let mut cmd = rtds();
         cmd.args(["transform", "--input-topic", &raw, "--output-topic", &created, "--dlq-topic", &dlq]);

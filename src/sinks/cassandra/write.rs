@@ -68,7 +68,10 @@ impl CassandraWriter {
         // the loads' memory goes"). A `buffer_unordered` stream over the rows
         // would do the same but does not prove itself `Send` for every lifetime
         // when spawned.
-        let mut waiting = rows.iter().enumerate();
+        // Each id's last row only: two versions of one id written at once
+        // would land in either order (the coordinator stamps each write).
+        let latest = crate::row::last_per_id(rows.iter().enumerate().collect(), |(_, row)| row.id());
+        let mut waiting = latest.into_iter();
         let mut running: FuturesUnordered<_> =
             waiting.by_ref().take(self.concurrency.max(1)).map(|(i, row)| upsert(session, insert, i, row)).collect();
         let mut results: Vec<(usize, Result<(), ExecutionError>)> = Vec::with_capacity(rows.len());
