@@ -97,10 +97,11 @@ const IDLE: Duration = Duration::from_millis(250);
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
 pub enum Reading {
-    /// As consumer group `group`, until a signal (`--follow`).
-    Follow { group: String },
+    /// As consumer group `group`, until a signal (`--follow`); a static
+    /// member `instance` of it if given (`group.instance.id`).
+    Follow { group: String, instance: Option<String> },
     /// As consumer group `group`, up to the end each partition had at start.
-    ToEnd { group: String },
+    ToEnd { group: String, instance: Option<String> },
     /// Exactly these offsets per partition (an upstream run's output), with no
     /// consumer group: nothing is committed, a rerun reads the same records.
     Ranges(BTreeMap<i32, Span>),
@@ -110,7 +111,7 @@ impl Reading {
     /// The consumer group, or `range` for a run over explicit offsets.
     pub fn name(&self) -> &str {
         match self {
-            Reading::Follow { group } | Reading::ToEnd { group } => group,
+            Reading::Follow { group, .. } | Reading::ToEnd { group, .. } => group,
             Reading::Ranges(_) => "range",
         }
     }
@@ -294,9 +295,11 @@ impl Source {
         reading: &Reading,
         end_wait: Duration,
     ) -> Result<Self> {
-        let group = match reading {
-            Reading::Follow { group } | Reading::ToEnd { group } => Some(group.clone()),
-            Reading::Ranges(_) => None,
+        let (group, instance) = match reading {
+            Reading::Follow { group, instance } | Reading::ToEnd { group, instance } => {
+                (Some(group.clone()), instance.as_deref())
+            }
+            Reading::Ranges(_) => (None, None),
         };
         let prefetch = prefetch_settings(profile.prefetch_mb);
         let mut settings = vec![
@@ -317,6 +320,11 @@ impl Source {
             _ => String::new(),
         };
         settings.push(("group.id", group.as_deref().unwrap_or(&reader)));
+        if let Some(instance) = instance {
+            // Static membership: a restart takes the same partitions back at
+            // once, without a rebalance or waiting out its old self's session.
+            settings.push(("group.instance.id", instance));
+        }
         let consumer: StreamConsumer<Rebalances> = client_config(client, &settings)?
             .create_with_context(Rebalances { stage: profile.stage, revocations: AtomicU64::new(0) })
             .with_context(|| format!("creating a Kafka consumer for {}", client.brokers))?;

@@ -69,11 +69,15 @@ pub fn producer(
     let linger = linger.as_millis().to_string();
     defaults.push(("linger.ms", &linger));
     let timeout = transactional.as_ref().map(|t| t.timeout.as_millis().to_string()).unwrap_or_default();
+    // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+    let delivery = transactional
+        .as_ref()
+        .map(|t| t.timeout.min(Duration::from_secs(60)).as_millis().to_string())
+        .unwrap_or_default();
     if let Some(t) = &transactional {
         defaults.push(("transactional.id", t.id));
         defaults.push(("transaction.timeout.ms", &timeout));
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        defaults.push(("message.timeout.ms", "60000"));
+        defaults.push(("message.timeout.ms", &delivery));
     }
     let deliveries = Arc::new(Deliveries::default());
     let producer = Producer::create(&client_config(client, &defaults)?, Counting(deliveries.clone()))

@@ -11,9 +11,6 @@ use crate::delivery::Cadence;
 use crate::kafka::{self, Reading};
 use crate::validate;
 
-/// How long a transaction of a `--follow` or group run may stay open: it
-/// commits every `--transaction-every`.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the one transaction of a run over explicit ranges may stay open:
 /// the run must end within it (Kafka's default `transaction.max.timeout.ms`,
 /// the longest a broker allows unless told otherwise).
@@ -28,6 +25,13 @@ pub struct ExactlyOnceOpts {
     /// whenever the input has nothing more waiting, and at --transaction-records).
     #[arg(long, env = "RTDS_TRANSACTION_EVERY", default_value = "100ms", value_parser = validate::parse_duration)]
     pub transaction_every: Duration,
+    /// With --exactly-once (a --follow or group run): how long a transaction may stay open. A replica
+    /// killed mid-transaction and not restarted holds read_committed readers back this long and up to
+    /// 10 s more (a restart with the same transactional id ends it at once); an outage of Kafka
+    /// longer than it aborts the transaction and stops the run, uncommitted (bench/README.md,
+    /// "Bounded stalls").
+    #[arg(long, env = "RTDS_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = validate::parse_duration)]
+    pub transaction_timeout: Duration,
     /// With --exactly-once: commit a transaction once it has taken this many records.
     #[arg(long, env = "RTDS_TRANSACTION_RECORDS", default_value_t = 50_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -57,7 +61,7 @@ impl ExactlyOnceOpts {
         let whole_run = matches!(reading, Reading::Ranges(_));
         Some(Transactions {
             id: transactional_id(stage, std::env::var("RTDS_TRANSACTIONAL_ID").ok(), reading, topic),
-            timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { TRANSACTION_TIMEOUT },
+            timeout: if whole_run { WHOLE_RUN_TRANSACTION_TIMEOUT } else { self.transaction_timeout },
             cadence: (!whole_run)
                 .then_some(Cadence { every: self.transaction_every, records: self.transaction_records }),
         })
@@ -83,8 +87,7 @@ impl Transactions {
 /// same run fences its predecessor and two different runs never fence each other.
 fn transactional_id(stage: &str, given: Option<String>, reading: &Reading, topic: &str) -> String {
     if let Some(id) = given {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        return id.replace("{hostname}", host.trim());
+        return super::with_hostname(&id);
     }
     match reading {
         Reading::Ranges(spans) => format!("rtds-{stage}-{topic}-{}", kafka::range_key(topic, spans)),
@@ -102,7 +105,7 @@ mod tests {
         let id = |given: Option<&str>, stage, reading: &Reading| {
             transactional_id(stage, given.map(String::from), reading, "raw")
         };
-        let group = Reading::Follow { group: "g".into() };
+        let group = Reading::Follow { group: "g".into(), instance: None };
         assert_eq!(id(Some("t-{hostname}"), "transform", &group), format!("t-{}", host.trim()));
         assert_eq!(id(None, "transform", &group), "rtds-transform-g-raw");
         assert_eq!(id(None, "aggregate", &group), "rtds-aggregate-g-raw");

@@ -92,7 +92,15 @@ pub fn reading(kafka: &ClientOpts, opts: &ConsumeOpts, default_group: &str, topi
         return Ok(Reading::Ranges(spans));
     }
     let group = opts.group.clone().unwrap_or_else(|| default_group.to_owned());
-    Ok(if opts.follow { Reading::Follow { group } } else { Reading::ToEnd { group } })
+    let instance = opts.group_instance_id.as_deref().map(with_hostname);
+    Ok(if opts.follow { Reading::Follow { group, instance } } else { Reading::ToEnd { group, instance } })
+}
+
+/// `id` with `{hostname}` replaced by this host's name: each container of a
+/// replicated service then has its own, the same across its restarts.
+pub fn with_hostname(id: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    id.replace("{hostname}", host.trim())
 }
 
 /// How offsets get committed.

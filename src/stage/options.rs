@@ -7,12 +7,29 @@ use clap::Args;
 
 use crate::validate;
 
+/// A group instance id: letters, digits, `.`, `_`, `-` and `{hostname}`, at most 249 characters.
+fn parse_instance_id(s: &str) -> Result<String, String> {
+    let bare = s.replace("{hostname}", "");
+    let ok = !s.is_empty() && s.len() <= 249 && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("invalid group instance id {s:?}: use letters, digits, '.', '_', '-' and {{hostname}}"))
+    }
+}
+
 /// Options shared by the stages that consume Kafka: how long they run and in what batches.
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeOpts {
     /// Consumer group.
     #[arg(long, env = "RTDS_GROUP")]
     pub group: Option<String>,
+    /// A static member of the group with this id (`{hostname}` becomes the host's name): restarted
+    /// within the group's session timeout (45 s), it takes its partitions back at once instead of
+    /// waiting for its old self to time out. Two running members with one id fence each other.
+    #[arg(long, env = "RTDS_GROUP_INSTANCE_ID", value_parser = parse_instance_id,
+          conflicts_with_all = ["from_summary", "from_time", "to_time"])]
+    pub group_instance_id: Option<String>,
     /// Run until SIGTERM/SIGINT instead of stopping at the end of the input seen at start.
     #[arg(long, env = "RTDS_FOLLOW")]
     pub follow: bool,

@@ -148,6 +148,9 @@ def test_every_follow_service_reads_as_a_consumer_group_of_its_own():
     # Everything else the services need still comes from the shared settings.
     for name, svc in follow.items():
         assert svc["environment"]["RTDS_BROKERS"] == "kafka:29092", name
+    # Each a static member of its group, one id per container: a restart takes its partitions back at once.
+    for name, svc in follow.items():
+        assert svc["environment"]["RTDS_GROUP_INSTANCE_ID"] == f"{name}-{{hostname}}", name
 
 
 def test_the_aggregate_service_upserts_its_windows_into_the_postgres_table_the_dag_writes():

@@ -226,6 +226,8 @@ fn killed_and_rerun(sql: &str, size_ms: i64, extra: &[&str]) {
     let file = std::env::temp_dir().join(format!("{}.sql", unique("it_aggk")));
     std::fs::write(&file, sql).unwrap();
     let group = unique("it_aggk_g");
+    // A static member: the rerun takes the partitions back at once.
+    let member = unique("it-aggk");
     let aggregate = || {
         let mut cmd = rtds();
         // Small fetches: the partitions are read side by side, as a stream comes, not one after another.
@@ -233,6 +235,7 @@ fn killed_and_rerun(sql: &str, size_ms: i64, extra: &[&str]) {
         cmd.args(["aggregate", "--input-topic", &raw, "--output-topic", &out, "--dlq-topic", &dlq, "--group", &group])
             .args(["--event-time", "registered['date']", "--allowed-lateness", "2s", "--batch-size", "20"])
             .args(extra)
+            .args(["--group-instance-id", &member])
             .arg("--sql")
             .arg(&file);
         cmd

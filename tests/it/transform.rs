@@ -295,8 +295,10 @@ fn exactly_once_survives_kill_9_without_duplicates() {
     require_kafka();
     let t = Topics::new("it_tr_eos");
     let (ids, broken) = ingest_with_broken(&t, 30_000, "41", 20);
-    // Transactions of 4 batches: the kill lands inside an open one.
-    kill_mid_run_then_finish(&t, &["--exactly-once", "--transaction-records", "4000"]);
+    // Transactions of 4 batches: the kill lands inside an open one. A static member of its group:
+    // the rerun takes the partitions back at once, not after its killed self's session.
+    let member = format!("{}-{{hostname}}", unique("it-tr-eos"));
+    kill_mid_run_then_finish(&t, &["--exactly-once", "--transaction-records", "4000", "--group-instance-id", &member]);
     assert_exactly_once(&t, &ids, &broken, "kill -9 transform --exactly-once, rerun");
 }
 
