@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rtds/target
 CARGO ?= cargo
 
-.PHONY: all deps build ship lint test demo airflow stack-up stack-down stack-status faults bench clean
+.PHONY: all deps build ship lint test demo airflow stack-up stack-down stack-status faults soak bench clean
 
 all: build
 
@@ -46,6 +46,9 @@ airflow: ship stack-up ## the Airflow UI on http://127.0.0.1:8080 with the rtds 
 
 faults: deps ## the fault-injection suite (stops and restarts Kafka, Cassandra, PostgreSQL), then its figures
 	scripts/faults.sh
+
+soak: deps ## the pipeline at 1,000 records/s for 30 min (SOAK_RATE, SOAK_MINUTES): memory, p99 per 5 min, reconcile
+	scripts/soak.sh
 
 bench: deps ## criterion + every stage against its bare baseline (release build, 1M records)
 	bench/run.sh

@@ -15,6 +15,10 @@
                                      (the process timed in TIME, run in between, counted whole)
   json RESULTS RUN                   the run's steps as one JSON document
   report RESULTS CRITERION_DIR N PNG the Markdown report on stdout and a PNG chart
+  soak WORK RUN RATE MINUTES WINDOW RECONCILED
+                                     `make soak`'s table (scripts/soak.sh): each stage's peak RSS in
+                                     the first window after warm-up and the last, p99 per window,
+                                     reconcile; exit 1 if memory grew over 10% or reconcile failed
 
 Only `report` needs matplotlib (the bench's own venv); the rest is the standard library."""
 
@@ -642,6 +646,47 @@ def report(results_path, criterion_dir, n, png):
     fig.savefig(png, dpi=100)
 
 
+def percentile(values, q):
+    """The q-th percentile (0..1) of values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(-(-q * len(ordered) // 1)) - 1))]
+
+
+def soak(work, run, rate, minutes, window, reconciled):
+    """The soak's table from WORK/rss ("seconds stage kb" lines), WORK/latency ("window ms" lines)
+    and WORK/reconcile.out; the first window is warm-up."""
+    span = int(window) * 60
+    rss = {}
+    for line in open(os.path.join(work, "rss")):
+        secs, stage, kb = line.split()
+        rss.setdefault(stage, {}).setdefault(int(secs) // span, []).append(int(kb))
+    windows = max(w for by in rss.values() for w in by)
+    first = 1 if windows >= 1 else 0
+    out = [f"# Soak {run}: {rate} records/s for {minutes} min, windows of {window} min", ""]
+    out += ["| stage | peak RSS, window after warm-up (MB) | peak RSS, last window (MB) | growth | within 10% |"]
+    out += ["|---|---:|---:|---:|---|"]
+    grew = False
+    for stage, by in sorted(rss.items()):
+        a, b = max(by.get(first, [0])) / 1024, max(by[windows]) / 1024
+        growth = (b / a - 1) * 100 if a else 0.0
+        grew |= growth > 10
+        out.append(f"| {stage} | {a:.1f} | {b:.1f} | {growth:+.1f}% | {'yes' if growth <= 10 else '**no**'} |")
+    lat = {}
+    for line in open(os.path.join(work, "latency")):
+        w, ms = line.split()
+        lat.setdefault(int(w), []).append(float(ms))
+    out += ["", "| window | rows | end-to-end p50 ms | p99 ms |", "|---:|---:|---:|---:|"]
+    for w in sorted(lat):
+        out.append(f"| {w + 1} | {len(lat[w]):,} | {percentile(lat[w], 0.5):.0f} | {percentile(lat[w], 0.99):.0f} |")
+    report = last_json(os.path.join(work, "reconcile.out")) or {}
+    stores = ", ".join(f"{k}: {v['found']} of {v['expected']} ids" for k, v in sorted(report.get("stores", {}).items()))
+    ok = reconciled == "0" and report.get("ok") is True
+    out += ["", f"reconcile: {'ok' if ok else 'FAILED'} ({stores})"]
+    print("\n".join(out))
+    if grew or not ok:
+        sys.exit(1)
+
+
 COMMANDS = {
     "record": record,
     "field": field,
@@ -654,6 +699,7 @@ COMMANDS = {
     "cores": cores,
     "json": as_json,
     "report": report,
+    "soak": soak,
 }
 
 if __name__ == "__main__":
