@@ -13,7 +13,15 @@ pub fn check_columns(
     want: impl Fn(Kind) -> &'static str,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let wanted = COLUMNS.iter().map(|c| (c.name, want(c.kind))).chain(extra.iter().copied());
+    check_have(table, have, COLUMNS.iter().map(|c| (c.name, want(c.kind))).chain(extra.iter().copied()))
+}
+
+/// An existing table must have each of the `wanted` columns, of its type.
+pub fn check_have<'a>(
+    table: &str,
+    have: &HashMap<String, String>,
+    wanted: impl Iterator<Item = (&'a str, &'a str)>,
+) -> anyhow::Result<()> {
     for (c, want) in wanted {
         match have.get(c) {
             None => {

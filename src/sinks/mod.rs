@@ -20,7 +20,7 @@ use std::future::Future;
 
 use anyhow::Result;
 
-pub use columns::{check_columns, column_ddl};
+pub use columns::{check_columns, check_have, column_ddl};
 pub use files::{FileSinkOpts, FilesOpts};
 pub use read_back::{Held, Present, qualified, uuids};
 pub use writer::{ReadAt, Rejected, Retry, WriteError, Writer};

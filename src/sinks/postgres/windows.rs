@@ -125,28 +125,9 @@ fn param(value: &Value, kind: Kind) -> Param {
 
 /// An existing table must have every column of the shape, with its type.
 async fn check_columns(client: &Client, schema: &str, table: &str, shape: &Shape) -> Result<()> {
-    let rows = client
-        .query(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
-            &[&schema, &table],
-        )
-        .await
-        .with_context(|| format!("reading the columns of {schema}.{table}"))?;
-    let have: std::collections::HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for c in &shape.columns {
-        match have.get(&c.name) {
-            None => anyhow::bail!(
-                "table {schema}.{table} exists but has no column `{}` ({}); drop it or choose another --table",
-                c.name,
-                c.kind.postgres()
-            ),
-            Some(t) if t != c.kind.postgres() => {
-                anyhow::bail!("column `{}` of {schema}.{table} is {t}, expected {}", c.name, c.kind.postgres())
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    let have = super::write::column_types(client, schema, table).await?;
+    let wanted = shape.columns.iter().map(|c| (c.name.as_str(), c.kind.postgres()));
+    crate::sinks::check_have(&format!("{schema}.{table}"), &have, wanted)
 }
 
 impl KeyedWriter for PostgresWindows {

@@ -332,8 +332,12 @@ pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// An existing table must have every column of the row contract, with the right type.
-async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()> {
+/// The columns of `schema.table`, each with its type (none if it does not exist).
+pub(super) async fn column_types(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<std::collections::HashMap<String, String>> {
     let rows = client
         .query(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
@@ -341,7 +345,12 @@ async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()>
         )
         .await
         .with_context(|| format!("reading the columns of {schema}.{table}"))?;
-    let have: std::collections::HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// An existing table must have every column of the row contract, with the right type.
+async fn check_columns(client: &Client, schema: &str, table: &str) -> Result<()> {
+    let have = column_types(client, schema, table).await?;
     crate::sinks::check_columns(
         &format!("{schema}.{table}"),
         &have,
