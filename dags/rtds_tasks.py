@@ -132,6 +132,8 @@ STORES_DEFINED = (
     # A Delta table at RTDS_OUT/<table>, one commit a batch, exactly once; no connection.
     Store("delta", Asset(uri=f"file://{os.path.abspath(DELTA_OUT)}/{TABLE}"), out=DELTA_OUT),
 )
+# The store the signups_per_minute DAG upserts its windows into (a sink that holds keyed rows).
+SIGNUPS_STORE = next(store for store in STORES_DEFINED if store.name == "postgres")
 # The sinks' names, in order (user_automation's trigger form offers them).
 SINKS = [store.name for store in STORES_DEFINED]
 # Sink name -> its asset.

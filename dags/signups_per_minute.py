@@ -23,6 +23,7 @@ from rtds_tasks import (
     RAW,
     RAW_TOPIC,
     SIGNUPS,
+    SIGNUPS_STORE,
     SIGNUPS_STORED,
     SIGNUPS_TABLE,
     SIGNUPS_TOPIC,
@@ -32,10 +33,13 @@ from rtds_tasks import (
 
 # Beside the DAG, so that it travels with the DAG folder.
 SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql", "signups_per_minute.sql")
-# Kafka's and the registry's addresses (Avro raw users are read with its schemas); PostgreSQL's URL,
-# with its password, added at run time (RtdsOperator).
-ENV = {**KAFKA_ENV, "RTDS_SCHEMA_REGISTRY_URL": "{{ conn.rtds_schema_registry.extra_dejson.url }}"}
-POSTGRES = {"RTDS_POSTGRES_URL": "rtds_postgres"}
+# Kafka's and the registry's addresses (Avro raw users are read with its schemas), and the store's
+# (its secret URIs, PostgreSQL's URL with its password, are added at run time: RtdsOperator).
+ENV = {
+    **KAFKA_ENV,
+    "RTDS_SCHEMA_REGISTRY_URL": "{{ conn.rtds_schema_registry.extra_dejson.url }}",
+    **SIGNUPS_STORE.connection_env,
+}
 # RFC 3339, as rtds reads times.
 TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 
@@ -62,7 +66,7 @@ with DAG(
             "RTDS_INPUT_TOPIC": RAW_TOPIC,
             "RTDS_OUTPUT_TOPIC": SIGNUPS_TOPIC,
             "RTDS_DLQ_TOPIC": DLQ_TOPIC,
-            "RTDS_SINK": "postgres",
+            "RTDS_SINK": SIGNUPS_STORE.name,
             "RTDS_TABLE": SIGNUPS_TABLE,
             # A manual run's interval may be an instant: then the hour before it.
             "RTDS_FROM_TIME": "{{ params.from_time or (data_interval_start if data_interval_start < data_interval_end"
@@ -70,7 +74,7 @@ with DAG(
             "RTDS_TO_TIME": "{{ params.to_time or data_interval_end.isoformat() }}",
         },
         connection_env=ENV,
-        secret_uris=POSTGRES,
+        secret_uris=SIGNUPS_STORE.secret_uris,
         inlets=[RAW],
         outlets=[SIGNUPS, SIGNUPS_STORED, DLQ],
     )
