@@ -1,4 +1,4 @@
-//! `rtds aggregate`: raw users -> counts, sums, averages by event-time window
+//! `rtds aggregate`: raw users (or clean rows) -> counts, sums, averages by event-time window
 //! (tumbling or hopping), DataFusion's partial and final aggregation over the
 //! stream. A watermark trails the largest event time seen by the allowed
 //! lateness; a window is emitted once it passes the window's end. A record
@@ -234,8 +234,8 @@ struct StoredIn {
 }
 
 /// What a run plans from its SQL and event time: the windows, the table the
-/// SQL reads (raw users with `__window`), the aggregation, the keys of its
-/// rows, and a decoder of raw users reading what both need.
+/// SQL reads (raw users or clean rows, with `__window`), the aggregation, the
+/// keys of its rows, and a decoder of that table's records reading what both need.
 pub struct Plan {
     pub windows: window::Windows,
     pub schema: SchemaRef,
@@ -299,7 +299,7 @@ struct Run<'a> {
     keys: &'a output::Keys,
     store: Option<&'a mut Store>,
     windows: window::Windows,
-    /// The raw users with `__window`, the table the SQL reads.
+    /// The table the SQL reads (raw users or clean rows) with `__window`.
     schema: SchemaRef,
     lateness: i64,
     /// The largest event time seen, less the allowed lateness.

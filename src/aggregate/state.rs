@@ -94,7 +94,7 @@ impl Aggregation {
         })
     }
 
-    /// What the SQL reads of `users_raw`.
+    /// What the SQL reads of its table.
     pub fn reads(&self) -> &Reads {
         &self.reads
     }

@@ -89,7 +89,8 @@ pub struct Shape {
 #[derive(Debug, Clone)]
 enum Source {
     Window(usize),
-    Column(usize, DataType),
+    /// The column at this index, read as its kind's Arrow type.
+    Column(usize, Kind, DataType),
 }
 
 impl Shape {
@@ -123,7 +124,11 @@ impl Shape {
                 ));
             };
             let is_key = key.contains(field.name());
-            keyed.push((is_key, vec![Column { name: named(field.name().clone())?, kind }], Source::Column(i, read_as)));
+            keyed.push((
+                is_key,
+                vec![Column { name: named(field.name().clone())?, kind }],
+                Source::Column(i, kind, read_as),
+            ));
         }
         // Key columns first, in the SQL's order.
         keyed.sort_by_key(|(is_key, ..)| !is_key);
@@ -153,10 +158,7 @@ impl Shape {
                             columns.push(read(part, &DataType::Timestamp(TimeUnit::Millisecond, None), Kind::Time)?);
                         }
                     }
-                    Source::Column(i, read_as) => {
-                        let kind = Kind::of(read_as).map_or(Kind::Text, |(k, _)| k);
-                        columns.push(read(batch.column(*i), read_as, kind)?);
-                    }
+                    Source::Column(i, kind, read_as) => columns.push(read(batch.column(*i), read_as, *kind)?),
                 }
             }
             for r in 0..batch.num_rows() {
