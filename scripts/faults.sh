@@ -74,4 +74,22 @@ for line in sys.stdin:
     else:
         print("| the scenario, records/s (wall {} s) | {:,.0f} |".format(f["wall_s"], f["scenario_records_per_s"]))
 '
+# The fault matrix (tests/it/matrix.rs): each fault kind x target, three faults each, read back.
+if grep -q 'MATRIX {' "$log"; then
+  mkdir -p bench/results
+  table="bench/results/matrix-$(date -u +%Y%m%dt%H%M%S).md"
+  grep -o 'MATRIX {.*}' "$log" | sed 's/^MATRIX //' | python3 -c '
+import json, sys
+print("| fault | target | records | lost | duplicated | out of order | stale versions | longest gap s | progress s | recovery s | peak lag | restarts | reconcile |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+def shown(v):
+    return "not measured" if v is None else v
+for line in sys.stdin:
+    f = json.loads(line)
+    print("| {} | {} | {:,} | {} | {} | {} | {} | {} | {} | {} | {:,} | {} | {} |".format(
+        f["fault"], f["target"], f["records"], f["lost"], f["duplicated"], f["out_of_order"], f["stale"],
+        shown(f["longest_gap_s"]), shown(f["progress_s"]), shown(f["recovery_s"]), f["peak_lag"], f["restarts"], f["reconcile"]))
+' | tee "$table"
+  echo "(the matrix table: $table)"
+fi
 exit "$rc"

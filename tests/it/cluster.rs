@@ -17,15 +17,15 @@ use crate::load::Target;
 
 const RUN: Duration = Duration::from_secs(900);
 /// Every topic of these scenarios: 12 partitions, three copies of each.
-const TOPICS: [&str; 4] = ["--partitions", "12", "--replication-factor", "3"];
+pub(crate) const TOPICS: [&str; 4] = ["--partitions", "12", "--replication-factor", "3"];
 
-fn on_the_cluster() {
+pub(crate) fn on_the_cluster() {
     assert_eq!(brokers().split(',').count(), 3, "run by `make faults`, on its three-broker cluster");
 }
 
 /// The broker that leads `partition` of `topic` (its node id, which is the
 /// node's number in scripts/stack/kafka.sh).
-fn leader_of(topic: &str, partition: i32) -> i32 {
+pub(crate) fn leader_of(topic: &str, partition: i32) -> i32 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
@@ -33,7 +33,7 @@ fn leader_of(topic: &str, partition: i32) -> i32 {
 }
 
 /// The partition of `topic` with the most records `group` has not committed yet.
-fn busiest_partition(topic: &str, group: &str) -> i32 {
+pub(crate) fn busiest_partition(topic: &str, group: &str) -> i32 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     // Offsets are "unstable" while a transaction that commits some is open (a replica
     // killed in one leaves it open until it times out): wait that long.
@@ -47,7 +47,7 @@ fn busiest_partition(topic: &str, group: &str) -> i32 {
 }
 
 /// Stop (`down`) or start (`up`) node `node` of the cluster `make faults` runs.
-fn cluster_node(action: &str, node: i32) {
+pub(crate) fn cluster_node(action: &str, node: i32) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh");
     let status = std::process::Command::new(script)
         .args([action, "kafka"])
@@ -128,21 +128,21 @@ fn cluster_leader_stopped_20s_under_exactly_once_replicas_loses_and_duplicates_n
 
 /// What a read_committed reader of a topic saw, from its start: when each
 /// record arrived, how many were there, and their distinct keys.
-struct Seen {
-    arrivals: Vec<Instant>,
+pub(crate) struct Seen {
+    pub(crate) arrivals: Vec<Instant>,
     keys: HashSet<String>,
 }
 
 /// A thread reading a topic as a read_committed consumer sees it, from the
 /// start; `count` says how far it got.
-struct Watch {
+pub(crate) struct Watch {
     count: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Seen>,
 }
 
 impl Watch {
-    fn start(topic: &str) -> Self {
+    pub(crate) fn start(topic: &str) -> Self {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = reader_config().set("fetch.wait.max.ms", "20").create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
@@ -163,11 +163,11 @@ impl Watch {
         Self { count, stop, thread }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn finish(self) -> Seen {
+    pub(crate) fn finish(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
     }
@@ -176,7 +176,7 @@ impl Watch {
 impl Seen {
     /// The longest time within `[from, to)` with no new record (from `from` to
     /// the first arrival, between arrivals, from the last one to `to`).
-    fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+    pub(crate) fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
         let start = self.arrivals.partition_point(|&t| t < from);
         let mut last = from;
         let mut gap = Duration::ZERO;

@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod ingest;
 mod load;
+mod matrix;
 mod operations;
 mod query;
 mod services;
