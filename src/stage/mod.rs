@@ -50,12 +50,16 @@ pub struct Totals {
     /// The Kafka requests each client sent, when librdkafka's statistics are on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_requests: Option<std::collections::BTreeMap<&'static str, kafka::ClientRequests>>,
+    /// Records of the batches committed: all a failed run may count as taken in.
+    #[serde(skip)]
+    pub settled_in: u64,
 }
 
 impl Totals {
     /// Count a committed batch.
     fn settle(&mut self, p: &Pending, counts: Counts, metrics: &StageMetrics) {
         self.counts += counts;
+        self.settled_in += p.received;
         self.consumed.merge(&p.consumed);
         metrics.batch(p.received, counts.out, counts.dlq, p.took);
     }
@@ -214,7 +218,10 @@ pub async fn run_batches(
     }
     .await;
     if result.is_err() {
-        totals.received -= transaction.abort(producer);
+        transaction.abort(producer);
+        // A failed run counts only what it committed: the batch that failed, and any read
+        // since the last commit, are read again by the next run (counted there).
+        totals.received = totals.settled_in;
     }
     if let Some(lag) = lag {
         lag.abort();
