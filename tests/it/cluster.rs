@@ -52,6 +52,8 @@ pub(crate) fn cluster_node(action: &str, node: i32) {
     let status = std::process::Command::new(script)
         .args([action, "kafka"])
         .env("RTDS_KAFKA_ONLY", node.to_string())
+        // A broker killed with -9 recovers every partition's log first: minutes on a busy cluster.
+        .env("RTDS_KAFKA_UP_TIMEOUT", "300")
         .status()
         .expect("run scripts/stack.sh");
     assert!(status.success(), "scripts/stack.sh {action} kafka (node {node}) failed");

@@ -655,16 +655,22 @@ fn inflict(fault: Fault, target: Target, k: usize, fleet: &Fleet, raw: &str, tra
     }
 }
 
-/// A stack service's fault: kill -9 of its process group then a start, a clean
-/// stop then a start, or its process group stopped for `STOPPED`.
+/// A stack service's fault: kill -9 of its every process then a start, a clean
+/// stop then a start, or its every process stopped for `STOPPED`.
 fn bounce(fault: Fault, name: &str, down: impl Fn(), up: impl Fn()) {
-    let group = format!("-{}", service_pid(name));
+    let tree = process_tree(service_pid(name).parse().expect("a pid"));
+    let each = |sig: &str| {
+        for pid in &tree {
+            // One may have ended meanwhile (a PostgreSQL backend whose client left).
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    };
     match fault {
         Fault::Kill => {
-            signal(&group, "KILL");
+            each("KILL");
             // Gone before it starts again: the stack script takes a live pid for a running service.
-            let gone = || Command::new("kill").args(["-0", "--", &group]).stderr(std::process::Stdio::null()).status();
-            wait_for("the killed service gone", RUN, || (!gone().expect("run kill").success()).then_some(()));
+            let alive = || tree.iter().any(|pid| std::path::Path::new(&format!("/proc/{pid}/stat")).exists());
+            wait_for("the killed service gone", RUN, || (!alive()).then_some(()));
             up();
         }
         Fault::Term => {
@@ -672,11 +678,35 @@ fn bounce(fault: Fault, name: &str, down: impl Fn(), up: impl Fn()) {
             up();
         }
         Fault::Stop => {
-            signal(&group, "STOP");
+            each("STOP");
             std::thread::sleep(STOPPED);
-            signal(&group, "CONT");
+            each("CONT");
         }
     }
+}
+
+/// `root` and every process under it. Not its process group: PostgreSQL's
+/// backends each start a session of their own, and a stop of the group would
+/// leave them serving.
+fn process_tree(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .expect("reading /proc")
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The parent is the second field after the command's closing parenthesis.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(pid, _)| pid));
+        i += 1;
+    }
+    tree
 }
 
 /// The final state against the input, read back.
