@@ -80,15 +80,15 @@ if grep -q 'MATRIX {' "$log"; then
   table="bench/results/matrix-$(date -u +%Y%m%dt%H%M%S).md"
   grep -o 'MATRIX {.*}' "$log" | sed 's/^MATRIX //' | python3 -c '
 import json, sys
-print("| fault | target | records | lost | duplicated | out of order | stale versions | longest gap s | progress s | recovery s | peak lag | restarts | reconcile |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| fault | target | records | lost | duplicated | out of order | stale versions | longest gap s | progress s | recovery s | peak lag | restarts | started over | reconcile |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 def shown(v):
     return "not measured" if v is None else v
 for line in sys.stdin:
     f = json.loads(line)
-    print("| {} | {} | {:,} | {} | {} | {} | {} | {} | {} | {} | {:,} | {} | {} |".format(
+    print("| {} | {} | {:,} | {} | {} | {} | {} | {} | {} | {} | {:,} | {} | {} | {} |".format(
         f["fault"], f["target"], f["records"], f["lost"], f["duplicated"], f["out_of_order"], f["stale"],
-        shown(f["longest_gap_s"]), shown(f["progress_s"]), shown(f["recovery_s"]), f["peak_lag"], f["restarts"], f["reconcile"]))
+        shown(f["longest_gap_s"]), shown(f["progress_s"]), shown(f["recovery_s"]), f["peak_lag"], f["restarts"], f.get("started_over", 0), f["reconcile"]))
 ' | tee "$table"
   echo "(the matrix table: $table)"
 fi

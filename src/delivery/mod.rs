@@ -30,4 +30,4 @@ pub use ack::{BatchAck, Counts, Hold, Status};
 pub use commit::{ACK_TIMEOUT, Committer, Pending};
 pub use deliveries::Deliveries;
 pub use ranges::{Ranges, Span, TopicSpan};
-pub use transaction::{Cadence, Transaction};
+pub use transaction::{Cadence, ProducerFailed, Transaction, fenced_by_a_twin};

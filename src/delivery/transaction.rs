@@ -9,7 +9,7 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{Producer, ProducerContext};
 
 #[cfg(feature = "fault-injection")]
-use super::fault::PAUSE_BEFORE_COMMIT;
+use super::fault::pause_before_commit;
 use super::{ACK_TIMEOUT, Counts, Deliveries, Pending, Status};
 
 /// How often `--exactly-once` commits its transaction: once it has been open
@@ -92,7 +92,7 @@ impl<'a> Transaction<'a> {
             }
             let offsets = start.elapsed() - acked;
             #[cfg(feature = "fault-injection")]
-            if let Some(pause) = *PAUSE_BEFORE_COMMIT {
+            if let Some(pause) = pause_before_commit() {
                 tracing::warn!(?pause, "fault injection: pausing between the offsets and the commit");
                 std::thread::sleep(pause);
             }
@@ -119,13 +119,22 @@ impl<'a> Transaction<'a> {
                 self.clear();
                 Ok(())
             }
-            Err(e) => {
-                let batches = self.batches.len();
-                self.abort(producer);
-                Err(e.context(format!(
-                    "the transaction was rolled back; nothing of its {batches} batch(es) was committed"
-                )))
-            }
+            Err(e) => Err(self.roll_back(producer, e)),
+        }
+    }
+
+    /// Abort after `failure`: with a transaction open, the failure says how
+    /// much of it was rolled back and how long it had been open (`RolledBack`).
+    pub fn roll_back<C: ProducerContext, P: Producer<C>>(
+        &mut self,
+        producer: &P,
+        failure: anyhow::Error,
+    ) -> anyhow::Error {
+        let (batches, open_for) = (self.batches.len(), self.began.map(|t| t.elapsed()));
+        self.abort(producer);
+        match open_for {
+            Some(open_for) => failure.context(RolledBack { batches, open_for }),
+            None => failure,
         }
     }
 
@@ -187,6 +196,40 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// A failed commit's context: how many batches the transaction held and how
+/// long it had been open, for `fenced_by_a_twin`.
+#[derive(Debug, thiserror::Error)]
+#[error("the transaction was rolled back; nothing of its {batches} batch(es) was committed")]
+pub struct RolledBack {
+    batches: usize,
+    open_for: Duration,
+}
+
+/// The context of a failed run whose producer failed for good (librdkafka's
+/// fatal error, which a fence is): the failure seen first may be a record's
+/// report or a worker's, which carry only their message.
+#[derive(Debug, thiserror::Error)]
+#[error("the Kafka producer failed for good ({0})")]
+pub struct ProducerFailed(pub String);
+
+/// Whether `error` is a fence by another live instance of the same
+/// transactional id, which the run must leave the work to (starting over would
+/// fence it back), rather than the coordinator's abort of a transaction open
+/// longer than its `timeout` (a broker, or this process, away meanwhile), after
+/// which a new producer may go on. Both reach the producer as a fence (or,
+/// once it is fenced, as librdkafka's "fatal" on every later call).
+pub fn fenced_by_a_twin(error: &anyhow::Error, timeout: Duration) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    let fenced = error.chain().filter_map(|c| c.downcast_ref::<KafkaError>()).any(|k| {
+        matches!(
+            k.rdkafka_error_code(),
+            Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch | Code::Fatal)
+        )
+    });
+    let timed_out = error.downcast_ref::<RolledBack>().is_some_and(|r| r.open_for >= timeout);
+    (fenced || error.downcast_ref::<ProducerFailed>().is_some()) && !timed_out
+}
+
 /// How long an abort waits for the reports of records already sent.
 const ABORT_REPORTS_WAIT: Duration = Duration::from_secs(10);
 
@@ -243,6 +286,34 @@ mod tests {
         let latest = latest_offsets(batches.iter().chain([&newer])).unwrap();
         assert_eq!(latest.find_partition("raw", 0).unwrap().metadata(), "read=25");
         assert_eq!(latest.find_partition("raw", 1).unwrap().metadata(), "");
+    }
+
+    #[test]
+    fn a_fence_is_a_twins_unless_the_transaction_outlived_its_timeout() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let timeout = Duration::from_secs(10);
+        let failed = |code, open_for: u64| {
+            anyhow::Error::new(KafkaError::MessageProduction(code))
+                .context("Kafka transaction: commit")
+                .context(RolledBack { batches: 1, open_for: Duration::from_secs(open_for) })
+                .context("transform")
+        };
+        assert!(fenced_by_a_twin(&failed(RDKafkaErrorCode::Fenced, 2), timeout), "young: another instance");
+        assert!(!fenced_by_a_twin(&failed(RDKafkaErrorCode::Fenced, 25), timeout), "timed out: the coordinator's");
+        assert!(!fenced_by_a_twin(&failed(RDKafkaErrorCode::MessageTimedOut, 2), timeout), "no fence");
+        let at_begin = anyhow::Error::new(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch))
+            .context("Kafka transaction: begin");
+        assert!(fenced_by_a_twin(&at_begin, timeout), "fenced with no transaction open: another instance");
+        assert!(fenced_by_a_twin(&failed(RDKafkaErrorCode::Fatal, 2), timeout), "fatal since a fence");
+        // A record's report said why (a string); the producer's fatal error says it was fenced.
+        let reported = |fenced, open_for| {
+            let e = anyhow::anyhow!("Kafka did not take a record: InvalidProducerEpoch")
+                .context(RolledBack { batches: 5, open_for: Duration::from_secs(open_for) });
+            if fenced { e.context(ProducerFailed("fenced".into())) } else { e }
+        };
+        assert!(fenced_by_a_twin(&reported(true, 1), timeout));
+        assert!(!fenced_by_a_twin(&reported(true, 11), timeout));
+        assert!(!fenced_by_a_twin(&reported(false, 1), timeout), "a record timed out: go on");
     }
 
     #[test]

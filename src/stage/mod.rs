@@ -5,15 +5,17 @@
 
 mod exactly_once;
 mod options;
+mod restart;
 
 pub use exactly_once::{ExactlyOnceOpts, Transactions};
 pub use options::ConsumeOpts;
+pub use restart::follow_through;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -53,9 +55,29 @@ pub struct Totals {
     /// Records of the batches committed: all a failed run may count as taken in.
     #[serde(skip)]
     pub settled_in: u64,
+    /// How often a `--follow` run started over in process after a failure (`follow_through`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Totals {
+    /// Add what a later run of the same stage did (started over in process).
+    fn absorb(&mut self, later: Totals) {
+        self.received += later.received;
+        self.counts += later.counts;
+        self.batches += later.batches;
+        self.consumed.merge(&later.consumed);
+        self.produced.merge(&later.produced);
+        self.settled_in += later.settled_in;
+        self.restarts += later.restarts;
+        // The figures of the clients alive last (each counts from its creation).
+        self.kafka_requests = later.kafka_requests.or(self.kafka_requests.take());
+    }
+
     /// Count a committed batch.
     fn settle(&mut self, p: &Pending, counts: Counts, metrics: &StageMetrics) {
         self.counts += counts;
@@ -217,12 +239,17 @@ pub async fn run_batches(
         source.commit_last()
     }
     .await;
-    if result.is_err() {
-        transaction.abort(producer);
+    let result = result.map_err(|e| {
+        let e = transaction.roll_back(producer, e);
         // A failed run counts only what it committed: the batch that failed, and any read
         // since the last commit, are read again by the next run (counted there).
         totals.received = totals.settled_in;
-    }
+        // A producer failed for good says so, whichever failure came first (`delivery::fenced_by_a_twin`).
+        match producer.client().fatal_error() {
+            Some((_, why)) => e.context(delivery::ProducerFailed(why)),
+            None => e,
+        }
+    });
     if let Some(lag) = lag {
         lag.abort();
     }

@@ -41,54 +41,88 @@ pub async fn run(
     kafka::check_consumer_settings(kafka)?;
     let registry = Registry::new(registry)?;
     let sql_text = args.sql.as_deref().map(crate::validate::read_sql_file).transpose()?;
-    // One transformer (and plan) per part of a batch transformed at once.
-    let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut transformers = Vec::with_capacity(parts);
-    for _ in 0..parts {
-        transformers.push(Transformer::new(sql_text.as_deref(), registry.clone()).await?);
-    }
-    if args.output_format == crate::avro::Format::Avro {
-        write_avro(&mut transformers, registry.as_ref(), &args.output_topic).await?;
-    }
-    let transformers = transformers.into_iter().map(tokio::sync::Mutex::new).collect();
     let reading = stage::reading(kafka, &args.consume, "rtds-transform", &args.input_topic)?;
-    kafka::ensure_topics(kafka, &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic], &args.topics)
-        .await?;
     let transactions = args.transactions.plan(STAGE, &reading, &args.input_topic);
-    let transactional = transactions.as_ref().map(stage::Transactions::kafka);
-    let (producer, deliveries) = kafka::producer(kafka, Compression::Lz4, kafka::LINGER_BATCH, transactional)?;
-    let mut source = Source::open(kafka, &PROFILE, &args.input_topic, &reading, args.consume.end_wait).await?;
     let metrics = StageMetrics::new(STAGE, metrics_addr)?;
-    let pipeline = Arc::new(Pipeline {
-        transformers,
-        producer,
-        output_topic: args.output_topic.clone(),
-        dlq_topic: args.consume.dlq_topic.clone(),
-    });
-    // A batch is transformed and sent on a worker task while the next is
-    // consumed (in a transaction too: it commits once the work is done).
-    let mut worker = Relay::new(());
-    let commit = transactions.as_ref().map_or(Commit::AfterAck, stage::Transactions::commit);
-    let (mut totals, result) = stage::run_batches(
-        &mut source,
-        &args.consume,
-        &pipeline.producer,
-        &deliveries,
-        commit,
-        &metrics,
-        async |batch, ack| {
-            let (pipeline, batch) = (pipeline.clone(), batch.clone());
-            // Counted with the hold's release.
-            worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await
-        },
-    )
-    .await;
+    // Not after a fence by another instance of its transactional id: that one does the work now.
+    let may_start_over =
+        |e: &anyhow::Error| transactions.as_ref().is_none_or(|t| !crate::delivery::fenced_by_a_twin(e, t.timeout));
+    let start = Run { kafka, registry: registry.as_ref(), sql: sql_text.as_deref(), args, reading: &reading };
+    let (mut totals, result) = stage::follow_through(args.consume.follow, may_start_over, async || {
+        start.once(transactions.as_ref(), &metrics).await
+    })
+    .await?;
     totals.input_topic.clone_from(&args.input_topic);
     totals.output_topic = Some(args.output_topic.clone());
     crate::summary::keep(&totals)?;
     result?;
     tracing::info!(records = totals.received, out = totals.counts.out, dlq = totals.counts.dlq, "transform finished");
     Ok(())
+}
+
+/// What a run of the transform is made from; `once` runs it with a new
+/// consumer and producer (a `--follow` run that failed starts over with them).
+struct Run<'a> {
+    kafka: &'a ClientOpts,
+    registry: Option<&'a Registry>,
+    sql: Option<&'a str>,
+    args: &'a TransformArgs,
+    reading: &'a kafka::Reading,
+}
+
+impl Run<'_> {
+    /// Set up and run the batches: `Err` if the set-up failed, else the totals and how the batches ended.
+    async fn once(
+        &self,
+        transactions: Option<&stage::Transactions>,
+        metrics: &StageMetrics,
+    ) -> Result<(stage::Totals, Result<()>)> {
+        let args = self.args;
+        // One transformer (and plan) per part of a batch transformed at once.
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut transformers = Vec::with_capacity(parts);
+        for _ in 0..parts {
+            transformers.push(Transformer::new(self.sql, self.registry.cloned()).await?);
+        }
+        if args.output_format == crate::avro::Format::Avro {
+            write_avro(&mut transformers, self.registry, &args.output_topic).await?;
+        }
+        let transformers = transformers.into_iter().map(tokio::sync::Mutex::new).collect();
+        kafka::ensure_topics(
+            self.kafka,
+            &[&args.input_topic, &args.output_topic, &args.consume.dlq_topic],
+            &args.topics,
+        )
+        .await?;
+        let transactional = transactions.map(stage::Transactions::kafka);
+        let (producer, deliveries) = kafka::producer(self.kafka, Compression::Lz4, kafka::LINGER_BATCH, transactional)?;
+        let mut source =
+            Source::open(self.kafka, &PROFILE, &args.input_topic, self.reading, args.consume.end_wait).await?;
+        let pipeline = Arc::new(Pipeline {
+            transformers,
+            producer,
+            output_topic: args.output_topic.clone(),
+            dlq_topic: args.consume.dlq_topic.clone(),
+        });
+        // A batch is transformed and sent on a worker task while the next is
+        // consumed (in a transaction too: it commits once the work is done).
+        let mut worker = Relay::new(());
+        let commit = transactions.map_or(Commit::AfterAck, stage::Transactions::commit);
+        Ok(stage::run_batches(
+            &mut source,
+            &args.consume,
+            &pipeline.producer,
+            &deliveries,
+            commit,
+            metrics,
+            async |batch, ack| {
+                let (pipeline, batch) = (pipeline.clone(), batch.clone());
+                // Counted with the hold's release.
+                worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await
+            },
+        )
+        .await)
+    }
 }
 
 /// `--output-format avro`: the schema of the SQL's rows (the contract's

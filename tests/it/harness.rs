@@ -275,6 +275,20 @@ pub fn topic_len(topic: &str) -> i64 {
         .sum()
 }
 
+/// Delete `topics` from the cluster `brokers()` names (a long scenario's topics would otherwise
+/// pile up and lengthen every later broker restart's log recovery).
+pub fn delete_topics(topics: &[&str]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    runtime().block_on(async {
+        let admin: AdminClient<DefaultClientContext> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+        for r in admin.delete_topics(topics, &AdminOptions::new()).await.unwrap() {
+            r.unwrap_or_else(|(t, e)| panic!("deleting topic {t}: {e}"));
+        }
+    });
+}
+
 /// `group`'s committed offset in each of partitions `0..partitions` of `topic` (the next it
 /// reads), `None` where it committed none; `wait` bounds the wait for offsets an open
 /// transaction holds "unstable".

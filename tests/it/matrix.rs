@@ -195,8 +195,13 @@ impl Replica {
 
     /// Each ended incarnation's summary; `None` when one left none (killed with -9).
     fn summaries(&self) -> Option<Vec<String>> {
-        self.ended.iter().map(|o| stdout(o).lines().rev().find(|l| l.starts_with('{')).map(str::to_owned)).collect()
+        self.ended.iter().map(summary_line).collect()
     }
+}
+
+/// The summary line a process printed last, if any.
+fn summary_line(out: &Output) -> Option<String> {
+    stdout(out).lines().rev().find(|l| l.starts_with('{')).map(str::to_owned)
 }
 
 /// The replicas of a scenario under a supervisor thread.
@@ -567,9 +572,18 @@ fn scenario(fault: Fault, target: Target) {
 
     let figures = final_state(&raw, &created, &stores);
     let (scope, reconciled) = reconcile(&fleet, &ingested);
+    let dead_letters = topic_len(&dlq);
+    delete_topics(&[&raw, &created, &dlq]);
     let replicas = fleet.replicas.lock().unwrap();
     let crashes: Vec<String> =
         replicas.iter().flat_map(|r| r.crashes.iter().map(|c| format!("{}: {c}", r.name))).collect();
+    // Starts over inside a process, as its summary counts them (`stage::follow_through`).
+    let started_over: u64 = replicas
+        .iter()
+        .flat_map(|r| r.ended.iter())
+        .filter_map(summary_line)
+        .map(|l| serde_json::from_str::<Value>(&l).ok().and_then(|v| v["restarts"].as_u64()).unwrap_or(0))
+        .sum();
     // Progress per stage, each group's committed offsets and the output's arrivals.
     let mut output_gap = seen.longest_gap(streaming, ended);
     for g in 0..3 {
@@ -597,7 +611,7 @@ fn scenario(fault: Fault, target: Target) {
         "lost": figures.lost, "duplicated": figures.duplicated, "out_of_order": figures.out_of_order,
         "stale": figures.stale, "longest_gap_s": secs(Some(output_gap)),
         "progress_s": secs(slowest(progress.clone())),
-        "recovery_s": secs(slowest(bounces.iter().map(|b| b.recovery).collect())), "peak_lag": peak_lag, "restarts": crashes.len(),
+        "recovery_s": secs(slowest(bounces.iter().map(|b| b.recovery).collect())), "peak_lag": peak_lag, "restarts": crashes.len(), "started_over": started_over,
         "reconcile": if reconciled.is_ok() { scope.clone() } else { format!("{scope} FAILED") },
         "spacing": spacing_share.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>(),
     });
@@ -610,7 +624,7 @@ fn scenario(fault: Fault, target: Target) {
         (0, 0, 0, 0),
         "lost, duplicated, out of order, stale: {line}"
     );
-    assert_eq!(topic_len(&dlq), 0, "no dead letters");
+    assert_eq!(dead_letters, 0, "no dead letters");
     for (k, (b, p)) in bounces.iter().zip(&progress).enumerate() {
         assert!(
             p.is_some_and(|p| p <= PROGRESS_WITHIN),

@@ -335,6 +335,33 @@ fn exactly_once_survives_kill_9_during_a_commit() {
     assert_exactly_once(&t, &ids, &broken, "kill -9 transform --exactly-once mid-commit, rerun");
 }
 
+// Drives the fault-test hooks RTDS_FAULT_PAUSE_BEFORE_COMMIT and _AT_COMMIT.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn exactly_once_follow_starts_over_in_process_when_its_transaction_timed_out() {
+    require_kafka();
+    let t = Topics::new("it_tr_eos_over");
+    let (ids, broken) = ingest_with_broken(&t, 10_000, "49", 20);
+    // The third commit pauses 14 s once its offsets are sent: past its 2 s timeout and the
+    // broker's 10 s look for timed-out transactions, the coordinator aborts it and fences the
+    // producer, as when a broker or the process stalls. The run goes on in process.
+    let args = ["--follow", "--exactly-once", "--batch-size", "1000", "--transaction-records", "2000"];
+    let child = spawn(
+        t.transform()
+            .args(args)
+            .args(["--transaction-every", "1h", "--transaction-timeout", "2s"])
+            .env("RTDS_FAULT_PAUSE_BEFORE_COMMIT", "14s")
+            .env("RTDS_FAULT_PAUSE_AT_COMMIT", "3"),
+    );
+    wait_for("the output topic", RUN, || (topic_len(&t.output) > 0).then_some(()));
+    assert_exactly_once(&t, &ids, &broken, "transform --follow --exactly-once, its transaction timed out mid-commit");
+    terminate(&child);
+    let out = wait_child(child, RUN);
+    let s = ok_summary(&out);
+    assert_eq!((s["restarts"].as_u64(), s["in"].as_u64()), (Some(1), Some(10_020)), "{s}");
+    assert!(stderr(&out).contains("starting over from the last commit"), "{}", stderr(&out));
+}
+
 #[test]
 fn exactly_once_fences_a_second_instance_with_the_same_transactional_id() {
     require_kafka();
