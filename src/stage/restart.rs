@@ -115,20 +115,23 @@ mod tests {
         assert_eq!((totals.received, totals.restarts), (15, 2));
     }
 
-    #[tokio::test]
-    async fn a_bounded_run_or_a_first_set_up_failure_is_not_retried() {
+    /// `follow_through` over runs that each take a record and fail with `why`:
+    /// how many ran, and what it gave.
+    async fn failing(follow: bool, may: impl Fn(&anyhow::Error) -> bool, why: &str) -> (usize, Totals, Result<()>) {
         let mut runs = 0;
-        let (totals, result) = follow_through(
-            false,
-            |_| true,
-            async || {
-                runs += 1;
-                ran(3, Err(anyhow::anyhow!("fenced")))
-            },
-        )
+        let (totals, result) = follow_through(follow, may, async || {
+            runs += 1;
+            ran(1, Err(anyhow::anyhow!(why.to_owned())))
+        })
         .await
         .unwrap();
-        assert_eq!((runs, totals.received, totals.restarts), (1, 3, 0));
+        (runs, totals, result)
+    }
+
+    #[tokio::test]
+    async fn a_bounded_run_or_a_first_set_up_failure_is_not_retried() {
+        let (runs, totals, result) = failing(false, |_| true, "fenced").await;
+        assert_eq!((runs, totals.received, totals.restarts), (1, 1, 0));
         assert!(result.is_err());
         let set_up = follow_through(true, |_| true, async || Err(anyhow::anyhow!("no such topic"))).await;
         assert!(set_up.is_err());
@@ -136,34 +139,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_it_must_not_go_on_from_ends_the_run() {
-        let mut runs = 0;
-        let (_, result) = follow_through(
-            true,
-            |e| !format!("{e}").contains("twin"),
-            async || {
-                runs += 1;
-                ran(1, Err(anyhow::anyhow!("fenced by a twin")))
-            },
-        )
-        .await
-        .unwrap();
+        let (runs, _, result) = failing(true, |e| !format!("{e}").contains("twin"), "fenced by a twin").await;
         assert_eq!(runs, 1);
         assert!(result.is_err());
     }
 
     #[tokio::test]
     async fn too_many_failures_in_the_window_fail_the_run() {
-        let mut runs = 0;
-        let (totals, result) = follow_through(
-            true,
-            |_| true,
-            async || {
-                runs += 1;
-                ran(1, Err(anyhow::anyhow!("fenced again")))
-            },
-        )
-        .await
-        .unwrap();
+        let (runs, totals, result) = failing(true, |_| true, "fenced again").await;
         assert_eq!(runs, RESTARTS + 1);
         assert_eq!(totals.restarts, RESTARTS as u64);
         assert!(format!("{:#}", result.unwrap_err()).contains("fenced again"));
