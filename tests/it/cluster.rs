@@ -217,7 +217,7 @@ fn throughput(raw: &str, ingested: &str, replicas: u32, n: usize) -> f64 {
     let start = Instant::now();
     let children: Vec<_> = (1..=replicas)
         .map(|k| {
-            let mut cmd = transform(raw, &created, &dlq, "it_scale");
+            let mut cmd = transform(raw, &created, &dlq, &unique("it_scale"));
             spawn(cmd.env("RTDS_FROM_SUMMARY", ingested).args(["--share", &format!("{k}/{replicas}")]))
         })
         .collect();
