@@ -68,10 +68,11 @@ pub async fn follow_through(
             backoff_s = backoff.as_secs(),
             "{failure:#}: starting over from the last commit"
         );
+        // A signal while waiting: the run ends with the failure it was waiting to start over from.
         let mut stop = shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|&s| s) => break,
+            _ = stop.wait_for(|&s| s) => return Ok((finish(all, start), Err(failure))),
         }
     }
     Ok((finish(all, start), Ok(())))
