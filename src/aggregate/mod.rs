@@ -213,8 +213,7 @@ pub async fn run(
     summary.totals.input_topic.clone_from(&args.input_topic);
     summary.totals.output_topic = Some(args.output_topic.clone());
     summary.totals.produced = deliveries.produced();
-    summary.totals.seconds = start.elapsed().as_secs_f64();
-    summary.totals.records_per_s = summary.totals.received as f64 / summary.totals.seconds.max(1e-9);
+    summary.totals.timed(start);
     crate::summary::keep(&summary)?;
     result?;
     tracing::info!(

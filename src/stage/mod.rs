@@ -78,6 +78,12 @@ impl Totals {
         self.kafka_requests = later.kafka_requests.or(self.kafka_requests.take());
     }
 
+    /// Time the run from `start` to now, and its records a second.
+    pub fn timed(&mut self, start: Instant) {
+        self.seconds = start.elapsed().as_secs_f64();
+        self.records_per_s = if self.seconds > 0.0 { self.received as f64 / self.seconds } else { 0.0 };
+    }
+
     /// Count a committed batch.
     fn settle(&mut self, p: &Pending, counts: Counts, metrics: &StageMetrics) {
         self.counts += counts;
@@ -256,8 +262,7 @@ pub async fn run_batches(
     bar.finish_and_clear();
     totals.produced = deliveries.produced();
     totals.kafka_requests = kafka::requests_sent();
-    totals.seconds = start.elapsed().as_secs_f64();
-    totals.records_per_s = if totals.seconds > 0.0 { totals.received as f64 / totals.seconds } else { 0.0 };
+    totals.timed(start);
     (totals, result)
 }
 

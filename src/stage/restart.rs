@@ -81,8 +81,7 @@ pub async fn follow_through(
 /// The summed totals, timed over the whole run.
 fn finish(all: Option<Totals>, start: Instant) -> Totals {
     let mut totals = all.unwrap_or_default();
-    totals.seconds = start.elapsed().as_secs_f64();
-    totals.records_per_s = if totals.seconds > 0.0 { totals.received as f64 / totals.seconds } else { 0.0 };
+    totals.timed(start);
     totals
 }
 
