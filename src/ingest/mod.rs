@@ -97,7 +97,9 @@ pub async fn run(
         crate::avro::Format::Json => None,
     };
     kafka::ensure_topics(kafka, &[&args.topic], &args.topics).await?;
-    let (producer, deliveries) = kafka::producer(kafka, args.compression, kafka::LINGER_STREAM, None)?;
+    // Paced, the pacer's windows do the waiting and a window's records go at once.
+    let linger = if args.rate.is_some() { kafka::LINGER_BATCH } else { kafka::LINGER_STREAM };
+    let (producer, deliveries) = kafka::producer(kafka, args.compression, linger, None)?;
     let metrics = StageMetrics::new("ingest", metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();
     let bar = crate::progress::bar(args.count, "ingest");
@@ -107,7 +109,13 @@ pub async fn run(
         ack: Default::default(),
         topic: &args.topic,
         source: source_name,
-        pacer: Pacer { rate: args.rate, start, sent: 0, deadline: args.duration.map(|d| start + d) },
+        pacer: Pacer {
+            rate: args.rate,
+            start,
+            sent: 0,
+            deadline: args.duration.map(|d| start + d),
+            window: kafka::LINGER_STREAM,
+        },
         bytes: 0,
         avro,
     };
@@ -150,8 +158,9 @@ pub async fn run(
                     let page = &users[..users.len().min(n as usize)];
                     let payloads: Vec<&[u8]> = page.iter().map(|u| u.json.get().as_bytes()).collect();
                     let payloads = out.encoded(&payloads)?;
+                    let had = Instant::now();
                     for (u, payload) in page.iter().zip(&payloads) {
-                        if !out.send(u.key.as_deref().map(str::as_bytes), payload, &mut shutdown).await? {
+                        if !out.send(u.key.as_deref().map(str::as_bytes), payload, had, &mut shutdown).await? {
                             break;
                         }
                     }
@@ -219,14 +228,22 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Send one record when its time comes; false (and nothing sent) once the
-    /// run's `--duration` is over.
-    async fn send(&mut self, key: Option<&[u8]>, payload: &[u8], shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
-        if !self.pacer.wait(shutdown).await {
+    /// Send one record (in hand since `had`) when its time comes; false (and
+    /// nothing sent) once the run's `--duration` is over.
+    async fn send(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        had: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool> {
+        let Some(came) = self.pacer.wait(had, shutdown).await else {
             return Ok(false);
-        }
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let headers = kafka::headers(&[("rtds-source", self.source.as_bytes()), (kafka::INGESTED_AT, now.as_bytes())]);
+        };
+        let stamp = chrono::Utc::now() - Instant::now().saturating_duration_since(came);
+        let stamp = stamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let headers =
+            kafka::headers(&[("rtds-source", self.source.as_bytes()), (kafka::INGESTED_AT, stamp.as_bytes())]);
         let mut record = BaseRecord::to(self.topic).payload(payload).headers(headers);
         if let Some(k) = key {
             record = record.key(k);
@@ -261,8 +278,9 @@ impl Output<'_> {
         }
         let users: Vec<&[u8]> = bounds.iter().map(|&(_, start, end)| &buf[start..end]).collect();
         let payloads = self.encoded(&users)?;
+        let had = Instant::now();
         for (sent, ((key, ..), payload)) in bounds.iter().zip(&payloads).enumerate() {
-            if !self.send(Some(key), payload, shutdown).await? {
+            if !self.send(Some(key), payload, had, shutdown).await? {
                 return Ok(sent as u64);
             }
         }
@@ -270,19 +288,20 @@ impl Output<'_> {
     }
 }
 
-/// How far ahead of its due time a paced record may go: one wake-up sends the
-/// records due in the next few milliseconds, not one (a wake-up per record
-/// costs a core's share in thread switches: bench/README.md, "Why the
-/// defaults"). The rate over any second is unchanged.
-const PACE_SLACK: Duration = Duration::from_millis(5);
-
 /// Holds the send rate to `--rate` records per second, if set, and ends the
-/// run at `--duration`: at a rate, exactly rate × duration records.
+/// run at `--duration`: at a rate, exactly rate × duration records. Paced
+/// records go in windows of `window`: those due in one are sent together at
+/// its end, every partition's at once, so the broker gets them in one moment
+/// and each stage downstream reads them as one batch (a partition's own
+/// linger would send each partition's at its own time: bench/README.md, "One
+/// batch a window"). One wake-up a window, not one a record. The rate over
+/// any second is unchanged.
 struct Pacer {
     rate: Option<f64>,
     start: Instant,
     sent: u64,
     deadline: Option<Instant>,
+    window: Duration,
 }
 
 impl Pacer {
@@ -299,17 +318,30 @@ impl Pacer {
         self.deadline.is_some_and(|d| self.due() >= d)
     }
 
-    /// Wait until the next record is due and count it; false if it would be
-    /// due after the deadline (it is not sent).
-    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        if self.over() {
-            return false;
+    /// When the window that `due` falls in ends.
+    fn window_end(&self, due: Instant) -> Instant {
+        let w = self.window.as_secs_f64();
+        if w == 0.0 {
+            return due;
         }
+        self.start + Duration::from_secs_f64(((due - self.start).as_secs_f64() / w).ceil() * w)
+    }
+
+    /// Wait until the window of the next record (in hand since `had`) ends
+    /// and count it; when it came (its due time, or `had` if the source gave
+    /// it late), or `None` if it would be due after the deadline (it is not
+    /// sent). Its stamp is when it came, so its wait in the window is part of
+    /// its latency.
+    async fn wait(&mut self, had: Instant, shutdown: &mut watch::Receiver<bool>) -> Option<Instant> {
+        if self.over() {
+            return None;
+        }
+        let due = self.due();
         if self.rate.is_some() {
-            let due = self.due();
-            if due > Instant::now() + PACE_SLACK {
+            let end = self.window_end(due);
+            if end > Instant::now() {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = tokio::time::sleep_until(end.into()) => {}
                     // A signal ends the wait; the record is still sent, so
                     // nothing taken from the source is dropped.
                     _ = shutdown.changed() => {}
@@ -317,6 +349,54 @@ impl Pacer {
             }
         }
         self.sent += 1;
-        true
+        Some(due.max(had))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacer(rate: f64, window_ms: u64) -> Pacer {
+        Pacer {
+            rate: Some(rate),
+            start: Instant::now(),
+            sent: 0,
+            deadline: None,
+            window: Duration::from_millis(window_ms),
+        }
+    }
+
+    #[test]
+    fn a_window_ends_at_the_next_multiple_of_its_length() {
+        let p = pacer(100.0, 50);
+        let at = |ms: u64| p.start + Duration::from_millis(ms);
+        assert_eq!(p.window_end(at(0)), at(0));
+        assert_eq!(p.window_end(at(1)), at(50));
+        assert_eq!(p.window_end(at(50)), at(50));
+        assert_eq!(p.window_end(at(51)), at(100));
+        assert_eq!(Pacer { window: Duration::ZERO, ..pacer(100.0, 0) }.window_end(at(7)), at(7));
+    }
+
+    #[tokio::test]
+    async fn a_window_of_records_goes_at_its_end_each_stamped_when_it_came_due() {
+        // 100 a second, 50 ms windows: records 1..=5 are due 10..50 ms in and all go at 50 ms.
+        let mut p = pacer(100.0, 50);
+        let (_tx, mut shutdown) = watch::channel(false);
+        let had = p.start;
+        let mut came = Vec::new();
+        for _ in 0..6 {
+            came.push(p.wait(had, &mut shutdown).await.unwrap());
+        }
+        assert!(p.start.elapsed() >= Duration::from_millis(50));
+        let due: Vec<Instant> = (0..6).map(|i| p.start + Duration::from_millis(10 * i)).collect();
+        for (c, d) in came.iter().zip(&due) {
+            assert!(c.saturating_duration_since(*d) < Duration::from_micros(10), "{c:?} against {d:?}");
+        }
+        // Given late by the source (record 6 is due at 60 ms), a record came when the source gave it.
+        tokio::time::sleep_until((p.start + Duration::from_millis(70)).into()).await;
+        let late = Instant::now();
+        assert_eq!(p.wait(late, &mut shutdown).await, Some(late));
+        assert_eq!(p.sent, 7);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -42,6 +42,8 @@ pub struct Profile {
 pub struct Rebalances {
     stage: &'static str,
     revocations: AtomicU64,
+    /// How many partitions the group gave this consumer (eager rebalancing: all at once).
+    held: AtomicUsize,
 }
 
 impl ClientContext for Rebalances {
@@ -65,11 +67,13 @@ impl ConsumerContext for Rebalances {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 held.set(tpl.count() as f64);
+                self.held.store(tpl.count(), Ordering::SeqCst);
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = %describe(tpl), "partitions revoked");
                 self.revocations.fetch_add(1, Ordering::SeqCst);
                 held.set(0.0);
+                self.held.store(0, Ordering::SeqCst);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
@@ -93,6 +97,11 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// How long a stage waits for the first record of a batch before it reports
 /// itself idle with an empty batch.
 const IDLE: Duration = Duration::from_millis(250);
+/// How long a caught-up batch stays open for the rest of what was sent with
+/// its first record: a producer sends a request per partition, and the broker
+/// appends them one after another, so a fetch may come back with the first
+/// only (bench/README.md, "One batch a window").
+const GATHER: Duration = Duration::from_millis(3);
 
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
@@ -326,7 +335,11 @@ impl Source {
             settings.push(("group.instance.id", instance));
         }
         let consumer: StreamConsumer<Rebalances> = client_config(client, &settings)?
-            .create_with_context(Rebalances { stage: profile.stage, revocations: AtomicU64::new(0) })
+            .create_with_context(Rebalances {
+                stage: profile.stage,
+                revocations: AtomicU64::new(0),
+                held: AtomicUsize::new(0),
+            })
             .with_context(|| format!("creating a Kafka consumer for {}", client.brokers))?;
         let targets = match reading {
             Reading::Follow { .. } => None,
@@ -407,6 +420,11 @@ impl Source {
     }
 
     /// How many times partitions were taken from this consumer so far.
+    /// How many partitions the group gave this consumer (none when it reads ranges).
+    fn partitions_held(&self) -> usize {
+        self.consumer.context().held.load(Ordering::SeqCst)
+    }
+
     pub fn revocations(&self) -> u64 {
         self.consumer.context().revocations.load(Ordering::SeqCst)
     }
@@ -575,10 +593,11 @@ impl Source {
 
     /// Up to `max` records, waiting at most `max_wait` once the first arrived;
     /// empty if none came for `IDLE` (the stage is idle, not over). A batch
-    /// closes at once when no record is waiting and it read its partitions to
-    /// their high watermarks: whatever comes next is not written yet, and
-    /// waiting for it would only add latency (the records that come together
-    /// are the ones the producer upstream sent together: `LINGER_STREAM`).
+    /// closes when no record is waiting, it read its partitions to their high
+    /// watermarks and is `GATHER` old: whatever comes next is not written yet,
+    /// and waiting longer would only add latency (the records that come
+    /// together are the ones the producer upstream sent together:
+    /// `LINGER_STREAM`).
     /// `None` when the run is over: bounded and drained, or a signal arrived.
     pub async fn next_batch(
         &mut self,
@@ -616,14 +635,30 @@ impl Source {
             let received = match ready {
                 Some(r) => Ok(r),
                 None => {
-                    // Caught up with the input: the batch is what there is.
-                    if first_at.is_some() && self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))) {
+                    // Caught up with the input: the batch is what there is. What
+                    // the producer upstream sent together lands a moment apart
+                    // (a produce request per partition), so while the batch
+                    // lacks some of the group's partitions it gathers for `GATHER`.
+                    let caught_up =
+                        first_at.is_some_and(|_| self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))));
+                    let wait = match first_at {
+                        Some(t) if caught_up && read.len() < self.partitions_held() => {
+                            wait.min(GATHER.saturating_sub(t.elapsed()))
+                        }
+                        _ if caught_up => Duration::ZERO,
+                        _ => wait,
+                    };
+                    if caught_up && wait.is_zero() {
                         break;
                     }
-                    tokio::select! {
+                    let r = tokio::select! {
                         r = tokio::time::timeout(wait, self.consumer.recv()) => r,
                         _ = shutdown.changed() => break,
+                    };
+                    if caught_up && r.is_err() {
+                        break;
                     }
+                    r
                 }
             };
             match received {

@@ -317,6 +317,10 @@ impl Pipeline {
     async fn apply_in_parts(self: &Arc<Self>, batch: &Arc<Batch>) -> Result<Applied> {
         let n = batch.len();
         let parts = self.transformers.len().min(n.div_ceil(MIN_PART)).max(1);
+        if parts == 1 {
+            // A small batch is transformed here: a task of its own would cost a hand-off between threads.
+            return self.apply_part(batch, 0, 0..n).await;
+        }
         let size = n.div_ceil(parts).max(1);
         let running: Vec<_> = (0..n)
             .step_by(size)
@@ -325,8 +329,7 @@ impl Pipeline {
                 let (pipeline, batch) = (self.clone(), batch.clone());
                 let task = tokio::spawn(async move {
                     let end = (start + size).min(batch.len());
-                    let payloads: Vec<Option<&[u8]>> = (start..end).map(|i| batch.get(i).payload()).collect();
-                    pipeline.transformers[k].lock().await.apply(&payloads).await
+                    pipeline.apply_part(&batch, k, start..end).await
                 });
                 (start, task)
             })
@@ -336,6 +339,12 @@ impl Pipeline {
             applied.append(task.await.context("a transform task stopped")??, start);
         }
         Ok(applied)
+    }
+
+    /// Transformer `k` over the records `part` of the batch.
+    async fn apply_part(&self, batch: &Batch, k: usize, part: std::ops::Range<usize>) -> Result<Applied> {
+        let payloads: Vec<Option<&[u8]>> = part.map(|i| batch.get(i).payload()).collect();
+        self.transformers[k].lock().await.apply(&payloads).await
     }
 }
 
