@@ -419,12 +419,12 @@ impl Source {
         spans
     }
 
-    /// How many times partitions were taken from this consumer so far.
     /// How many partitions the group gave this consumer (none when it reads ranges).
     fn partitions_held(&self) -> usize {
         self.consumer.context().held.load(Ordering::SeqCst)
     }
 
+    /// How many times partitions were taken from this consumer so far.
     pub fn revocations(&self) -> u64 {
         self.consumer.context().revocations.load(Ordering::SeqCst)
     }
@@ -594,10 +594,10 @@ impl Source {
     /// Up to `max` records, waiting at most `max_wait` once the first arrived;
     /// empty if none came for `IDLE` (the stage is idle, not over). A batch
     /// closes when no record is waiting, it read its partitions to their high
-    /// watermarks and is `GATHER` old: whatever comes next is not written yet,
-    /// and waiting longer would only add latency (the records that come
-    /// together are the ones the producer upstream sent together:
-    /// `LINGER_STREAM`).
+    /// watermarks, and it holds every partition the group gave the consumer
+    /// or is `GATHER` old: whatever comes next is not written yet, and waiting
+    /// longer would only add latency (the records that come together are the
+    /// ones the producer upstream sent together: `LINGER_STREAM`).
     /// `None` when the run is over: bounded and drained, or a signal arrived.
     pub async fn next_batch(
         &mut self,

@@ -38,12 +38,13 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// A consuming stage sends a batch's outputs at once, so they need only the
 /// moment it takes to hand them over.
 pub const LINGER_BATCH: Duration = Duration::from_millis(2);
-/// A source (ingest) sends records as they come: they wait up to this, so that
-/// at 1,000 records/s the broker gets about a hundred produce requests a second
-/// instead of a thousand, and every stage downstream as few fetches and
-/// batches (the records sent together are read together); a record's
-/// latency grows by half of it on average (bench/README.md, "Cheap at the
-/// rates users run").
+/// How long a streamed record may wait to be sent with others: a paced
+/// ingest sends each window this long at once (its producer lingers
+/// `LINGER_BATCH`), an unpaced one lingers this. At 1,000 records/s the
+/// broker then gets 40 windows a second instead of a produce request a
+/// record, and every stage downstream reads a window as one batch; a
+/// record's latency grows by half of it on average (bench/README.md, "Cheap
+/// at the rates users run", "One batch a window").
 pub const LINGER_STREAM: Duration = Duration::from_millis(25);
 
 pub use super::reports::{Counting, Producer};
