@@ -645,7 +645,7 @@ impl Source {
                         Some(t) if caught_up && read.len() < self.partitions_held() => {
                             wait.min(GATHER.saturating_sub(t.elapsed()))
                         }
-                        _ if caught_up => Duration::ZERO,
+                        _ if caught_up => break,
                         _ => wait,
                     };
                     if caught_up && wait.is_zero() {
