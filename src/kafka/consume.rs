@@ -102,6 +102,36 @@ const IDLE: Duration = Duration::from_millis(250);
 /// appends them one after another, so a fetch may come back with the first
 /// only (bench/README.md, "One batch a window").
 const GATHER: Duration = Duration::from_millis(3);
+/// How long a batch not at its high watermarks waits for a record once none
+/// came: reading committed records only, it can lag behind the high
+/// watermark for good. A topic written in transactions ends each one with a
+/// marker (an offset no reader gets), and the records of a transaction still
+/// open come only at its commit, so waiting out `--max-wait` for them added
+/// 20 ms to each batch (bench/README.md, "Reading transactions"). librdkafka
+/// keeps the last stable offset to itself (no API gives it).
+const QUIET: Duration = Duration::from_millis(5);
+
+/// How long an open batch (its first record at `first`, its latest at
+/// `latest`) waits at `now` for another record when none is waiting; `None`:
+/// it closes now. `caught_up`: it read its partitions to their high
+/// watermarks; `lacking`: it holds fewer partitions than the group gave.
+fn patience(
+    now: Instant,
+    first: Instant,
+    latest: Instant,
+    caught_up: bool,
+    lacking: bool,
+    max_wait: Duration,
+) -> Option<Duration> {
+    let open = now.saturating_duration_since(first);
+    let left = max_wait.saturating_sub(open);
+    let wait = match (caught_up, lacking) {
+        (true, true) => left.min(GATHER.saturating_sub(open)),
+        (true, false) => Duration::ZERO,
+        (false, _) => left.min(QUIET.saturating_sub(now.saturating_duration_since(latest))),
+    };
+    (!wait.is_zero()).then_some(wait)
+}
 
 /// How a stage reads its input topic.
 #[derive(Debug, Clone)]
@@ -597,7 +627,9 @@ impl Source {
     /// watermarks, and it holds every partition the group gave the consumer
     /// or is `GATHER` old: whatever comes next is not written yet, and waiting
     /// longer would only add latency (the records that come together are the
-    /// ones the producer upstream sent together: `LINGER_STREAM`).
+    /// ones the producer upstream sent together: `LINGER_STREAM`). Short of
+    /// the high watermarks it closes once no record came for `QUIET` (the
+    /// rest may be a transaction not committed yet: `patience`).
     /// `None` when the run is over: bounded and drained, or a signal arrived.
     pub async fn next_batch(
         &mut self,
@@ -607,6 +639,7 @@ impl Source {
     ) -> Result<Option<Batch>> {
         let mut batch = Batch::with_room(&self.topic, self.room);
         let mut first_at: Option<Instant> = None;
+        let mut latest_at: Option<Instant> = None;
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
         let mut revocations = self.revocations();
@@ -618,12 +651,7 @@ impl Source {
             if self.finished() {
                 break;
             }
-            // Wait longer for the first record of a batch than for the rest.
-            let wait = match first_at {
-                Some(t) => max_wait.saturating_sub(t.elapsed()),
-                None => IDLE,
-            };
-            if first_at.is_some() && wait.is_zero() {
+            if first_at.is_some_and(|t| t.elapsed() >= max_wait) {
                 break;
             }
             // A record already here is taken without waiting (`recv` polls
@@ -638,19 +666,23 @@ impl Source {
                     // Caught up with the input: the batch is what there is. What
                     // the producer upstream sent together lands a moment apart
                     // (a produce request per partition), so while the batch
-                    // lacks some of the group's partitions it gathers for `GATHER`.
+                    // lacks some of the group's partitions it gathers for
+                    // `GATHER`. Short of the high watermarks, it waits for
+                    // more as long as records keep coming (`QUIET`).
                     let caught_up =
                         first_at.is_some_and(|_| self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))));
-                    let wait = match first_at {
-                        Some(t) if caught_up && read.len() < self.partitions_held() => {
-                            wait.min(GATHER.saturating_sub(t.elapsed()))
+                    let wait = match (first_at, latest_at) {
+                        (Some(first), Some(latest)) => {
+                            let lacking = read.len() < self.partitions_held();
+                            match patience(Instant::now(), first, latest, caught_up, lacking, max_wait) {
+                                Some(wait) => wait,
+                                None if caught_up => break,
+                                None => Duration::ZERO,
+                            }
                         }
-                        _ if caught_up => break,
-                        _ => wait,
+                        // The first record of a batch is waited for longest.
+                        _ => IDLE,
                     };
-                    if caught_up && wait.is_zero() {
-                        break;
-                    }
                     let r = tokio::select! {
                         r = tokio::time::timeout(wait, self.consumer.recv()) => r,
                         _ = shutdown.changed() => break,
@@ -696,7 +728,7 @@ impl Source {
                         self.read_to.clear();
                         self.batch_from.clear();
                         revocations = self.revocations();
-                        first_at = None;
+                        (first_at, latest_at) = (None, None);
                         read.clear();
                     }
                     let p = m.partition();
@@ -714,7 +746,9 @@ impl Source {
                     read.insert(p, m.offset());
                     self.read_to.insert(p, m.offset());
                     batch.push(&m);
-                    first_at.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    first_at.get_or_insert(now);
+                    latest_at = Some(now);
                 }
             }
         }
@@ -962,6 +996,26 @@ pub fn read_spans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_waits_for_its_partitions_briefly_and_for_records_while_they_come() {
+        let ms = Duration::from_millis;
+        let first = Instant::now();
+        let at = |t: u64| first + ms(t);
+        let max_wait = ms(20);
+        // At the high watermarks, holding every partition: closes at once.
+        assert_eq!(patience(at(1), first, at(1), true, false, max_wait), None);
+        // At them, a partition lacking: gathers until GATHER after the first record.
+        assert_eq!(patience(at(1), first, at(1), true, true, max_wait), Some(GATHER - ms(1)));
+        assert_eq!(patience(at(3), first, at(3), true, true, max_wait), None);
+        // Short of them (more fetched, or a transaction still open): waits
+        // QUIET after the latest record, never past max_wait.
+        assert_eq!(patience(at(1), first, at(1), false, false, max_wait), Some(QUIET));
+        assert_eq!(patience(at(4), first, at(1), false, true, max_wait), Some(QUIET - ms(3)));
+        assert_eq!(patience(at(6), first, at(1), false, false, max_wait), None);
+        assert_eq!(patience(at(18), first, at(17), false, false, max_wait), Some(ms(2)));
+        assert_eq!(patience(at(20), first, at(20), false, false, max_wait), None);
+    }
 
     #[test]
     fn incremental_rebalancing_is_refused_eager_is_taken() {

@@ -118,7 +118,14 @@ impl Run<'_> {
             async |batch, ack| {
                 let (pipeline, batch) = (pipeline.clone(), batch.clone());
                 // Counted with the hold's release.
-                worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await
+                let records = batch.len();
+                worker
+                    .start(
+                        ack.hold(),
+                        records,
+                        move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) },
+                    )
+                    .await
             },
         )
         .await)
