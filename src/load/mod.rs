@@ -121,7 +121,7 @@ pub async fn run(
             let w = ToWrite { batch: batch.clone(), rows, origin, loaded_at: chrono::Utc::now() };
             let shared = shared.clone();
             writer
-                .start(ack.hold(), batch.len(), move |mut sink, ack| async move {
+                .start(ack.hold(), move |mut sink, ack| async move {
                     let result = finish_batch(&mut sink, &w, &shared, &ack).await;
                     (sink, result)
                 })

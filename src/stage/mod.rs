@@ -287,9 +287,6 @@ fn spawn_lag_gauge(source: &Source, metrics: &StageMetrics) -> JoinHandle<()> {
 /// last is worked on (the stage takes the larger of the two times, not their
 /// sum), and batches still finish in order, so a key's records keep theirs.
 /// The worker's state (a store connection) is handed from batch to batch.
-/// A batch of fewer than `IN_PLACE_BELOW` records is worked on in place: the
-/// input is caught up, so there is nothing to overlap, and the hand-off to a
-/// worker and back would be two thread wake-ups a batch.
 pub struct Relay<S> {
     /// The state when no work runs.
     idle: Option<S>,
@@ -307,16 +304,20 @@ impl<S: Send + 'static> Relay<S> {
     /// `work` gets the state and the batch's ack (to send outputs under) and
     /// gives back the state and the counts of what it made, which release the
     /// hold; an error fails it, so the batch is never committed.
-    pub async fn start<F>(&mut self, hold: Hold, records: usize, work: impl FnOnce(S, Arc<BatchAck>) -> F) -> Result<()>
+    pub async fn start<F>(&mut self, hold: Hold, work: impl FnOnce(S, Arc<BatchAck>) -> F) -> Result<()>
     where
         F: Future<Output = (S, Result<Counts>)> + Send + 'static,
     {
         if let Some(running) = self.running.take() {
-            self.settle(running.await.context("a stage's worker task stopped")?)?;
+            let (state, failed) = running.await.context("a stage's worker task stopped")?;
+            self.idle = Some(state);
+            if let Some(why) = failed {
+                anyhow::bail!(why);
+            }
         }
         let state = self.idle.take().context("the stage's worker state was lost by an earlier batch")?;
         let work = work(state, hold.ack().clone());
-        let finish = async move {
+        self.running = Some(tokio::spawn(async move {
             let (state, result) = work.await;
             match result {
                 Ok(counts) => {
@@ -329,28 +330,10 @@ impl<S: Send + 'static> Relay<S> {
                     (state, Some(why))
                 }
             }
-        };
-        if records < IN_PLACE_BELOW {
-            self.settle(finish.await)
-        } else {
-            self.running = Some(tokio::spawn(finish));
-            Ok(())
-        }
-    }
-
-    /// Take the state back from finished work; its failure stops the stage.
-    fn settle(&mut self, (state, failed): (S, Option<String>)) -> Result<()> {
-        self.idle = Some(state);
-        match failed {
-            Some(why) => anyhow::bail!(why),
-            None => Ok(()),
-        }
+        }));
+        Ok(())
     }
 }
-
-/// Records below which a batch is worked on in place (`Relay`); a caught-up
-/// stream's batches are far smaller (25 records a window at 1,000/s).
-const IN_PLACE_BELOW: usize = 500;
 
 /// Which stage sends a record to the DLQ (and, for a load, which sink).
 #[derive(Debug, Clone, Copy)]

@@ -118,14 +118,7 @@ impl Run<'_> {
             async |batch, ack| {
                 let (pipeline, batch) = (pipeline.clone(), batch.clone());
                 // Counted with the hold's release.
-                let records = batch.len();
-                worker
-                    .start(
-                        ack.hold(),
-                        records,
-                        move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) },
-                    )
-                    .await
+                worker.start(ack.hold(), move |(), ack| async move { ((), pipeline.process(&batch, &ack).await) }).await
             },
         )
         .await)
