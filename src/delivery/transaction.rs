@@ -83,10 +83,10 @@ impl<'a> Transaction<'a> {
             return Ok(());
         }
         let attempt = || {
-            // The offsets go after the outputs' reports: sent at once, while
-            // the coordinator was still finishing the transaction before, 1 in
-            // 100 waited out librdkafka's 100 ms retry (bench/README.md,
-            // "Reading transactions").
+            // The offsets go after the outputs' reports. Sent before them, they
+            // could reach the coordinator while it still finished the
+            // transaction before, and 1 in 100 waited out librdkafka's 100 ms
+            // retry (bench/README.md, "Reading transactions").
             let start = Instant::now();
             let counts = self.outcome()?;
             let acked = start.elapsed();

@@ -639,7 +639,8 @@ impl Source {
     ) -> Result<Option<Batch>> {
         let mut batch = Batch::with_room(&self.topic, self.room);
         let mut first_at: Option<Instant> = None;
-        let mut latest_at: Option<Instant> = None;
+        // When the batch's latest record came (read once it has a first).
+        let mut latest_at = Instant::now();
         // The offset read last in each partition of this batch.
         let mut read: HashMap<i32, i64> = HashMap::new();
         let mut revocations = self.revocations();
@@ -671,17 +672,17 @@ impl Source {
                     // more as long as records keep coming (`QUIET`).
                     let caught_up =
                         first_at.is_some_and(|_| self.at_high_watermarks(read.iter().map(|(&p, &o)| (p, o))));
-                    let wait = match (first_at, latest_at) {
-                        (Some(first), Some(latest)) => {
+                    let wait = match first_at {
+                        Some(first) => {
                             let lacking = read.len() < self.partitions_held();
-                            match patience(Instant::now(), first, latest, caught_up, lacking, max_wait) {
+                            match patience(Instant::now(), first, latest_at, caught_up, lacking, max_wait) {
                                 Some(wait) => wait,
                                 None if caught_up => break,
                                 None => Duration::ZERO,
                             }
                         }
                         // The first record of a batch is waited for longest.
-                        _ => IDLE,
+                        None => IDLE,
                     };
                     let r = tokio::select! {
                         r = tokio::time::timeout(wait, self.consumer.recv()) => r,
@@ -728,7 +729,7 @@ impl Source {
                         self.read_to.clear();
                         self.batch_from.clear();
                         revocations = self.revocations();
-                        (first_at, latest_at) = (None, None);
+                        first_at = None;
                         read.clear();
                     }
                     let p = m.partition();
@@ -746,9 +747,8 @@ impl Source {
                     read.insert(p, m.offset());
                     self.read_to.insert(p, m.offset());
                     batch.push(&m);
-                    let now = Instant::now();
-                    first_at.get_or_insert(now);
-                    latest_at = Some(now);
+                    latest_at = Instant::now();
+                    first_at.get_or_insert(latest_at);
                 }
             }
         }
