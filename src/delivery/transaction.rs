@@ -83,31 +83,32 @@ impl<'a> Transaction<'a> {
             return Ok(());
         }
         let attempt = || {
-            // The offsets go after the outputs' reports. Sent before them, they
-            // could reach the coordinator while it still finished the
-            // transaction before, and 1 in 100 waited out librdkafka's 100 ms
-            // retry (bench/README.md, "Reading transactions").
+            // The offsets go while the outputs' reports come (two round trips
+            // to the coordinators, not after them): a failed output aborts
+            // them with the rest. The transactional producer retries a
+            // coordinator still finishing the transaction before after 20 ms,
+            // not librdkafka's 100 (`produce::RETRY_BACKOFF_TXN`).
             let start = Instant::now();
-            let counts = self.outcome()?;
-            let acked = start.elapsed();
             if let Some(group) = group {
                 let offsets = latest_offsets(self.batches.iter().map(|b| &b.offsets))?;
                 txn("send offsets", producer.send_offsets_to_transaction(&offsets, group, ACK_TIMEOUT))?;
             }
-            let offsets = start.elapsed() - acked;
+            let offsets = start.elapsed();
+            let counts = self.outcome()?;
+            let acked = start.elapsed() - offsets;
             #[cfg(feature = "fault-injection")]
             if let Some(pause) = pause_before_commit() {
                 tracing::warn!(?pause, "fault injection: pausing between the offsets and the commit");
                 std::thread::sleep(pause);
             }
             txn("commit", producer.commit_transaction(ACK_TIMEOUT))?;
-            // Where a commit's time goes (RTDS_LOG=rtds=debug): the acks, the offsets, the commit.
+            // Where a commit's time goes (RTDS_LOG=rtds=debug): the offsets, the acks left, the commit.
             tracing::debug!(
                 batches = self.batches.len(),
                 records = self.records,
                 open_ms = self.began.map_or(0, |t| t.elapsed().as_millis()),
-                acks_ms = acked.as_millis(),
                 offsets_ms = offsets.as_millis(),
+                acks_ms = acked.as_millis(),
                 commit_ms = (start.elapsed() - acked - offsets).as_millis(),
                 "transaction committed"
             );

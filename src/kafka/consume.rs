@@ -109,7 +109,7 @@ const GATHER: Duration = Duration::from_millis(3);
 /// open come only at its commit, so waiting out `--max-wait` for them added
 /// 20 ms to each batch (bench/README.md, "Reading transactions"). librdkafka
 /// keeps the last stable offset to itself (no API gives it).
-const QUIET: Duration = Duration::from_millis(5);
+const QUIET: Duration = Duration::from_millis(2);
 
 /// How long an open batch (its first record at `first`, its latest at
 /// `latest`) waits at `now` for another record when none is waiting; `None`:
@@ -1011,9 +1011,9 @@ mod tests {
         // Short of them (more fetched, or a transaction still open): waits
         // QUIET after the latest record, never past max_wait.
         assert_eq!(patience(at(1), first, at(1), false, false, max_wait), Some(QUIET));
-        assert_eq!(patience(at(4), first, at(1), false, true, max_wait), Some(QUIET - ms(3)));
+        assert_eq!(patience(at(2), first, at(1), false, true, max_wait), Some(QUIET - ms(1)));
         assert_eq!(patience(at(6), first, at(1), false, false, max_wait), None);
-        assert_eq!(patience(at(18), first, at(17), false, false, max_wait), Some(ms(2)));
+        assert_eq!(patience(at(19), first, at(19), false, false, max_wait), Some(ms(1)));
         assert_eq!(patience(at(20), first, at(20), false, false, max_wait), None);
     }
 
