@@ -36,8 +36,9 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// How long a record waits for others to share its produce request (a
 /// request per partition): `linger.ms`, by how the records come.
 /// A consuming stage sends a batch's outputs at once, so they need only the
-/// moment it takes to hand them over.
-pub const LINGER_BATCH: Duration = Duration::from_millis(2);
+/// moment it takes to hand them over; each ms more is a ms of every hop's
+/// latency (bench/README.md, "Transactions that waited 100 ms").
+pub const LINGER_BATCH: Duration = Duration::from_millis(1);
 /// How long a streamed record may wait to be sent with others: a paced
 /// ingest sends each window this long at once (its producer lingers
 /// `LINGER_BATCH`), an unpaced one lingers this. At 1,000 records/s the
