@@ -236,8 +236,10 @@ impl rdkafka::producer::Producer<Counting> for Producer {
             Timeout::After(t) => Some(Instant::now() + t),
             Timeout::Never => None,
         };
-        // SAFETY: the client is alive; a zero timeout only marks the queued
-        // records to go at once (no linger) and counts what is in flight.
+        // SAFETY: the client is alive. With a zero timeout librdkafka wakes
+        // its broker threads to send what lingers, serves any report already
+        // queued (here, as the reports thread would), and says whether a
+        // record is still in flight, without waiting.
         while unsafe { rdsys::rd_kafka_flush(self.base.client().native_ptr(), 0) }.is_error() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
