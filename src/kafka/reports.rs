@@ -343,7 +343,8 @@ mod tests {
         assert!(matches!(early, Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))), "{early:?}");
         assert_eq!(deliveries.failed(), 0);
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).unwrap();
+        // Not `in_flight_count() == 0`: it also counts the queue's other
+        // events, and a refused connection queues an error at any moment.
         assert_eq!(deliveries.failed(), 1);
-        assert_eq!(rdkafka::producer::Producer::in_flight_count(&producer), 0);
     }
 }
