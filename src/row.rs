@@ -268,6 +268,10 @@ mod tests {
         b.set("email", Some("newer"));
         let out = last_per_id(vec![a, b.clone()], |r| r.id());
         assert_eq!(out, vec![b]);
+        // Each id's last item, in the order the last ones came; distinct ids as they were.
+        let items = vec![("a", 1), ("x", 2), ("a", 3), ("y", 4), ("x", 5)];
+        assert_eq!(last_per_id(items, |t| t.0), vec![("a", 3), ("y", 4), ("x", 5)]);
+        assert_eq!(last_per_id(vec![("a", 1), ("b", 2)], |t| t.0), vec![("a", 1), ("b", 2)]);
     }
 
     #[test]
