@@ -58,11 +58,16 @@ pub enum Status {
 }
 
 impl AckState {
+    /// No longer waiting: every output is in, or one failed.
+    fn settled(&self) -> bool {
+        self.failed > 0 || (self.holds == 0 && self.reported >= self.sent)
+    }
+
     fn status(&self) -> Status {
         if self.failed > 0 {
             let why = self.error.clone().unwrap_or_else(|| format!("{} output(s) of the batch failed", self.failed));
             Status::Failed(why)
-        } else if self.holds == 0 && self.reported >= self.sent {
+        } else if self.settled() {
             Status::Complete(self.counts)
         } else {
             Status::Waiting { holding: self.holds > 0 }
@@ -73,6 +78,15 @@ impl AckState {
 impl BatchAck {
     fn lock(&self) -> MutexGuard<'_, AckState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wake the batch's waiters once it settles, not on every report: a
+    /// notification is a futex call even with no one waiting, one a record
+    /// at full speed (bench/README.md, "A wake-up a report").
+    fn changed(&self, s: &AckState) {
+        if s.settled() {
+            self.changed.notify_all();
+        }
     }
 
     /// The batch's state, read at one instant: a failure that arrives while
@@ -109,7 +123,7 @@ impl BatchAck {
             s.failed += 1;
             s.error.get_or_insert(why);
         }
-        self.changed.notify_all();
+        self.changed(&s);
     }
 
     /// Keep the batch uncommitted until the returned hold is released.
@@ -140,7 +154,7 @@ impl Hold {
         s.counts += counts;
         s.holds -= 1;
         self.live = false;
-        self.ack.changed.notify_all();
+        self.ack.changed(&s);
     }
 
     /// The output could not be written: the batch stays uncommitted.
@@ -154,7 +168,7 @@ impl Hold {
         s.failed += 1;
         s.holds -= 1;
         self.live = false;
-        self.ack.changed.notify_all();
+        self.ack.changed(&s);
     }
 }
 
@@ -198,6 +212,43 @@ mod tests {
         let dropped = Arc::new(BatchAck::default());
         drop(dropped.hold());
         assert!(matches!(dropped.status(), Status::Failed(why) if why.contains("abandoned")));
+    }
+
+    #[test]
+    fn a_waiter_wakes_when_the_batch_settles() {
+        // A waiter not woken waits out its whole timeout (and then reads the
+        // settled batch anyway): so the check is that the wait ended well before it.
+        const TIMEOUT: Duration = Duration::from_secs(20);
+        let waiting = |ack: &Arc<BatchAck>| {
+            let ack = ack.clone();
+            let waiter = std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                (ack.wait(TIMEOUT), start.elapsed())
+            });
+            // Time for the waiter to be waiting, so that only a wake-up ends its wait.
+            std::thread::sleep(Duration::from_millis(100));
+            waiter
+        };
+        let ack = Arc::new(BatchAck::default());
+        let (first, last) = (ack.hold(), ack.hold());
+        ack.sending();
+        let waiter = waiting(&ack);
+        first.release(Counts { out: 1, ..Counts::default() });
+        ack.reported(Ok(()));
+        // Time for a waiter woken above to be waiting again.
+        std::thread::sleep(Duration::from_millis(100));
+        last.release(Counts { dlq: 1, ..Counts::default() });
+        let (status, waited) = waiter.join().unwrap();
+        assert_eq!(status, Status::Complete(Counts { out: 1, dlq: 1, filtered: 0 }));
+        assert!(waited < TIMEOUT / 2, "the waiter was not woken when the batch completed");
+        let failing = Arc::new(BatchAck::default());
+        failing.sending();
+        failing.sending();
+        let waiter = waiting(&failing);
+        failing.reported(Err("Broker: Message size too large".into()));
+        let (status, waited) = waiter.join().unwrap();
+        assert_eq!(status, Status::Failed("Broker: Message size too large".into()));
+        assert!(waited < TIMEOUT / 2, "the waiter was not woken when the batch failed");
     }
 
     #[test]
