@@ -4,6 +4,7 @@
 //! adding a column means the SQL (sql/format_users.sql) and one line here.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
@@ -120,8 +121,9 @@ pub struct UserRow {
     /// In `COLUMNS` order; the id (first) is always there and a UUID.
     values: [Option<String>; WIDTH],
     uuid: uuid::Uuid,
-    /// The ingest stamp of the record the row came from (`INGESTED_AT`), if it had one.
-    ingested_at: Option<String>,
+    /// The ingest stamp of the record the row came from (`INGESTED_AT`), if it
+    /// had one; shared with the rows beside it that have the same (`Stamps`).
+    ingested_at: Option<Arc<str>>,
 }
 
 impl UserRow {
@@ -143,9 +145,10 @@ impl UserRow {
         Ok(Self { values, uuid, ingested_at: None })
     }
 
-    /// The row with the ingest stamp of its record (its `rtds-ingested-at` header).
-    pub fn stamped(mut self, ingested_at: Option<&[u8]>) -> Self {
-        self.ingested_at = ingested_at.and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
+    /// The row with the ingest stamp of its record (its `rtds-ingested-at`
+    /// header), kept once among `stamps`.
+    pub fn stamped(mut self, ingested_at: Option<&[u8]>, stamps: &mut Stamps) -> Self {
+        self.ingested_at = stamps.of(ingested_at);
         self
     }
 
@@ -175,6 +178,24 @@ impl UserRow {
     fn set(&mut self, name: &str, value: Option<&str>) {
         let i = names().position(|n| n == name).unwrap();
         self.values[i] = value.map(str::to_owned);
+    }
+}
+
+/// The ingest stamps of rows read one after another: a row with the stamp of
+/// the one before shares its text. Stamps are in milliseconds and a
+/// partition's records come in order, so at full speed dozens of rows in a
+/// row have one: an allocation a stamp instead of one a row.
+#[derive(Debug, Default)]
+pub struct Stamps(Option<Arc<str>>);
+
+impl Stamps {
+    /// `stamp` as text (`None` if absent or not UTF-8), shared with the last one if equal.
+    pub fn of(&mut self, stamp: Option<&[u8]>) -> Option<Arc<str>> {
+        let text = std::str::from_utf8(stamp?).ok()?;
+        match &self.0 {
+            Some(last) if **last == *text => Some(last.clone()),
+            _ => Some(self.0.insert(Arc::from(text)).clone()),
+        }
     }
 }
 
@@ -213,10 +234,16 @@ impl<'de> de::Deserialize<'de> for Values {
 }
 
 /// Keep the last row of each id (a batch may carry a replayed row twice; the
-/// later one wins, as it would have in the store).
-pub fn last_per_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> Vec<T> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<T> = items.into_iter().rev().filter(|t| seen.insert(id(t).to_owned())).collect();
+/// later one wins, as it would have in the store). Keyed by the parsed UUID,
+/// which is one per spelling (`canonical_id`); a batch of distinct ids, the
+/// usual one, comes back as it was, unmoved.
+pub fn last_per_id<T>(items: Vec<T>, id: impl Fn(&T) -> uuid::Uuid) -> Vec<T> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    if items.iter().all(|t| seen.insert(id(t))) {
+        return items;
+    }
+    seen.clear();
+    let mut out: Vec<T> = items.into_iter().rev().filter(|t| seen.insert(id(t))).collect();
     out.reverse();
     out
 }
@@ -262,16 +289,31 @@ mod tests {
     }
 
     #[test]
+    fn a_stamp_like_the_one_before_is_shared() {
+        let mut stamps = Stamps::default();
+        let a = stamps.of(Some(b"2026-12-07T05:00:00.001Z")).unwrap();
+        let again = stamps.of(Some(b"2026-12-07T05:00:00.001Z")).unwrap();
+        let b = stamps.of(Some(b"2026-12-07T05:00:00.002Z")).unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "the same stamp twice is one text");
+        assert_eq!((&*a, &*b), ("2026-12-07T05:00:00.001Z", "2026-12-07T05:00:00.002Z"));
+        assert_eq!(stamps.of(None), None);
+        assert_eq!(stamps.of(Some(b"\xff")), None, "a stamp that is not text is none");
+        let row = UserRow::parse(Some(ROW.as_bytes())).unwrap().stamped(Some(b"2026-12-07T05:00:00.002Z"), &mut stamps);
+        assert_eq!(row.ingested_at(), Some("2026-12-07T05:00:00.002Z"));
+    }
+
+    #[test]
     fn last_row_of_an_id_wins() {
         let a = UserRow::parse(Some(ROW.as_bytes())).unwrap();
         let mut b = a.clone();
         b.set("email", Some("newer"));
-        let out = last_per_id(vec![a, b.clone()], |r| r.id());
+        let out = last_per_id(vec![a, b.clone()], UserRow::uuid);
         assert_eq!(out, vec![b]);
         // Each id's last item, in the order the last ones came; distinct ids as they were.
-        let items = vec![("a", 1), ("x", 2), ("a", 3), ("y", 4), ("x", 5)];
-        assert_eq!(last_per_id(items, |t| t.0), vec![("a", 3), ("y", 4), ("x", 5)]);
-        assert_eq!(last_per_id(vec![("a", 1), ("b", 2)], |t| t.0), vec![("a", 1), ("b", 2)]);
+        let id = |t: &(u128, i32)| uuid::Uuid::from_u128(t.0);
+        let items = vec![(7, 1), (9, 2), (7, 3), (8, 4), (9, 5)];
+        assert_eq!(last_per_id(items, id), vec![(7, 3), (8, 4), (9, 5)]);
+        assert_eq!(last_per_id(vec![(7, 1), (8, 2)], id), vec![(7, 1), (8, 2)]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use arrow::array::{Array, StringArray};
 use super::{Reader, contract_schema};
 use crate::kafka::Batch;
 use crate::registry::{Registry, wire};
-use crate::row::{UserRow, WIDTH};
+use crate::row::{Stamps, UserRow, WIDTH};
 
 pub struct RowReader {
     reader: Reader,
@@ -28,12 +28,15 @@ impl RowReader {
     /// Each record's row, stamped with its ingest time, or why it has none.
     pub async fn rows(&mut self, batch: &Batch) -> Result<Vec<Result<UserRow, String>>> {
         let mut from_avro = self.read(batch).await?;
+        let mut stamps = Stamps::default();
         Ok(batch
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let parsed = from_avro.remove(&i).unwrap_or_else(|| UserRow::parse(m.payload()));
-                parsed.map(|r| r.stamped(m.ingested_at()))
+                // A batch of JSON rows looks nothing up.
+                let avro = if from_avro.is_empty() { None } else { from_avro.remove(&i) };
+                let parsed = avro.unwrap_or_else(|| UserRow::parse(m.payload()));
+                parsed.map(|r| r.stamped(m.ingested_at(), &mut stamps))
             })
             .collect())
     }

@@ -58,7 +58,7 @@ pub fn parquet_properties() -> parquet::file::properties::WriterProperties {
 /// The rows as one batch of `schema` (`text_schema`), each id once (its last
 /// row): as an upsert would leave it, where a file holds what it is given.
 pub fn text_batch(schema: &SchemaRef, rows: &[&UserRow]) -> Result<RecordBatch> {
-    rows_batch(schema, &last_per_id(rows.to_vec(), |r| r.id()))
+    rows_batch(schema, &last_per_id(rows.to_vec(), |r| r.uuid()))
 }
 
 /// The rows as one batch of `schema` (`text_schema`), every one of them.

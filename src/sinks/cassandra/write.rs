@@ -70,7 +70,7 @@ impl CassandraWriter {
         // when spawned.
         // Each id's last row only: two versions of one id written at once
         // would land in either order (the coordinator stamps each write).
-        let latest = crate::row::last_per_id(rows.iter().enumerate().collect(), |(_, row)| row.id());
+        let latest = crate::row::last_per_id(rows.iter().enumerate().collect(), |(_, row)| row.uuid());
         let mut waiting = latest.into_iter();
         let mut running: FuturesUnordered<_> =
             waiting.by_ref().take(self.concurrency.max(1)).map(|(i, row)| upsert(session, insert, i, row)).collect();

@@ -266,7 +266,7 @@ async fn upsert(
 ) -> Result<Upserted, tokio_postgres::Error> {
     // ON CONFLICT cannot touch one row twice in a statement (nor COPY insert an
     // id twice): keep each id's last row.
-    let rows = last_per_id(rows, |t| t.row.id());
+    let rows = last_per_id(rows, |t| t.row.uuid());
     if copy_first {
         let tx = client.transaction().await?;
         match copy_rows(&tx, table, &rows).await {
