@@ -67,7 +67,7 @@ impl Committer {
                             "Kafka did not acknowledge a batch's records within {ACK_TIMEOUT:?}; offsets not committed"
                         );
                     }
-                    // Woken by the batch's next report, not on a timer.
+                    // Woken once the batch settles, not on a timer.
                     let ack = front.ack.clone();
                     tokio::task::block_in_place(|| ack.wait(REREAD));
                 }
