@@ -82,7 +82,7 @@ impl BatchAck {
 
     /// Wake the batch's waiters once it settles, not on every report: a
     /// notification is a futex call even with no one waiting, one a record
-    /// at full speed (bench/README.md, "A wake-up a report").
+    /// at full speed (bench/README.md, "Full speed found again").
     fn changed(&self, s: &AckState) {
         if s.settled() {
             self.changed.notify_all();
