@@ -445,11 +445,69 @@ bench_profiles() {
   done
 }
 
+# 8. full speed against another build (issue 35: no stage more than 5% slower than before it): the
+# release build of BENCH_AGAINST (default ad42e32, the last commit before issue 35; its target
+# directory is kept for the next run) and this one in turns, BENCH_AGAINST_ROUNDS rounds (A-B, then
+# B-A, ...), each step of BENCH_AGAINST_STEPS. The machine drifts ±10% between runs minutes apart
+# (bench/README.md "Full speed found again"), so builds compare only in turns, never against an
+# earlier run's figures. Each build transforms the ingest's records, and each load reads the rows
+# its own build's transform wrote (what a user of that build gets).
+AGAINST_STEPS="ingest transform transform_eos load_parquet load_postgres load_cassandra"
+against_run() {
+  local who=$1 step=$2 i=$3 bin=$4 name="${1}_${2}_${3}" in="vscreated_${1}_1_$RUN"
+  case $step in
+    ingest) measure "$name" "" "$bin" ingest --source generate --count "$N" --seed 1 --topic "vsraw_${who}_$RUN" ;;
+    transform) measure "$name" "" "$bin" transform --input-topic "raw_$RUN" --output-topic "vscreated_${who}_${i}_$RUN" \
+      --dlq-topic "dlq_$RUN" --group "vst_${who}_${i}_$RUN" ;;
+    transform_eos) measure "$name" "" "$bin" transform --exactly-once --input-topic "raw_$RUN" \
+      --output-topic "vseos_${who}_$RUN" --dlq-topic "dlq_$RUN" --group "vse_${who}_${i}_$RUN" ;;
+    load_parquet) measure "$name" "" "$bin" load --sink parquet --input-topic "$in" --group "vsq_${who}_${i}_$RUN" \
+      --out "$WORK/vs_parquet" ;;
+    load_postgres) measure "$name" "" "$bin" load --sink postgres --input-topic "$in" --group "vsp_${who}_${i}_$RUN" \
+      --pg-schema "vs_${who}_${i}_$RUN" ;;
+    load_cassandra) measure "$name" "" "$bin" load --sink cassandra --input-topic "$in" --group "vsc_${who}_${i}_$RUN" \
+      --keyspace "vs_${who}_${i}_$RUN" --concurrency "$CONCURRENCY" ;;
+  esac
+  # Each run's output goes before the next run, which it would slow (the first transform's rows stay: the loads read them).
+  rm -rf "$WORK/vs_parquet"
+  drop_data "(vsraw_${who}|vseos_${who}|vs_${who}_${i})"
+  [ "$step" != transform ] || [ "$i" = 1 ] || drop_data "vscreated_${who}_${i}"
+  sync
+}
+bench_against() {
+  local rev dir src step i rounds=${BENCH_AGAINST_ROUNDS:-3} steps=${BENCH_AGAINST_STEPS:-ingest transform transform_eos load_parquet load_postgres}
+  rev=$(git rev-parse --verify "${BENCH_AGAINST:-ad42e32}^{commit}") || die "bench: BENCH_AGAINST is not a commit"
+  for step in $steps; do
+    [[ " $AGAINST_STEPS " == *" $step "* ]] || die "bench: unknown step '$step' in BENCH_AGAINST_STEPS (steps: $AGAINST_STEPS)"
+    [[ "$step" != load_* || " $steps " == *" transform "* ]] || die "bench: BENCH_AGAINST_STEPS: $step reads what transform wrote"
+  done
+  # The sources at a fixed path beside the target: cargo then finds the build of a run before fresh.
+  dir="$TARGET/against-${rev:0:12}" src="$TARGET/against-${rev:0:12}-src"
+  [ -f "$src/Cargo.toml" ] || { mkdir -p "$src" && git archive "$rev" | tar -x -C "$src"; }
+  say "bench: release build of ${rev:0:10} (BENCH_AGAINST) in $dir"
+  timed against_build cargo build --quiet --release --bin rtds --manifest-path "$src/Cargo.toml" --target-dir "$dir" ||
+    { tail -n 20 "$WORK/against_build.err" >&2; die "bench: the build of ${rev:0:10} failed"; }
+  cp "$dir/release/rtds" "$WORK/rtds-against"
+  # The report names the build compared with (a kept target directory builds in seconds).
+  printf '{"commit": "%s", "rounds": %s}\n' "$rev" "$rounds" >"$WORK/against_build.out"
+  record against_build ""
+  for step in $steps; do
+    for i in $(seq 1 "$rounds"); do
+      if [ $((i % 2)) = 1 ]; then
+        against_run now "$step" "$i" "$REL/rtds" && against_run then "$step" "$i" "$WORK/rtds-against"
+      else
+        against_run then "$step" "$i" "$WORK/rtds-against" && against_run now "$step" "$i" "$REL/rtds"
+      fi
+    done
+  done
+  drop_data '(vscreated_now_1|vscreated_then_1)'
+}
+
 # BENCH_STEPS picks steps (default: all, in this order). transform and eos read ingest's topic,
 # load reads transform's: a step runs only with the ones it reads.
-ALL_STEPS="ingest transform eos avro load lake aggregate realtime dag criterion"
+ALL_STEPS="ingest transform eos avro load lake aggregate against realtime dag criterion"
 # profiles (clean builds, an hour or more on 2 cores) runs only when BENCH_STEPS names it.
-KNOWN_STEPS="ingest profiles transform eos avro load lake aggregate realtime dag criterion"
+KNOWN_STEPS="ingest profiles transform eos avro load lake aggregate against realtime dag criterion"
 STEPS=" ${BENCH_STEPS:-$ALL_STEPS} "
 for s in $STEPS; do
   [[ " $KNOWN_STEPS " == *" $s "* ]] || die "bench: unknown step '$s' in BENCH_STEPS (steps: $KNOWN_STEPS)"
@@ -462,12 +520,13 @@ needs profiles ingest
 needs load transform
 needs lake transform
 needs aggregate ingest
+needs against ingest
 # The 1M-record data goes once its steps are done: before the next step, which it would slow.
 batch_data=""
 for s in $KNOWN_STEPS; do
   [[ "$STEPS" == *" $s "* ]] || continue
   case $s in
-    ingest | profiles | transform | eos | avro | load | lake | aggregate) batch_data=1 ;;
+    ingest | profiles | transform | eos | avro | load | lake | aggregate | against) batch_data=1 ;;
     *) [ -z "$batch_data" ] || { drop_batch_data; batch_data=""; } ;;
   esac
   "bench_$s"
