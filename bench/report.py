@@ -24,6 +24,7 @@ Only `report` needs matplotlib (the bench's own venv); the rest is the standard 
 
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -374,6 +375,29 @@ def before_kafka_per_min(before):
 
 # Issue 35: at full speed no stage loses more than 5% of its records/s.
 MAX_LOSS = 0.05
+# Student's t at 95% (one side), by degrees of freedom: a 90% interval of a mean of a few rounds.
+T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812}
+
+
+def paired_change(now, then):
+    """The change from `then` to `now` (rates of the same rounds) as the geometric mean of the
+    rounds' ratios, with its 90% interval: (change, low, high)."""
+    logs = [math.log(a / b) for a, b in zip(now, then, strict=True)]
+    m = mean(logs)
+    if len(logs) < 2:
+        return math.exp(m) - 1, None, None
+    sd = math.sqrt(sum((x - m) ** 2 for x in logs) / (len(logs) - 1))
+    half = T95.get(len(logs) - 1, 1.645) * sd / math.sqrt(len(logs))
+    return math.exp(m) - 1, math.exp(m - half) - 1, math.exp(m + half) - 1
+
+
+def verdict(low, high):
+    """Within MAX_LOSS only when the whole interval is; short of it only when the whole interval is."""
+    if low is not None and low >= -MAX_LOSS:
+        return "yes"
+    if high is not None and high < -MAX_LOSS:
+        return "**no**"
+    return "not told apart from the noise"
 
 
 def against(rows, n):
@@ -384,29 +408,40 @@ def against(rows, n):
     for r in rows:
         who, _, rest = r["name"].partition("_")
         if who in ("now", "then"):
-            step, _, _ = rest.rpartition("_")
-            runs.setdefault(step, {"now": [], "then": []})[who].append(r)
+            step, _, i = rest.rpartition("_")
+            runs.setdefault(step, {"now": {}, "then": {}})[who][i] = r
     if not build or not runs:
         return
     commit = build["summary"]["commit"][:7]
     print(f"\n### full speed against {commit} (its release build and this one in turns; at most 5% slower)\n")
-    print("| step | runs each | records/s then | now | change | CPU s then | now | peak RSS MB then | now | met |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| step | runs each | records/s then | now | change (90% interval) | the rounds' changes | CPU s then | now "
+        "| peak RSS MB then | now | within 5% |"
+    )
+    print("|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|")
     for step, by in runs.items():
-        if not by["now"] or not by["then"]:
+        # The rounds both builds ran (a run cut short leaves one side alone).
+        both = sorted(by["now"].keys() & by["then"].keys())
+        if not both:
             continue
-        then, now = mean(rate(r, n) for r in by["then"]), mean(rate(r, n) for r in by["now"])
+        by = {who: [by[who][i] for i in both] for who in by}
+        rates = {who: [rate(r, n) for r in by[who]] for who in by}
+        # Each round's change (its two runs side by side): the machine moves ±10% between runs.
+        rounds = sorted(a / b - 1 for a, b in zip(rates["now"], rates["then"], strict=True))
+        change, low, high = paired_change(rates["now"], rates["then"])
+        interval = f" ({low:+.1%} to {high:+.1%})" if low is not None else ""
         cpu = {who: mean(r["cpu_s"] for r in by[who]) for who in by}
         rss = {who: max(r["peak_rss_mb"] or 0 for r in by[who]) for who in by}
-        met = "yes" if now >= then * (1 - MAX_LOSS) else "**no**"
         print(
-            f"| {step} | {min(len(by['now']), len(by['then']))} | {then:,.0f} | {now:,.0f} | {now / then - 1:+.1%} "
-            f"| {cpu['then']:.2f} | {cpu['now']:.2f} | {rss['then']:.0f} | {rss['now']:.0f} | {met} |"
+            f"| {step} | {len(both)} | {mean(rates['then']):,.0f} | {mean(rates['now']):,.0f} "
+            f"| {change:+.1%}{interval} | {rounds[0]:+.1%} to {rounds[-1]:+.1%} | {cpu['then']:.2f} | {cpu['now']:.2f} "
+            f"| {rss['then']:.0f} | {rss['now']:.0f} | {verdict(low, high)} |"
         )
     built = f"built in {build['wall_s'] / 60:.1f} min" if build["wall_s"] >= 60 else "its kept build reused"
     print(
         "\nEach round ran both builds one after the other, the order turned each round; each load read the "
-        f"rows its own build's transform wrote. {commit}: {built}."
+        "rows its own build's transform wrote. The change is the geometric mean of the rounds' ratios; a step "
+        f"is within 5% when its whole 90% interval is, short of it when its whole interval is below. {commit}: {built}."
     )
 
 

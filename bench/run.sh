@@ -475,7 +475,7 @@ against_run() {
   sync
 }
 bench_against() {
-  local rev dir src step i rounds=${BENCH_AGAINST_ROUNDS:-3} steps=${BENCH_AGAINST_STEPS:-ingest transform transform_eos load_parquet load_postgres}
+  local rev dir src step i rounds=${BENCH_AGAINST_ROUNDS:-8} steps=${BENCH_AGAINST_STEPS:-ingest transform transform_eos load_parquet load_postgres}
   rev=$(git rev-parse --verify "${BENCH_AGAINST:-ad42e32}^{commit}") || die "bench: BENCH_AGAINST is not a commit"
   for step in $steps; do
     [[ " $AGAINST_STEPS " == *" $step "* ]] || die "bench: unknown step '$step' in BENCH_AGAINST_STEPS (steps: $AGAINST_STEPS)"
