@@ -483,20 +483,21 @@ bench_against() {
   done
   # The sources at a fixed path beside the target: cargo then finds the build of a run before fresh.
   dir="$TARGET/against-${rev:0:12}" src="$TARGET/against-${rev:0:12}-src"
-  [ -f "$src/Cargo.toml" ] || { mkdir -p "$src" && git archive "$rev" | tar -x -C "$src"; }
+  [ -d "$src" ] || { rm -rf "$src.part" && mkdir -p "$src.part" && git archive "$rev" | tar -x -C "$src.part" && mv "$src.part" "$src"; }
   say "bench: release build of ${rev:0:10} (BENCH_AGAINST) in $dir"
   timed against_build cargo build --quiet --release --bin rtds --manifest-path "$src/Cargo.toml" --target-dir "$dir" ||
     { tail -n 20 "$WORK/against_build.err" >&2; die "bench: the build of ${rev:0:10} failed"; }
-  cp "$dir/release/rtds" "$WORK/rtds-against"
+  # Run where it was built: a copy a run would be 700 MB of scratch (the release profile keeps line tables).
+  local then_bin="$dir/release/rtds"
   # The report names the build compared with (a kept target directory builds in seconds).
   printf '{"commit": "%s", "rounds": %s}\n' "$rev" "$rounds" >"$WORK/against_build.out"
   record against_build ""
   for step in $steps; do
     for i in $(seq 1 "$rounds"); do
       if [ $((i % 2)) = 1 ]; then
-        against_run now "$step" "$i" "$REL/rtds" && against_run then "$step" "$i" "$WORK/rtds-against"
+        against_run now "$step" "$i" "$REL/rtds" && against_run then "$step" "$i" "$then_bin"
       else
-        against_run then "$step" "$i" "$WORK/rtds-against" && against_run now "$step" "$i" "$REL/rtds"
+        against_run then "$step" "$i" "$then_bin" && against_run now "$step" "$i" "$REL/rtds"
       fi
     done
   done
