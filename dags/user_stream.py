@@ -25,6 +25,14 @@ with DAG(
         "duration": Param(60, type="integer", minimum=1, maximum=3600, description="Seconds to stream"),
         "rate": Param(100, type="integer", minimum=1, maximum=100_000, description="Users per second"),
         "source": Param("generate", type="string", enum=["generate", "randomuser"]),
+        "linger_ms": Param(
+            25,
+            type="integer",
+            minimum=0,
+            maximum=10_000,
+            description="How long a record may wait to be sent with others (ms): longer costs less CPU a record, "
+            "and adds up to that much latency",
+        ),
     },
     tags=["rtds"],
 ) as dag:
@@ -36,6 +44,7 @@ with DAG(
             "RTDS_SOURCE": "{{ params.source }}",
             "RTDS_DURATION": "{{ params.duration }}s",
             "RTDS_RATE": "{{ params.rate }}",
+            "RTDS_LINGER": "{{ params.linger_ms }}ms",
             "RTDS_SEED": "{{ ts_nodash | replace('T', '') }}",
         },
         task_id="stream",

@@ -190,6 +190,20 @@ mod tests {
     }
 
     #[test]
+    fn ingest_lingers_25ms_unless_told_from_0_to_10s() {
+        let linger = |args: &[&str]| match Cli::try_parse_from([&["rtds", "ingest"][..], args].concat()) {
+            Ok(Cli { command: Command::Ingest(a), .. }) => Ok(a.linger),
+            Ok(_) => unreachable!("parsed as ingest"),
+            Err(e) => Err(e.exit_code()),
+        };
+        assert_eq!(linger(&[]), Ok(crate::kafka::LINGER_STREAM));
+        assert_eq!(linger(&["--linger", "0ms"]), Ok(std::time::Duration::ZERO));
+        assert_eq!(linger(&["--linger", "10s"]), Ok(std::time::Duration::from_secs(10)));
+        assert_eq!(linger(&["--linger", "11s"]), Err(2));
+        assert_eq!(linger(&["--linger", "soon"]), Err(2));
+    }
+
+    #[test]
     fn topic_names_are_validated() {
         assert!(Cli::try_parse_from(["rtds", "ingest", "--topic", "users raw"]).is_err());
         assert!(Cli::try_parse_from(["rtds", "ingest", "--topic", "users_raw.v2"]).is_ok());

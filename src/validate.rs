@@ -262,6 +262,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The longest `--linger` (a window longer than this is a batch job, not a stream).
+pub const MAX_LINGER: Duration = Duration::from_secs(10);
+
+/// How long a record may wait to be sent with others: 0 (at once) to `MAX_LINGER`.
+pub fn parse_linger(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d <= MAX_LINGER => Ok(d),
+        _ => Err(format!("invalid linger {s:?}: a duration from 0 to 10s (e.g. 25ms, 0ms)")),
+    }
+}
+
 /// A size in bytes: `1048576`, `512KB`, `128MB`, `1GB` (powers of 1024).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -98,7 +98,7 @@ pub async fn run(
     };
     kafka::ensure_topics(kafka, &[&args.topic], &args.topics).await?;
     // Paced, the pacer's windows do the waiting and a window's records go at once.
-    let linger = if args.rate.is_some() { kafka::LINGER_BATCH } else { kafka::LINGER_STREAM };
+    let linger = if args.rate.is_some() { kafka::LINGER_BATCH } else { args.linger };
     let (producer, deliveries) = kafka::producer(kafka, args.compression, linger, None)?;
     let metrics = StageMetrics::new("ingest", metrics_addr)?;
     let mut shutdown = crate::shutdown::listen();
@@ -114,7 +114,7 @@ pub async fn run(
             start,
             sent: 0,
             deadline: args.duration.map(|d| start + d),
-            window: kafka::LINGER_STREAM,
+            window: args.linger,
         },
         bytes: 0,
         avro,

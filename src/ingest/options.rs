@@ -63,6 +63,12 @@ pub struct IngestArgs {
     /// Produce at most this many users per second (e.g. 100/s or 100).
     #[arg(long, env = "RTDS_RATE", value_parser = validate::parse_rate)]
     pub rate: Option<f64>,
+    /// How long a record may wait to be sent with others (0 to 10s): with --rate, the records due
+    /// in each window this long go at once; without, the producer lingers this long. Longer sends
+    /// fewer requests, and every stage downstream reads fewer batches a second, for up to this
+    /// much latency a record (bench/README.md, "Every goal in one run, and what a window costs").
+    #[arg(long, env = "RTDS_LINGER", default_value = "25ms", value_parser = validate::parse_linger)]
+    pub linger: Duration,
     /// Topic to produce to (created if missing).
     #[arg(long, env = "RTDS_TOPIC", default_value = "users_raw", value_parser = validate::parse_topic)]
     pub topic: String,

@@ -39,9 +39,9 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// moment it takes to hand them over; each ms more is a ms of every hop's
 /// latency (bench/README.md, "Transactions that waited 100 ms").
 pub const LINGER_BATCH: Duration = Duration::from_millis(1);
-/// How long a streamed record may wait to be sent with others: a paced
-/// ingest sends each window this long at once (its producer lingers
-/// `LINGER_BATCH`), an unpaced one lingers this. At 1,000 records/s the
+/// How long a streamed record may wait to be sent with others, unless
+/// `ingest --linger` says otherwise: a paced ingest sends each window this
+/// long at once (its producer lingers `LINGER_BATCH`), an unpaced one lingers this. At 1,000 records/s the
 /// broker then gets 40 windows a second instead of a produce request a
 /// record, and every stage downstream reads a window as one batch; a
 /// record's latency grows by half of it on average (bench/README.md, "Cheap

@@ -9,6 +9,9 @@ def test_stream_dag(dagbag):
     task = dag.get_task("stream")
     assert task.env["RTDS_DURATION"] == "{{ params.duration }}s"
     assert dag.params.get_param("duration").value == 60
+    # The ingest's own default window, bounded as `--linger` is (0 to 10 s).
+    linger = dag.params.get_param("linger_ms")
+    assert (linger.value, linger.schema["minimum"], linger.schema["maximum"]) == (25, 0, 10_000)
     assert task.retries >= 1 and task.execution_timeout is not None
 
 
@@ -24,6 +27,7 @@ def test_stream_is_the_shared_rtds_task_on_kafka_only(dagbag):
         "RTDS_SOURCE": "{{ params.source }}",
         "RTDS_DURATION": "{{ params.duration }}s",
         "RTDS_RATE": "{{ params.rate }}",
+        "RTDS_LINGER": "{{ params.linger_ms }}ms",
         "RTDS_SEED": "{{ ts_nodash | replace('T', '') }}",
     }
     assert task.append_env is True and task.do_xcom_push is True

@@ -315,6 +315,7 @@ fn bad_flags_exit_2_with_one_line() {
         &["--count", "10", "--rate", "0"],
         &["--count", "10", "--source", "nope"],
         &["--count", "10", "--url", "not a url"],
+        &["--count", "10", "--linger", "1h"],
         &["--source", "generate"],
     ] {
         let out = run(rtds().arg("ingest").args(args), Duration::from_secs(30));
