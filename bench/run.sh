@@ -308,7 +308,9 @@ realtime() {
   local rate=$1 mode=${2:-} secs=${BENCH_RT_SECONDS:-60} addr=127.0.0.1:9471 taddr=127.0.0.1:9472 n t
   settle
   local name="rt$1$mode" tag="rt$1${mode}_$RUN" transform= load= floor= procs
-  local topics=(--dlq-topic "dlq_$tag") eos=() stats=(--kafka-option statistics.interval.ms=1000)
+  local topics=(--dlq-topic "dlq_$tag") eos=() stats=(--kafka-option statistics.interval.ms=1000) linger=()
+  # BENCH_RT_LINGER: the ingest's window (`--linger`; its default otherwise).
+  [ -z "${BENCH_RT_LINGER:-}" ] || linger=(--linger "$BENCH_RT_LINGER")
   [ "$mode" = eos ] && eos=(--exactly-once)
   if [ "$mode" = floor ]; then
     topic "raw_$tag"
@@ -338,7 +340,7 @@ realtime() {
     : >"$WORK/${name}_ingest.time"
   else
     measure "${name}_ingest" "" "$REL/rtds" ingest --source generate --rate "$rate/s" --duration "${secs}s" \
-      --seed "$rate" --topic "raw_$tag" "${stats[@]}"
+      --seed "$rate" --topic "raw_$tag" "${linger[@]}" "${stats[@]}"
     n=$(python3 bench/report.py field "$WORK/${name}_ingest.out" out)
     t=$SECONDS
     if [ -n "$floor" ]; then
