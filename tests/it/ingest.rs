@@ -355,6 +355,31 @@ fn duration_and_rate_bound_a_run_and_sigterm_flushes_and_exits_0() {
     assert_eq!(topic_len(&topic) as u64, s["out"].as_u64().unwrap());
 }
 
+/// `--linger` is the window a paced ingest sends at once: the same 400 records in
+/// 2 s take a produce request a partition a window with 500 ms windows, and
+/// about one a record with none (counted by librdkafka's statistics).
+#[test]
+fn linger_sets_how_many_produce_requests_a_paced_stream_makes() {
+    require_kafka();
+    let produce_requests = |linger: &str| {
+        let topic = unique("it_linger");
+        let out = run(
+            ingest(&topic)
+                .args(["--source", "generate", "--rate", "200/s", "--duration", "2s", "--linger", linger])
+                .args(["--kafka-option", "statistics.interval.ms=100"]),
+            RUN,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s = summary(&out);
+        assert_eq!(s["out"].as_u64(), Some(400), "{s}");
+        s["kafka_requests"]["producer"]["sent"]["Produce"].as_u64().unwrap_or(0)
+    };
+    let (windows, none) = (produce_requests("500ms"), produce_requests("0ms"));
+    // 4 windows of 3 partitions; the statistics may miss the last 100 ms.
+    assert!((1..=12).contains(&windows), "500 ms windows: {windows} produce requests");
+    assert!(none >= 10 * windows, "no window: {none} produce requests against {windows}");
+}
+
 /// With librdkafka's statistics on, each stage's summary counts the requests its
 /// clients sent, by type (src/kafka/requests.rs); without them, no such field.
 #[test]
