@@ -448,15 +448,16 @@ def against(rows, n):
         rounds = sorted(a / b - 1 for a, b in zip(rates["now"], rates["then"], strict=True))
         change, low, high = paired_change(rates["now"], rates["then"])
         interval = f" ({low:+.1%} to {high:+.1%})" if low is not None else ""
+        within = verdict(low, high)
         cpu = {who: mean(r["cpu_s"] for r in by[who]) for who in by}
         rss = {who: max(r["peak_rss_mb"] or 0 for r in by[who]) for who in by}
         print(
             f"| {step} | {len(both)} | {mean(rates['then']):,.0f} | {mean(rates['now']):,.0f} "
             f"| {change:+.1%}{interval} | {rounds[0]:+.1%} to {rounds[-1]:+.1%} | {cpu['then']:.2f} | {cpu['now']:.2f} "
-            f"| {rss['then']:.0f} | {rss['now']:.0f} | {verdict(low, high)} |"
+            f"| {rss['then']:.0f} | {rss['now']:.0f} | {within} |"
         )
         what = f"{step} at full speed, change of records/s against {commit} (90% interval)"
-        goals.append((what, "against", f"{change:+.1%}{interval}", f"{-MAX_LOSS:+.0%}", verdict(low, high)))
+        goals.append((what, "against", f"{change:+.1%}{interval}", f"{-MAX_LOSS:+.0%}", within))
     built = f"built in {build['wall_s'] / 60:.1f} min" if build["wall_s"] >= 60 else "its kept build reused"
     print(
         "\nEach round ran both builds one after the other, the order turned each round; each load read the "

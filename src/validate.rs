@@ -269,7 +269,10 @@ pub const MAX_LINGER: Duration = Duration::from_secs(10);
 pub fn parse_linger(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if d <= MAX_LINGER => Ok(d),
-        _ => Err(format!("invalid linger {s:?}: a duration from 0 to 10s (e.g. 25ms, 0ms)")),
+        _ => Err(format!(
+            "invalid linger {s:?}: a duration from 0 to {} (e.g. 25ms, 0ms)",
+            humantime::format_duration(MAX_LINGER)
+        )),
     }
 }
 

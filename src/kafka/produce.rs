@@ -41,11 +41,12 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 pub const LINGER_BATCH: Duration = Duration::from_millis(1);
 /// How long a streamed record may wait to be sent with others, unless
 /// `ingest --linger` says otherwise: a paced ingest sends each window this
-/// long at once (its producer lingers `LINGER_BATCH`), an unpaced one lingers this. At 1,000 records/s the
-/// broker then gets 40 windows a second instead of a produce request a
-/// record, and every stage downstream reads a window as one batch; a
-/// record's latency grows by half of it on average (bench/README.md, "Cheap
-/// at the rates users run", "One batch a window").
+/// long at once (its producer lingers `LINGER_BATCH`), an unpaced one
+/// lingers this. At 1,000 records/s the broker then gets 40 windows a
+/// second instead of a produce request a record, and every stage
+/// downstream reads a window as one batch; a record's latency grows by half
+/// of it on average (bench/README.md, "Cheap at the rates users run", "One
+/// batch a window").
 pub const LINGER_STREAM: Duration = Duration::from_millis(25);
 
 /// How long a transactional producer waits before it asks again a
