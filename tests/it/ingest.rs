@@ -356,10 +356,9 @@ fn duration_and_rate_bound_a_run_and_sigterm_flushes_and_exits_0() {
 }
 
 /// `--linger` is the window a paced ingest sends at once: the same 400 records in
-/// 2 s take a produce request a partition a window with 500 ms windows, and
+/// 2 s take about a produce request a partition a window with 500 ms windows, and
 /// about one a record with none (counted by librdkafka's statistics).
 #[test]
-#[ignore = "flaky under CI load: a window's records split over more produce requests (13 and 20 counted against a bound of 12, then 15)"]
 fn linger_sets_how_many_produce_requests_a_paced_stream_makes() {
     require_kafka();
     let produce_requests = |linger: &str| {
@@ -376,10 +375,11 @@ fn linger_sets_how_many_produce_requests_a_paced_stream_makes() {
         s["kafka_requests"]["producer"]["sent"]["Produce"].as_u64().unwrap_or(0)
     };
     let (windows, none) = (produce_requests("500ms"), produce_requests("0ms"));
-    // Five windows of 3 partitions: the first record is due at the start, so it ends a window of
-    // its own at once, then four of 500 ms; the statistics may miss the last 100 ms.
-    assert!((1..=15).contains(&windows), "500 ms windows: {windows} produce requests");
-    assert!(none >= 10 * windows, "no window: {none} produce requests against {windows}");
+    // A ratio, not a count: five windows of 3 partitions made 13 to 20 requests in clean-clone CI
+    // runs (a loaded machine splits a window's records), none about 400; a window fixed at 25 ms
+    // made 214 against 400.
+    assert!(windows > 0, "500 ms windows: no produce request counted");
+    assert!(none >= 5 * windows, "no window: {none} produce requests against {windows} with 500 ms windows");
 }
 
 /// With librdkafka's statistics on, each stage's summary counts the requests its
