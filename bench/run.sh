@@ -301,7 +301,8 @@ requests_now() { python3 bench/report.py requests "$1"; }
 # realtime RATE [MODE]: MODE eos runs the transform --exactly-once (steps named rt<RATE>eos_*);
 # MODE floor runs no stage but the client's floor (examples/kafka_floor.rs stream: bare
 # librdkafka reading the ingest's topic and producing each record on, no work) and the broker
-# under it. RATE 0 is the stages idle: nothing is ingested for BENCH_RT_SECONDS.
+# under it; MODE flooreos the same exactly once (stream-eos: a transaction a batch).
+# RATE 0 is the stages idle: nothing is ingested for BENCH_RT_SECONDS.
 # librdkafka's statistics are on (every second) in every stage: the requests a second each
 # client sends come from them (src/kafka/requests.rs).
 realtime() {
@@ -312,9 +313,11 @@ realtime() {
   # BENCH_RT_LINGER: the ingest's window (`--linger`; its default otherwise).
   [ -z "${BENCH_RT_LINGER:-}" ] || linger=(--linger "$BENCH_RT_LINGER")
   [ "$mode" = eos ] && eos=(--exactly-once)
-  if [ "$mode" = floor ]; then
+  local floor_mode=stream
+  [ "$mode" = flooreos ] && floor_mode=stream-eos
+  if [[ "$mode" == floor* ]]; then
     topic "raw_$tag"
-    "$REL/examples/kafka_floor" stream 127.0.0.1:9092 "raw_$tag" "floor_$tag" 2>"$WORK/${name}_floor.err" &
+    "$REL/examples/kafka_floor" "$floor_mode" 127.0.0.1:9092 "raw_$tag" "floor_$tag" 2>"$WORK/${name}_floor.err" &
     floor=$!
     sleep 5 # its group joined (it has no /metrics to say so)
     procs=(floor="$floor")
@@ -385,6 +388,9 @@ bench_realtime() {
     say "bench: real-time path at $rate records/s, transform --exactly-once"
     realtime "$rate" eos
     drop_data ".*rt${rate}eos"
+    say "bench: the Kafka client's floor at $rate records/s, exactly once"
+    realtime "$rate" flooreos
+    drop_data ".*rt${rate}flooreos"
   done
 }
 

@@ -13,12 +13,19 @@
 //! with INPUT's partition count) through a plain producer it polls itself (no
 //! threads of its own besides librdkafka's), committing every second, until it
 //! is killed; its CPU over a stretch (measured from outside, by bench/run.sh)
-//! is what librdkafka alone costs at the input's rate.
+//! is what librdkafka alone costs at the input's rate. `stream-eos` is the same
+//! loop exactly once, as `transform --follow --exactly-once` commits: a
+//! transaction a batch (gathered as the stage gathers one: up to 3 ms after its
+//! first record while it lacks a partition), its input offsets in it.
 //! Usage: kafka_floor consume BROKERS TOPIC GROUP
 //!        kafka_floor produce BROKERS INPUT OUTPUT
 //!        kafka_floor stream BROKERS INPUT OUTPUT
+//!        kafka_floor stream-eos BROKERS INPUT OUTPUT
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 #[path = "common/bare.rs"]
 mod bare;
@@ -26,16 +33,20 @@ mod bare;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rtds::kafka::GATHER;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, brokers, a, b] = &args[..] else {
-        anyhow::bail!("usage: kafka_floor consume BROKERS TOPIC GROUP | produce BROKERS INPUT OUTPUT");
+        anyhow::bail!(
+            "usage: kafka_floor consume BROKERS TOPIC GROUP | produce|stream|stream-eos BROKERS INPUT OUTPUT"
+        );
     };
     let (records, bytes, wall, cpu) = match mode.as_str() {
         "consume" => consume(brokers, a, b)?,
         "produce" => produce(brokers, a, b)?,
-        "stream" => stream(brokers, a, b)?,
+        "stream" => stream(brokers, a, b, false)?,
+        "stream-eos" => stream(brokers, a, b, true)?,
         other => anyhow::bail!("unknown mode {other}"),
     };
     println!(
@@ -82,17 +93,61 @@ fn produce(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64
     Ok((records.len() as u64, bytes, start.elapsed().as_secs_f64(), bare::cpu_seconds()? - cpu_before))
 }
 
-fn stream(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64, f64, f64)> {
+fn stream(brokers: &str, input: &str, output: &str, exactly_once: bool) -> anyhow::Result<(u64, u64, f64, f64)> {
     let group = format!("kafka-floor-stream-{}", std::process::id());
     let (consumer, partitions) = bare::consumer(brokers, &group, input, &rtds::transform::PROFILE)?;
     bare::create_topic(brokers, output, partitions)?;
-    let producer: BaseProducer = bare::config(brokers)?.create()?;
+    let mut cfg = bare::config(brokers)?;
+    if exactly_once {
+        // As rtds's transactional producer (src/kafka/produce.rs): a delivery may not outlast
+        // the transaction (librdkafka's rule), retries of a busy coordinator 20 ms apart.
+        cfg.set("transactional.id", &group)
+            .set("message.timeout.ms", "60000")
+            .set("retry.backoff.ms", rtds::kafka::RETRY_BACKOFF_TXN.as_millis().to_string());
+    }
+    let producer: BaseProducer = cfg.create()?;
+    let timeout = Duration::from_secs(30);
+    if exactly_once {
+        producer.init_transactions(timeout)?;
+    }
     let mut committed = Instant::now();
+    // The open transaction: when its first record came, and the partitions it read.
+    let mut open: Option<(Instant, HashSet<i32>)> = None;
     loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            None | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+        // As the stage gathers a batch: up to `GATHER` after its first record while it lacks a partition.
+        let wait = match &open {
+            None => Duration::from_millis(100),
+            Some((_, read)) if read.len() >= partitions => Duration::ZERO,
+            // Whole milliseconds: rdkafka's poll spins out the part of a timeout under one.
+            Some((first, _)) => {
+                Duration::from_millis(GATHER.saturating_sub(first.elapsed()).as_micros().div_ceil(1000) as u64)
+            }
+        };
+        match consumer.poll(wait) {
+            None | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                if open.as_ref().is_some_and(|(first, read)| read.len() >= partitions || first.elapsed() >= GATHER) {
+                    let group = consumer.group_metadata().context("the consumer's group metadata")?;
+                    producer.send_offsets_to_transaction(&consumer.position()?, &group, timeout)?;
+                    // The reports first, looked for every 1 ms (rtds's flush): rdkafka's flush, in
+                    // the commit, polls for 100 ms once anything is in flight, and its `poll` spins
+                    // out the part of a timeout under a millisecond.
+                    while producer.in_flight_count() > 0 {
+                        producer.poll(Duration::ZERO);
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    producer.commit_transaction(timeout)?;
+                    open = None;
+                }
+            }
             Some(Err(e)) => anyhow::bail!("consume: {e}"),
             Some(Ok(m)) => {
+                if exactly_once && open.is_none() {
+                    producer.begin_transaction()?;
+                    open = Some((Instant::now(), HashSet::new()));
+                }
+                if let Some((_, read)) = &mut open {
+                    read.insert(m.partition());
+                }
                 let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
                 if let Some(k) = m.key() {
                     record = record.key(k);
@@ -104,7 +159,7 @@ fn stream(brokers: &str, input: &str, output: &str) -> anyhow::Result<(u64, u64,
             }
         }
         producer.poll(Duration::ZERO);
-        if committed.elapsed() >= Duration::from_secs(1) {
+        if !exactly_once && committed.elapsed() >= Duration::from_secs(1) {
             consumer.commit_consumer_state(CommitMode::Async)?;
             committed = Instant::now();
         }

@@ -101,7 +101,7 @@ const IDLE: Duration = Duration::from_millis(250);
 /// its first record: a producer sends a request per partition, and the broker
 /// appends them one after another, so a fetch may come back with the first
 /// only (bench/README.md, "One batch a window").
-const GATHER: Duration = Duration::from_millis(3);
+pub const GATHER: Duration = Duration::from_millis(3);
 /// How long a batch not at its high watermarks waits for a record once none
 /// came: reading committed records only, it can lag behind the high
 /// watermark for good. A topic written in transactions ends each one with a

@@ -13,11 +13,12 @@ mod settings;
 
 pub use batch::{Batch, BatchRecord, INGESTED_AT, REPLAYS};
 pub use consume::{
-    Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key, read_spans,
+    GATHER, Profile, Reading, Rebalances, Source, check_consumer_settings, lag, prefetch_settings, range_key,
+    read_spans,
 };
 pub use produce::{
-    LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send,
-    send_blocking,
+    LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, RETRY_BACKOFF_TXN, Transactional, flush, headers,
+    producer, send, send_blocking,
 };
 pub use requests::{ClientRequests, sent as requests_sent};
 pub use settings::{ClientOpts, Compression, TopicOpts};
