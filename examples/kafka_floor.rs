@@ -99,11 +99,11 @@ fn stream(brokers: &str, input: &str, output: &str, exactly_once: bool) -> anyho
     bare::create_topic(brokers, output, partitions)?;
     let mut cfg = bare::config(brokers)?;
     if exactly_once {
-        // As rtds's transactional producer (src/kafka/produce.rs): a delivery may not outlast
-        // the transaction (librdkafka's rule), retries of a busy coordinator 20 ms apart.
-        cfg.set("transactional.id", &group)
-            .set("message.timeout.ms", "60000")
-            .set("retry.backoff.ms", rtds::kafka::RETRY_BACKOFF_TXN.as_millis().to_string());
+        // rtds's transactional settings, at the stage's default --transaction-timeout.
+        let txn = rtds::kafka::Transactional { id: &group, timeout: Duration::from_secs(10) };
+        for (key, value) in txn.settings() {
+            cfg.set(key, value);
+        }
     }
     let producer: BaseProducer = cfg.create()?;
     let timeout = Duration::from_secs(30);

@@ -17,8 +17,8 @@ pub use consume::{
     read_spans,
 };
 pub use produce::{
-    LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, RETRY_BACKOFF_TXN, Transactional, flush, headers,
-    producer, send, send_blocking,
+    LINGER_BATCH, LINGER_STREAM, PRODUCER_DEFAULTS, Producer, Transactional, flush, headers, producer, send,
+    send_blocking,
 };
 pub use requests::{ClientRequests, sent as requests_sent};
 pub use settings::{ClientOpts, Compression, TopicOpts};

@@ -64,6 +64,22 @@ pub struct Transactional<'a> {
     pub timeout: Duration,
 }
 
+impl Transactional<'_> {
+    /// The producer settings of a transaction: its id and timeout, a delivery
+    /// no longer than it (librdkafka requires message.timeout.ms <=
+    /// transaction.timeout.ms, and 60 s is plenty), retries of a busy
+    /// coordinator `RETRY_BACKOFF_TXN` apart.
+    pub fn settings(&self) -> [(&'static str, String); 4] {
+        let ms = |d: Duration| d.as_millis().to_string();
+        [
+            ("transactional.id", self.id.to_string()),
+            ("transaction.timeout.ms", ms(self.timeout)),
+            ("message.timeout.ms", ms(self.timeout.min(Duration::from_secs(60)))),
+            ("retry.backoff.ms", ms(RETRY_BACKOFF_TXN)),
+        ]
+    }
+}
+
 /// A producer with our delivery settings (docs/ARCHITECTURE.md): idempotent, acks=all,
 /// compressed, keyed partitioning, batched as `linger` says. Its delivery reports
 /// are counted in the returned `Deliveries`. With a `transactional_id` the
@@ -78,19 +94,8 @@ pub fn producer(
     defaults.push(("compression.type", compression.as_librdkafka()));
     let linger = linger.as_millis().to_string();
     defaults.push(("linger.ms", &linger));
-    let timeout = transactional.as_ref().map(|t| t.timeout.as_millis().to_string()).unwrap_or_default();
-    let backoff = RETRY_BACKOFF_TXN.as_millis().to_string();
-    // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-    let delivery = transactional
-        .as_ref()
-        .map(|t| t.timeout.min(Duration::from_secs(60)).as_millis().to_string())
-        .unwrap_or_default();
-    if let Some(t) = &transactional {
-        defaults.push(("transactional.id", t.id));
-        defaults.push(("transaction.timeout.ms", &timeout));
-        defaults.push(("message.timeout.ms", &delivery));
-        defaults.push(("retry.backoff.ms", &backoff));
-    }
+    let txn = transactional.as_ref().map(Transactional::settings);
+    defaults.extend(txn.iter().flatten().map(|(k, v)| (*k, v.as_str())));
     let deliveries = Arc::new(Deliveries::default());
     let producer = Producer::create(&client_config(client, &defaults)?, Counting(deliveries.clone()))
         .with_context(|| format!("creating a Kafka producer for {}", client.brokers))?;
@@ -171,4 +176,22 @@ pub fn headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
     pairs
         .iter()
         .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(t: &Transactional<'_>, key: &str) -> u64 {
+        t.settings().iter().find(|(k, _)| *k == key).map(|(_, v)| v.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_delivery_never_outlasts_its_transaction() {
+        for secs in [1, 10, 60, 900] {
+            let t = Transactional { id: "t", timeout: Duration::from_secs(secs) };
+            assert_eq!(setting(&t, "transaction.timeout.ms"), secs * 1000);
+            assert_eq!(setting(&t, "message.timeout.ms"), secs.min(60) * 1000);
+        }
+    }
 }
