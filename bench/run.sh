@@ -410,10 +410,11 @@ bench_dag() {
   python3 bench/report.py dag "$dag_count" "$t" "$(date +%s.%N)" "$WORK/dag.log" >>"$RESULTS"
 }
 
-# 6. criterion: the generator alone, and the in-process transform against arrow-json decoding alone
+# 6. criterion: the generator alone, the in-process transform against arrow-json decoding alone,
+# and the load's batch: its rows parsed, and parsed and written as a Parquet file
 bench_criterion() {
   say "bench: criterion"
-  cargo bench --quiet --bench generator --bench transform -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
+  cargo bench --quiet --bench generator --bench transform --bench load -- --noplot >"$WORK/criterion.txt" 2>&1 || tail -n 30 "$WORK/criterion.txt" >&2
 }
 
 # 7. build profiles: a clean build of the rtds binary under each of BENCH_PROFILES (in a target

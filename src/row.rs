@@ -3,6 +3,7 @@
 //! The sinks, the tests, the examples and the bench derive from `COLUMNS`:
 //! adding a column means the SQL (sql/format_users.sql) and one line here.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -42,10 +43,20 @@ impl Kind {
 pub struct Column {
     pub name: &'static str,
     pub kind: Kind,
+    /// Whether users share values of it (a first name, a gender, a picture):
+    /// Parquet keeps a dictionary of those, not of values most users have to
+    /// themselves, where it only grows (bench/README.md, "The load's rows").
+    pub repeats: bool,
 }
 
+/// A column; text repeats, ids and timestamps are each user's own.
 const fn column(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind }
+    Column { name, kind, repeats: matches!(kind, Kind::Text) }
+}
+
+/// A text column whose values are most users' own (an email, a phone number).
+const fn own_text(name: &'static str) -> Column {
+    Column { name, kind: Kind::Text, repeats: false }
 }
 
 /// Columns in a row. A literal, not `COLUMNS.len()`: arrays of this width
@@ -59,13 +70,13 @@ pub const COLUMNS: [Column; WIDTH] = [
     column("first_name", Kind::Text),
     column("last_name", Kind::Text),
     column("gender", Kind::Text),
-    column("address", Kind::Text),
+    own_text("address"),
     column("post_code", Kind::Text),
-    column("email", Kind::Text),
-    column("username", Kind::Text),
+    own_text("email"),
+    own_text("username"),
     column("dob", Kind::Timestamp),
     column("registered_date", Kind::Timestamp),
-    column("phone", Kind::Text),
+    own_text("phone"),
     column("picture", Kind::Text),
 ];
 
@@ -89,17 +100,17 @@ pub fn stamp_millis(text: &str) -> Option<i64> {
 /// UUID. Stores key rows by the parsed UUID, so two spellings of one UUID are
 /// one row: the text must be one too, or a batch holding both makes
 /// PostgreSQL's upsert touch a row twice and the Parquet files hold two.
-pub fn canonical_id(id: &str) -> Option<std::borrow::Cow<'_, str>> {
+pub fn canonical_id(id: &str) -> Option<Cow<'_, str>> {
     if is_canonical(id) {
-        return Some(std::borrow::Cow::Borrowed(id));
+        return Some(Cow::Borrowed(id));
     }
-    uuid::Uuid::try_parse(id).ok().map(|u| std::borrow::Cow::Owned(u.hyphenated().to_string()))
+    uuid::Uuid::try_parse(id).ok().map(|u| Cow::Owned(u.hyphenated().to_string()))
 }
 
 /// `id` as `canonical_id` spells it, if it is a UUID; anything else as it is.
 pub fn canonical(id: String) -> String {
     match canonical_id(&id) {
-        Some(std::borrow::Cow::Owned(c)) => c,
+        Some(Cow::Owned(c)) => c,
         _ => id,
     }
 }
@@ -116,33 +127,48 @@ fn is_canonical(id: &str) -> bool {
 /// A clean row of `users_created`, as the load stage reads it: a value (or
 /// null) per column. A field that is not a column is an error (schema drift
 /// must not be silently dropped, as the classic stack dropped `dob`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRow {
-    /// In `COLUMNS` order; the id (first) is always there and a UUID.
-    values: [Option<String>; WIDTH],
+    /// The columns' values one after another, in `COLUMNS` order: one
+    /// allocation a row, where a `String` a column made twelve to allocate and free.
+    text: String,
+    /// Where each column's value ends in `text` (it begins where the one before ends).
+    ends: [u32; WIDTH],
+    /// Bit `i` set: column `i` is null. The id (first) is always there and a UUID.
+    nulls: u16,
     uuid: uuid::Uuid,
     /// The ingest stamp of the record the row came from (`INGESTED_AT`), if it
     /// had one; shared with the rows beside it that have the same (`Stamps`).
     ingested_at: Option<Arc<str>>,
 }
 
+const _: () = assert!(WIDTH <= u16::BITS as usize, "a column's null flag is a bit of UserRow::nulls");
+
 impl UserRow {
     /// Parse one `users_created` payload; the error says why, for the DLQ.
     pub fn parse(payload: Option<&[u8]>) -> Result<Self, String> {
         let bytes = payload.ok_or("null payload (record has no value)")?;
         let values = serde_json::from_slice::<Values>(bytes).map_err(|e| format!("not a users_created row: {e}"))?.0;
-        Self::of(values)
+        Self::of(values.map(|v| v.map(|t| t.0)))
     }
 
     /// A row of these values (`COLUMNS` order), if its id is a UUID.
-    pub fn of(mut values: [Option<String>; WIDTH]) -> Result<Self, String> {
-        let id = values[0].as_deref().ok_or("not a users_created row: missing field `id`")?;
+    pub fn of<S: AsRef<str>>(values: [Option<S>; WIDTH]) -> Result<Self, String> {
+        let id = values[0].as_ref().map(AsRef::as_ref).ok_or("not a users_created row: missing field `id`")?;
         let uuid = uuid::Uuid::try_parse(id).map_err(|_| format!("id is not a UUID: {id:?}"))?;
-        if !is_canonical(id) {
-            // One spelling: a row keyed by another producer's upper-case id is the same row.
-            values[0] = Some(uuid.hyphenated().to_string());
+        // One spelling: a row keyed by another producer's upper-case id is the same row.
+        let canonical = (!is_canonical(id)).then(|| uuid.hyphenated().to_string());
+        let mut text = String::with_capacity(values.iter().flatten().map(|v| v.as_ref().len()).sum());
+        let (mut ends, mut nulls) = ([0; WIDTH], 0);
+        for (i, value) in values.iter().enumerate() {
+            match (i, value) {
+                (0, _) => text.push_str(canonical.as_deref().unwrap_or(id)),
+                (_, Some(v)) => text.push_str(v.as_ref()),
+                (_, None) => nulls |= 1 << i,
+            }
+            ends[i] = u32::try_from(text.len()).map_err(|_| "a row of more than 4 GiB of text".to_owned())?;
         }
-        Ok(Self { values, uuid, ingested_at: None })
+        Ok(Self { text, ends, nulls, uuid, ingested_at: None })
     }
 
     /// The row with the ingest stamp of its record (its `rtds-ingested-at`
@@ -157,7 +183,7 @@ impl UserRow {
     }
 
     pub fn id(&self) -> &str {
-        self.values[0].as_deref().unwrap_or_default()
+        self.get(0).unwrap_or_default()
     }
 
     pub fn uuid(&self) -> uuid::Uuid {
@@ -166,18 +192,29 @@ impl UserRow {
 
     /// Every column as text, in `COLUMNS` order.
     pub fn texts(&self) -> [Option<&str>; WIDTH] {
-        std::array::from_fn(|i| self.values[i].as_deref())
+        std::array::from_fn(|i| self.get(i))
     }
 
     /// The value of column `i` (of `COLUMNS`).
     pub fn get(&self, i: usize) -> Option<&str> {
-        self.values[i].as_deref()
+        let end = self.ends[i] as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        (self.nulls & (1 << i) == 0).then(|| &self.text[start..end])
     }
 
     #[cfg(test)]
     fn set(&mut self, name: &str, value: Option<&str>) {
         let i = names().position(|n| n == name).unwrap();
-        self.values[i] = value.map(str::to_owned);
+        let mut values = self.texts().map(|v| v.map(str::to_owned));
+        values[i] = value.map(str::to_owned);
+        let stamp = self.ingested_at.take();
+        *self = Self { ingested_at: stamp, ..Self::of(values).unwrap() };
+    }
+}
+
+impl fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRow").field("values", &self.texts()).field("ingested_at", &self.ingested_at).finish()
     }
 }
 
@@ -200,21 +237,49 @@ impl Stamps {
 }
 
 /// A JSON object read straight into the columns' slots.
-struct Values([Option<String>; WIDTH]);
+struct Values<'de>([Option<Text<'de>>; WIDTH]);
 
-impl<'de> de::Deserialize<'de> for Values {
+/// A JSON string: borrowed from the payload when it has no escapes (most do), else decoded.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl<'de> Visitor<'de> for Str {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Str)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Values<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Slots;
         impl<'de> Visitor<'de> for Slots {
-            type Value = Values;
+            type Value = Values<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object of the row's columns")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
-                let mut values: [Option<String>; WIDTH] = Default::default();
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values<'de>, A::Error> {
+                let mut values: [Option<Text<'de>>; WIDTH] = Default::default();
                 let mut seen = [false; WIDTH];
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let Some(i) = names().position(|n| n == key) else {
+                // The transform writes the columns in order: the next one is tried first.
+                let mut next = 0;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let at = |i: &usize| COLUMNS.get(*i).is_some_and(|c| c.name == key);
+                    let Some(i) = Some(next).filter(at).or_else(|| (0..WIDTH).find(at)) else {
                         let known: Vec<&str> = names().collect();
                         return Err(de::Error::custom(format!(
                             "unknown field `{key}`, expected one of {}",
@@ -225,6 +290,7 @@ impl<'de> de::Deserialize<'de> for Values {
                         return Err(de::Error::duplicate_field(COLUMNS[i].name));
                     }
                     values[i] = map.next_value()?;
+                    next = i + 1;
                 }
                 Ok(Values(values))
             }
@@ -277,6 +343,20 @@ mod tests {
     }
 
     #[test]
+    fn fields_in_any_order_and_escaped_text_read_the_same() {
+        let r = UserRow::parse(Some(ROW.as_bytes())).unwrap();
+        let moved = ROW
+            .replace(r#""first_name":"Tomás","#, "")
+            .replace(r#""picture":"x""#, r#""picture":"x","first_name":"Tomás""#);
+        assert_eq!(UserRow::parse(Some(moved.as_bytes())).unwrap(), r);
+        let escaped = ROW.replace("Tomás", r#"To\u006d\u00e1s \"T\"\n"#);
+        assert_eq!(UserRow::parse(Some(escaped.as_bytes())).unwrap().get(1), Some("Tomás \"T\"\n"));
+        let empty = ROW.replace(r#""address":"a""#, r#""address":"""#);
+        let r = UserRow::parse(Some(empty.as_bytes())).unwrap();
+        assert_eq!((r.get(3), r.get(4), r.get(5)), (Some("male"), Some(""), Some("69002")), "empty is not null");
+    }
+
+    #[test]
     fn an_id_has_one_spelling() {
         let lower = "0b6d2f7e-5c1a-4b8e-9f3d-2a7c6e1d9b40";
         for spelling in [lower, "0B6D2F7E-5C1A-4B8E-9F3D-2A7C6E1D9B40", "0b6d2f7e5c1a4b8e9f3d2a7c6e1d9b40"] {
@@ -284,7 +364,7 @@ mod tests {
             let row = UserRow::parse(Some(ROW.replace(lower, spelling).as_bytes())).unwrap();
             assert_eq!(row.id(), lower, "{spelling}");
         }
-        assert!(matches!(canonical_id(lower), Some(std::borrow::Cow::Borrowed(_))), "no copy when already canonical");
+        assert!(matches!(canonical_id(lower), Some(Cow::Borrowed(_))), "no copy when already canonical");
         assert_eq!(canonical_id("not-a-uuid"), None);
     }
 

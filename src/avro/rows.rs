@@ -56,7 +56,7 @@ impl RowReader {
             read.batch.columns().iter().filter_map(|c| c.as_any().downcast_ref::<StringArray>()).collect();
         anyhow::ensure!(columns.len() == WIDTH, "Avro rows read as {} text columns, not {WIDTH}", columns.len());
         for (n, input) in read.rows.iter().enumerate() {
-            let values = std::array::from_fn(|c| columns[c].is_valid(n).then(|| columns[c].value(n).to_owned()));
+            let values = std::array::from_fn(|c| columns[c].is_valid(n).then(|| columns[c].value(n)));
             out.insert(*input, UserRow::of(values));
         }
         out.extend(read.rejected.into_iter().map(|(i, why)| (i, Err(why))));

@@ -47,10 +47,17 @@ pub fn text_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// How the file sinks write Parquet: zstd at its default level.
+/// How the file sinks write Parquet: zstd at its default level, a dictionary
+/// only for the columns whose values repeat (`Column::repeats`).
 pub fn parquet_properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::{Compression, ZstdLevel};
-    parquet::file::properties::WriterProperties::builder()
+    use parquet::schema::types::ColumnPath;
+    COLUMNS
+        .iter()
+        .filter(|c| !c.repeats)
+        .fold(parquet::file::properties::WriterProperties::builder(), |b, c| {
+            b.set_column_dictionary_enabled(ColumnPath::from(c.name), false)
+        })
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build()
 }
@@ -113,4 +120,23 @@ pub fn ids_of(batches: &[RecordBatch]) -> Result<Vec<(String, Option<i64>)>> {
         }
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::schema::types::ColumnPath;
+
+    use super::*;
+
+    #[test]
+    fn a_dictionary_only_where_values_repeat() {
+        let props = parquet_properties();
+        let dictionary = |name: &str| props.dictionary_enabled(&ColumnPath::from(name));
+        for name in ["id", "email", "username", "phone", "address", "dob", "registered_date"] {
+            assert!(!dictionary(name), "{name}: most users have their own");
+        }
+        for name in ["first_name", "last_name", "gender", "post_code", "picture", INGESTED_AT] {
+            assert!(dictionary(name), "{name}: values repeat");
+        }
+    }
 }
