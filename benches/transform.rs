@@ -15,14 +15,7 @@ use rtds::transform::Transformer;
 const BATCH: usize = 5000;
 
 fn transform(c: &mut Criterion) {
-    let generator = Generator::new(7);
-    let records: Vec<Vec<u8>> = (0..BATCH as u64)
-        .map(|i| {
-            let mut v = Vec::new();
-            generator.write_record(i, &mut v);
-            v
-        })
-        .collect();
+    let records = Generator::new(7).records(BATCH as u64);
     let payloads: Vec<Option<&[u8]>> = records.iter().map(|r| Some(r.as_slice())).collect();
     let joined: Vec<u8> = records.join(&b'\n');
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

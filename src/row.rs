@@ -45,7 +45,7 @@ pub struct Column {
     pub kind: Kind,
     /// Whether users share values of it (a first name, a gender, a picture):
     /// Parquet keeps a dictionary of those, not of values most users have to
-    /// themselves, where it only grows (bench/README.md, "The load's rows").
+    /// themselves, where it only grows (bench/README.md, "A row in one allocation").
     pub repeats: bool,
 }
 
