@@ -100,7 +100,8 @@ fn stream(brokers: &str, input: &str, output: &str, exactly_once: bool) -> anyho
     let mut cfg = bare::config(brokers)?;
     if exactly_once {
         // rtds's transactional settings, at the stage's default --transaction-timeout.
-        let txn = rtds::kafka::Transactional { id: &group, timeout: Duration::from_secs(10) };
+        let timeout = rtds::validate::parse_duration(rtds::stage::TRANSACTION_TIMEOUT).map_err(anyhow::Error::msg)?;
+        let txn = rtds::kafka::Transactional { id: &group, timeout };
         for (key, value) in txn.settings() {
             cfg.set(key, value);
         }

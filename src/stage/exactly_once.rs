@@ -16,6 +16,9 @@ use crate::validate;
 /// the longest a broker allows unless told otherwise).
 const WHOLE_RUN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
+/// `--transaction-timeout`'s default; the bench's exactly-once floor runs at it too.
+pub const TRANSACTION_TIMEOUT: &str = "10s";
+
 #[derive(Debug, Clone, Args)]
 pub struct ExactlyOnceOpts {
     /// Consume-process-produce in Kafka transactions (exactly once between topics).
@@ -30,7 +33,8 @@ pub struct ExactlyOnceOpts {
     /// 10 s more (a restart with the same transactional id ends it at once); an outage of Kafka
     /// longer than it aborts the transaction and stops the run, uncommitted (bench/README.md,
     /// "Bounded stalls").
-    #[arg(long, env = "RTDS_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = validate::parse_duration)]
+    #[arg(long, env = "RTDS_TRANSACTION_TIMEOUT", default_value = TRANSACTION_TIMEOUT,
+          value_parser = validate::parse_duration)]
     pub transaction_timeout: Duration,
     /// With --exactly-once: commit a transaction once it has taken this many records.
     #[arg(long, env = "RTDS_TRANSACTION_RECORDS", default_value_t = 50_000,
@@ -114,5 +118,17 @@ mod tests {
         assert_eq!(a, id(None, "transform", &range(9)), "a retry of the same range: the same id");
         assert_ne!(a, b, "another range: another id");
         assert!(a.starts_with("rtds-transform-raw-"), "{a}");
+    }
+
+    #[test]
+    fn the_transaction_timeout_given_no_flag_is_the_one_the_floor_reads() {
+        #[derive(clap::Parser)]
+        struct Stage {
+            #[command(flatten)]
+            opts: ExactlyOnceOpts,
+        }
+        let parsed = <Stage as clap::Parser>::try_parse_from(["rtds"]).unwrap();
+        assert_eq!(Ok(parsed.opts.transaction_timeout), validate::parse_duration(TRANSACTION_TIMEOUT));
+        assert_eq!(parsed.opts.transaction_timeout, Duration::from_secs(10));
     }
 }

@@ -7,7 +7,7 @@ mod exactly_once;
 mod options;
 mod restart;
 
-pub use exactly_once::{ExactlyOnceOpts, Transactions};
+pub use exactly_once::{ExactlyOnceOpts, TRANSACTION_TIMEOUT, Transactions};
 pub use options::ConsumeOpts;
 pub use restart::follow_through;
 
