@@ -63,8 +63,9 @@ measure() {
   record "$name" "$baseline_of"
 }
 
+# topic NAME [PARTITIONS]: 3 partitions unless told.
 topic() { kafka_cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create --if-not-exists \
-  --topic "$1" --partitions 3 --replication-factor 1 >/dev/null; }
+  --topic "$1" --partitions "${2:-3}" --replication-factor 1 >/dev/null; }
 
 # drop_data PATTERN: drop this run's keyspaces, schemas and topics named like PATTERN (a regex
 # over names ending in _$RUN), so that one step's data (compactions, vacuum) does not slow the
@@ -312,6 +313,10 @@ realtime() {
   local topics=(--dlq-topic "dlq_$tag") eos=() stats=(--kafka-option statistics.interval.ms=1000) linger=()
   # BENCH_RT_LINGER: the ingest's window (`--linger`; its default otherwise).
   [ -z "${BENCH_RT_LINGER:-}" ] || linger=(--linger "$BENCH_RT_LINGER")
+  # BENCH_RT_PARTITIONS: every topic of the run made with that many partitions first (3 otherwise).
+  if [ -n "${BENCH_RT_PARTITIONS:-}" ]; then
+    for t in raw created dlq floor; do topic "${t}_$tag" "$BENCH_RT_PARTITIONS"; done
+  fi
   [ "$mode" = eos ] && eos=(--exactly-once)
   local floor_mode=stream
   [ "$mode" = flooreos ] && floor_mode=stream-eos
